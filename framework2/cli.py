@@ -1,0 +1,302 @@
+"""The ``framework2`` command line: init, start, run, health, dashboard, demo.
+
+Every user-fixable problem prints one ``error:`` line and a ``hint:`` line and exits 1; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import webbrowser
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from framework2.errors import Framework2Error
+
+app = typer.Typer(
+    name="framework2",
+    help="Framework Set 2: operations systems for software organisations, on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+DEFAULT_API = "http://127.0.0.1:4200/api"
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from framework2.config import get_settings
+
+    return get_settings()
+
+
+def _prefect_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def ui_url() -> str:
+    """The Prefect UI URL for the configured API (or the local default)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    configured = PREFECT_UI_URL.value()
+    if configured:
+        return str(configured)
+    api = PREFECT_API_URL.value() or DEFAULT_API
+    return str(api).removesuffix("/api")
+
+
+@app.command()
+def init() -> None:
+    """Create the store, register block types, create the work pool, deploy prefect.yaml, create automations."""
+    from framework2.deployments.setup import init_steps
+
+    _prefect_env()
+    for title, action in init_steps(_settings()):
+        with console.status(f"{title}…"):
+            result = action()
+        for line in [result] if isinstance(result, str) else result:
+            console.print(f"[green]✓[/green] {title}: {line}")
+    console.print(f"Done. Open the UI at {ui_url()} (start it with `framework2 start`).")
+
+
+@app.command()
+def start(
+    host: str = "127.0.0.1",
+    port: int = 4200,
+    worker: Annotated[bool, typer.Option(help="Also run a process worker for the framework2 pool.")] = True,
+) -> None:
+    """Run the Prefect server and a worker in the foreground until Ctrl-C."""
+    from framework2.deployments.setup import PROJECT_DIR, WORK_POOL
+
+    _prefect_env()
+    bin_dir = Path(sys.executable).parent
+    api = f"http://{host}:{port}/api"
+    env = os.environ | {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    procs = [subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", host, "--port", str(port)],
+                              env=env)]
+    try:
+        _wait_for_api(api, timeout=90, proc=procs[0])
+        console.rule("[bold green]Framework Set 2 is up")
+        console.print(f"  Prefect UI:  [bold]http://{host}:{port}[/bold]")
+        console.print(f"  API:         {api}    (export PREFECT_API_URL={api})")
+        if worker:
+            procs.append(subprocess.Popen(
+                [str(bin_dir / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
+                env=env | {"FRAMEWORK2_PROJECT_DIR": str(PROJECT_DIR)}, cwd=PROJECT_DIR))
+            console.print(f"  Worker:      polling work pool {WORK_POOL!r}")
+        console.print("  Stop with Ctrl-C.")
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        raise Framework2Error("a Prefect process stopped unexpectedly", hint="see its output above")
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        for proc in reversed(procs):
+            # A worker stops on a second SIGINT, not on SIGTERM.
+            for _ in range(2):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                    time.sleep(1)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_api(api: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise Framework2Error("the Prefect server exited during start-up",
+                                  hint="is the port already in use? try --port 4300")
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise Framework2Error(f"the Prefect server did not answer at {api} within {timeout:.0f} s",
+                          hint="check the output above for errors")
+
+
+@app.command()
+def run(
+    system: Annotated[str | None, typer.Argument(help="System code (e.g. ppis); omit to run the PSO master flow.")] = None,
+    deployment: Annotated[bool, typer.Option(help="Start deployments on workers instead of running here.")] = False,
+) -> None:
+    """Run the master flow (all systems) or one system now."""
+    from framework2.flows.orchestrator import orchestrate
+    from framework2.store.engine import open_store
+    from framework2.systems import get_system
+
+    _prefect_env()
+    settings = _settings()
+    open_store(settings)
+    if system is None:
+        report = asyncio.run(orchestrate(execution="deployment" if deployment else "subflow"))
+        _print_report(report)
+        if report.failed:
+            raise typer.Exit(1)
+        return
+    spec = get_system(system)
+    if deployment:
+        from prefect.deployments import run_deployment
+
+        flow_run = run_deployment(name=spec.deployment, timeout=None)
+        console.print(f"{spec.code.upper()}: {flow_run.state.name if flow_run.state else 'unknown'}")
+        return
+    result = spec.load_flow()()
+    console.print(f"[bold]{spec.code.upper()}[/bold] {result.summary}")
+
+
+def _print_report(report: Any) -> None:
+    table = Table(title="PSO roll-up")
+    for col in ("system", "run", "health", "summary"):
+        table.add_column(col)
+    for o in report.outcomes:
+        colour = {"completed": "green", "failed": "red"}.get(o.status, "yellow")
+        table.add_row(o.system.upper(), f"[{colour}]{o.status}[/{colour}] {o.seconds:.1f}s",
+                      f"{report.health.get(o.system, 0):.1f}", o.summary or o.error or "")
+    console.print(table)
+    console.print(f"Portfolio health: [bold]{report.portfolio_health:.1f}[/bold]")
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+@app.command()
+def health() -> None:
+    """Per system: last run, its state and age, success rate and the latest health score."""
+    from framework2.config import get_settings
+    from framework2.store.engine import open_store
+    from framework2.store.models import utcnow
+    from framework2.store.runs import latest_health, recent_runs
+    from framework2.systems import SYSTEMS
+
+    settings = get_settings()
+    engine = open_store(settings)
+    scores = latest_health(engine)
+    table = Table(title="Framework Set 2 health")
+    for col in ("system", "last run", "state", "age", "success rate", "health", "why"):
+        table.add_column(col)
+    for code, spec in SYSTEMS.items():
+        runs = recent_runs(engine, code, settings.coordination.success_window)
+        finished = [r for r in runs if r.status in {"completed", "failed"}]
+        rate = f"{sum(r.status == 'completed' for r in finished) / len(finished):.0%}" if finished else "—"
+        last = runs[0] if runs else None
+        score = scores.get(code)
+        table.add_row(
+            f"{code.upper()} {spec.title}",
+            last.started_at.strftime("%Y-%m-%d %H:%M") if last else "never",
+            last.status if last else "—",
+            _age(utcnow() - last.started_at) if last else "—",
+            rate,
+            f"{score.score:.1f}" if score else "—",
+            "; ".join(score.components.get("reasons", [])) if score else "run `framework2 run` first",
+        )
+    console.print(table)
+
+
+@app.command()
+def dashboard(open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False) -> None:
+    """Print (or open) the Prefect UI URL where runs, artifacts and approvals live."""
+    url = ui_url()
+    console.print(f"Prefect UI: {url}")
+    console.print(f"  PSO roll-up artifact: {url}/artifacts/key/pso-rollup")
+    console.print(f"  PPIS summary:         {url}/artifacts/key/ppis-summary")
+    if open_browser:
+        webbrowser.open(url)
+
+
+@app.command()
+def demo(
+    skus: Annotated[int, typer.Option(help="Products in the sample catalogue.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed of the sample world.")] = 7,
+) -> None:
+    """Generate the sample world (store + loopback competitor feeds) and run every system on it."""
+    from framework2.flows.orchestrator import orchestrate
+    from framework2.sample.world import FeedServer, build_routes, sample_market, save_feed_blocks, seed_store
+    from framework2.store.engine import open_store, redact
+
+    _prefect_env()
+    settings = _settings()
+    engine = open_store(settings)
+    with console.status("generating the sample world…"):
+        market = sample_market(skus, seed)
+        seed_store(engine, market)
+        routes, feeds = build_routes(market)
+    console.print(f"sample world: {len(market.catalogue)} SKUs, {len(market.sales)} sales rows, "
+                  f"{len(feeds)} competitor feeds, store {redact(str(engine.url))}")
+    with FeedServer(routes) as server:
+        names = save_feed_blocks(feeds, server.base_url)
+        report = asyncio.run(orchestrate(
+            execution="subflow",
+            system_parameters={"ppis": {"feeds": names, "approval_wait_seconds": 0}},
+        ))
+    _print_report(report)
+    _print_pricing(engine)
+
+
+def _print_pricing(engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from framework2.store.engine import session_scope
+    from framework2.store.models import AnalysisRun, PriceRecommendation
+
+    with session_scope(engine) as session:
+        run = session.scalars(select(AnalysisRun).where(AnalysisRun.system == "ppis", AnalysisRun.status == "completed")
+                              .order_by(AnalysisRun.started_at.desc())).first()
+        if run is None:
+            return
+        recs = session.scalars(select(PriceRecommendation).where(PriceRecommendation.run_id == run.id)
+                               .order_by(PriceRecommendation.profit_delta.desc()).limit(5)).all()
+    table = Table(title="PPIS: top recommendations by expected profit")
+    for col in ("sku", "current", "recommended", "status", "why"):
+        table.add_column(col)
+    for r in recs:
+        table.add_row(r.sku, f"{r.current_price:.2f}", f"{r.recommended_price:.2f}", r.status, r.explanation)
+    console.print(table)
+    console.print(run.outcome.get("summary", ""))
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning user-fixable errors into one line and a hint."""
+    try:
+        app(standalone_mode=False)
+    except Framework2Error as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        if exc.hint:
+            console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except httpx.ConnectError as exc:
+        console.print(f"[red]error:[/red] cannot reach the Prefect API: {exc}", highlight=False)
+        console.print("[yellow]hint:[/yellow] start it with `framework2 start` or fix PREFECT_API_URL", highlight=False)
+        sys.exit(1)
+    finally:
+        from framework2.store.engine import dispose_all
+
+        dispose_all()
+
+
+if __name__ == "__main__":
+    main()

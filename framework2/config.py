@@ -1,0 +1,290 @@
+"""Typed settings for every system, read from ``framework2.toml`` and ``FRAMEWORK2_*`` environment variables.
+
+Keys follow the seed's names (``ppis.marketAnalysisInterval``) and also accept snake_case
+(``ppis.market_analysis_interval``). Durations need a unit ("30s", "15m", "1h", "30000ms"): a bare number
+is refused because the seed mixed milliseconds and seconds. Connection details and credentials are not
+settings: they live in Prefect blocks, and settings only name the block.
+
+Precedence, highest first: environment (``FRAMEWORK2_PPIS__MARKET_ANALYSIS_INTERVAL=2h``), the TOML file
+(``FRAMEWORK2_CONFIG`` or ``./framework2.toml``), the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from framework2.errors import ConfigError
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse "30s", "15m", "1h", "2d" or "30000ms" into a timedelta; refuse unit-less numbers."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"duration {value!r} has no unit; write e.g. '30s', '15m', '1h' or '{value}ms'")
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"duration {value!r} is not understood; write a number and a unit: ms, s, m, h or d")
+    amount, unit = match.groups()
+    return timedelta(seconds=float(amount) * _UNITS[unit])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake_case(key: str) -> str:
+    """``marketAnalysisInterval`` → ``market_analysis_interval`` (snake_case passes through)."""
+    return _CAMEL.sub("_", key).lower()
+
+
+class Section(BaseModel):
+    """A config section: accepts the seed's camelCase keys and snake_case, rejects unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _snake_keys(cls, data: Any) -> Any:
+        # The file may say marketAnalysisInterval while the environment says MARKET_ANALYSIS_INTERVAL;
+        # sources arrive merged lowest-priority first, so a later spelling of the same key wins.
+        if isinstance(data, dict):
+            return {snake_case(k) if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+
+class StoreSettings(Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store; default is a SQLite file in the home directory. "
+        "Put URLs with passwords in a StoreDatabase block instead and name it in `block`.",
+    )
+    block: str | None = Field(None, description="Name of a `store-database` block holding the URL as a secret.")
+
+
+class NotificationSettings(Section):
+    block: str | None = Field(
+        None,
+        description="Notification block used by automations, as '<block-type-slug>/<name>', "
+        "e.g. 'slack-webhook/ops' or 'custom-webhook/ops'.",
+    )
+
+
+class HealthWeights(Section):
+    success: float = Field(0.4, ge=0, description="Weight of the recent run success rate.")
+    freshness: float = Field(0.3, ge=0, description="Weight of the age of the last good run against its schedule.")
+    quality: float = Field(0.3, ge=0, description="Weight of the system's own quality signal.")
+
+
+class CoordinationSettings(Section):
+    health_check_interval: Duration = Field(timedelta(seconds=30), description="How often PSO health is checked.")
+    health_threshold: float = Field(95, ge=0, le=100, description="A health score below this emits health.degraded.")
+    health_weights: HealthWeights = HealthWeights()
+    success_window: int = Field(20, ge=1, description="How many recent runs the success rate is computed over.")
+    execution: Literal["subflow", "deployment"] = Field(
+        "subflow", description="Run systems as subflows in-process, or start their deployments (other workers)."
+    )
+    load_balancing: Literal["intelligent", "round-robin"] = "intelligent"
+    failover_strategy: Literal["automatic", "manual"] = "automatic"
+    max_parallel_systems: int = Field(4, ge=1, description="Independent systems run at most this many at once.")
+
+
+class PricingGuardrails(Section):
+    """Limits every recommended price must respect; the first to bind is named in the explanation."""
+
+    min_markup: float = Field(0.05, ge=0, description="Price >= cost x (1 + min_markup). Hard floor, always wins.")
+    max_markup: float = Field(3.0, gt=0, description="Price <= cost x (1 + max_markup).")
+    max_change_pct: float = Field(0.10, gt=0, le=1, description="Largest move from the current price per run.")
+    competitor_reference: Literal["min", "avg", "max"] = Field(
+        "avg", description="Which in-stock competitor price the band is measured against."
+    )
+    competitor_band_low: float | None = Field(0.85, gt=0, description="Price >= reference x low; null disables.")
+    competitor_band_high: float | None = Field(1.20, gt=0, description="Price <= reference x high; null disables.")
+    price_ending: float | None = Field(
+        0.99, ge=0, lt=1, description="Round to this ending (0.99 -> 12.99) when it stays inside the limits."
+    )
+    approval_change_pct: float = Field(
+        0.08, gt=0, le=1, description="A change larger than this waits for approval instead of being applied."
+    )
+    missing_data_rule: Literal["hold", "cost_plus"] = Field(
+        "hold", description="Without a usable elasticity: keep the current price, or cost x (1 + cost_plus_markup)."
+    )
+    cost_plus_markup: float = Field(0.30, ge=0)
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> PricingGuardrails:
+        if self.max_markup <= self.min_markup:
+            raise ValueError(f"max_markup ({self.max_markup}) must exceed min_markup ({self.min_markup})")
+        low, high = self.competitor_band_low, self.competitor_band_high
+        if low is not None and high is not None and high <= low:
+            raise ValueError(f"competitor_band_high ({high}) must exceed competitor_band_low ({low})")
+        return self
+
+
+class CompetitorRule(Section):
+    """Include or exclude a competitor's offers, for all categories or one."""
+
+    competitor: str
+    category: str | None = None
+    include: bool = False
+
+
+class PricingSettings(Section):
+    market_analysis_interval: Duration = Field(timedelta(hours=1), description="How often PPIS runs.")
+    competitor_tracking: bool = Field(True, description="Collect competitor feeds; off = analyse own data only.")
+    pricing_optimization: Literal["dynamic", "advisory", "off"] = Field(
+        "dynamic", description="dynamic: apply approved changes; advisory: only recommend; off: no recommendations."
+    )
+    feeds: list[str] = Field(default_factory=list, description="Names of CompetitorFeed blocks to collect.")
+    feed_host_allowlist: list[str] = Field(
+        default_factory=list, description="If set, feeds may only point at these hosts."
+    )
+    max_snapshot_age: Duration = Field(
+        timedelta(hours=6), description="A failed feed's last good snapshot is used if younger than this."
+    )
+    feed_retries: int = Field(2, ge=0, le=10, description="Retries of a feed that timed out or answered 5xx/429.")
+    feed_retry_delay: Duration = Field(
+        timedelta(seconds=10), description="First retry delay; each further retry waits twice as long."
+    )
+    history_days: int = Field(90, ge=7, description="Days of sales history the elasticity is estimated from.")
+    offer_price_ratio_limit: float = Field(
+        10.0, gt=1, description="Offers priced beyond our price x/÷ this are quarantined as absurd."
+    )
+    undercut_alert_pct: float = Field(
+        0.15, gt=0, lt=1, description="Alert when a competitor is this much below our price."
+    )
+    approval_wait: Duration = Field(
+        timedelta(minutes=50), description="How long a run waits for approval; then the changes stay pending."
+    )
+    guardrails: PricingGuardrails = PricingGuardrails()
+    competitor_rules: list[CompetitorRule] = Field(default_factory=list)
+
+
+class ProjectOpsSettings(Section):
+    project_threshold: int = Field(10, ge=1, description="Projects tracked before the portfolio view paginates.")
+    prediction_accuracy: float = Field(95, ge=0, le=100, description="Target calibration (%) of slip predictions.")
+    resource_optimization: bool = True
+
+
+class LaunchSettings(Section):
+    deployment_strategy: Literal["blue-green"] = "blue-green"
+    rollback_threshold: float = Field(0.1, ge=0, le=1, description="Failed-measurement ratio that rolls back.")
+    auto_scaling: bool = True
+
+
+class ContextSettings(Section):
+    context_evolution_rate: Literal["adaptive", "fixed"] = "adaptive"
+    stakeholder_notifications: bool = True
+    change_impact_analysis: bool = True
+
+
+class ExperienceSettings(Section):
+    ab_testing_enabled: bool = True
+    accessibility_checks: bool = True
+    performance_monitoring: bool = True
+
+
+class ProjectManagementSettings(Section):
+    task_automation: bool = True
+    predictive_timelines: bool = True
+    stakeholder_communication: Literal["auto", "manual"] = "auto"
+
+
+class AlertSettings(Section):
+    health_score_below: float = Field(95, ge=0, le=100, description="Notify when a system's health is below this.")
+    response_time_above_ms: float = Field(100, gt=0, description="Scale up when response time exceeds this.")
+    deployment_success_rate_below: float = Field(99, ge=0, le=100, description="Roll back below this success rate.")
+
+
+def _config_path() -> Path:
+    return Path(os.environ.get("FRAMEWORK2_CONFIG", "framework2.toml"))
+
+
+class Settings(BaseSettings):
+    """All of Framework Set 2's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAMEWORK2_",
+        env_nested_delimiter="__",
+        # No alias generator here: an aliased top-level field would be read from the unprefixed
+        # environment (``HOME``), not from ``FRAMEWORK2_HOME``.
+        extra="forbid",
+    )
+
+    home: Path = Field(Path(".framework2"), description="Where the default SQLite store and demo data live.")
+    tier: Literal["professional"] = "professional"
+    store: StoreSettings = StoreSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    coordination: CoordinationSettings = CoordinationSettings()
+    alerts: AlertSettings = AlertSettings()
+    ppis: PricingSettings = PricingSettings()
+    ppos: ProjectOpsSettings = ProjectOpsSettings()
+    plos: LaunchSettings = LaunchSettings()
+    pces: ContextSettings = ContextSettings()
+    puxt: ExperienceSettings = ExperienceSettings()
+    ppms: ProjectManagementSettings = ProjectManagementSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_path()))
+
+    @property
+    def store_url(self) -> str:
+        """The store URL from settings (a block, when named, is resolved by ``store.engine``)."""
+        return self.store.url or f"sqlite:///{(self.home / 'store.db').resolve()}"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read settings, turning any problem into a ConfigError that names the key and the file."""
+    if path is not None:
+        os.environ["FRAMEWORK2_CONFIG"] = str(path)
+    config = _config_path()
+    if "FRAMEWORK2_CONFIG" in os.environ and not config.exists():
+        raise ConfigError(
+            f"config file {config} does not exist",
+            hint="create it (see framework2.example.toml) or unset FRAMEWORK2_CONFIG to use defaults",
+        )
+    try:
+        return Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config} is not valid TOML: {exc}", hint="fix the syntax at the line shown") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(
+            f"invalid configuration in {config} or FRAMEWORK2_* environment: {problems}",
+            hint="correct the key(s) named; `framework2.example.toml` documents every key and its unit",
+        ) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Deployment-side code: automations as code and the idempotent set-up that ``framework2 init`` runs."""

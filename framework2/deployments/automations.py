@@ -1,0 +1,106 @@
+"""Automations as code, created or updated by ``framework2 init`` (idempotent: matched by name).
+
+- A system flow run fails → notify through the configured notification block.
+- A system's health drops below the threshold (``framework2.<system>.health.degraded``) → notify.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect.automations import Automation, EventTrigger, SendNotification
+from prefect.blocks.core import Block
+
+from framework2.config import Settings
+from framework2.errors import ConfigError
+from framework2.systems import SYSTEMS
+
+FAILURE_AUTOMATION = "framework2: notify on system flow failure"
+HEALTH_AUTOMATION = "framework2: notify on degraded system health"
+
+FAILURE_BODY = (
+    "Framework Set 2: flow run {{ flow_run.name }} of {{ flow.name }} failed.\n"
+    "State message: {{ flow_run.state.message }}\n"
+    "Flow run id: {{ flow_run.id }}"
+)
+HEALTH_BODY = (
+    "Framework Set 2: {{ event.resource.get('prefect.resource.name') }} health is {{ event.payload.score }} "
+    "(threshold {{ event.payload.threshold }}).\nReasons: {{ event.payload.reasons | join('; ') }}"
+)
+
+
+def monitored_flow_names() -> list[str]:
+    """Flow names whose failures notify: every registered system plus the orchestrator."""
+    return sorted({spec.flow_name for spec in SYSTEMS.values()} | {"pso-orchestrator"})
+
+
+def notification_block_id(settings: Settings):  # type: ignore[no-untyped-def]
+    """The id of the configured notification block, or None when none is configured."""
+    ref = settings.notifications.block
+    if not ref:
+        return None
+    if "/" not in ref:
+        raise ConfigError(
+            f"notifications.block {ref!r} must be '<block-type-slug>/<name>'", hint="e.g. 'slack-webhook/ops'"
+        )
+    try:
+        block = Block.load(ref)
+    except ValueError as exc:
+        raise ConfigError(
+            f"notification block {ref!r} not found: {exc}",
+            hint="create it in the Prefect UI (Blocks → + → Slack Webhook / Custom Webhook / Email) or fix the name",
+        ) from exc
+    return block._block_document_id
+
+
+def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untyped-def]
+    """The automations Framework Set 2 wants, pointing at the notification block ``block_id``."""
+    failure = Automation(
+        name=FAILURE_AUTOMATION,
+        description="A Framework Set 2 system flow run failed.",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": monitored_flow_names()},
+            posture="Reactive",
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[SendNotification(block_document_id=block_id, subject="Framework Set 2: flow run failed",
+                                  body=FAILURE_BODY)],
+    )
+    health = Automation(
+        name=HEALTH_AUTOMATION,
+        description="A system's health score dropped below the configured threshold.",
+        trigger=EventTrigger(
+            expect={f"framework2.{code}.health.degraded" for code in SYSTEMS},
+            match={"prefect.resource.id": "framework2.system.*"},
+            posture="Reactive",
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[SendNotification(block_document_id=block_id, subject="Framework Set 2: health degraded",
+                                  body=HEALTH_BODY)],
+    )
+    return [failure, health]
+
+
+def ensure_automations(settings: Settings) -> list[str]:
+    """Create the automations, or bring existing ones (same name) up to date. Returns what was done."""
+    block_id = notification_block_id(settings)
+    if block_id is None:
+        return ["automations skipped: set [notifications] block in framework2.toml to receive alerts"]
+    done = []
+    for wanted in desired_automations(block_id):
+        try:
+            existing = Automation.read(name=wanted.name)
+        except ValueError:
+            wanted.create()
+            done.append(f"created automation {wanted.name!r}")
+            continue
+        existing.description = wanted.description
+        existing.trigger = wanted.trigger
+        existing.actions = wanted.actions
+        existing.enabled = True
+        existing.update()
+        done.append(f"updated automation {wanted.name!r}")
+    return done

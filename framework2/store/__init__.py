@@ -1,0 +1,1 @@
+"""The shared store: SQLModel tables, engine and sessions, migrations, and helpers to record runs."""

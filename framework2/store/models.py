@@ -1,0 +1,198 @@
+"""Tables the systems share. Every analysis writes an ``AnalysisRun`` with the identity of its inputs, so
+a result can be explained later; rows that fail validation go to ``QuarantinedRow`` with their reason.
+
+Pricing (PPIS) tables come first; later systems add theirs in new migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (the store keeps UTC everywhere)."""
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_type=DateTime(timezone=True), **kwargs)
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- shared -----------------------------------------------------------------------------------------
+
+
+class AnalysisRun(SQLModel, table=True):
+    """One run of one system: what it read, with which parameters, and what it concluded."""
+
+    __tablename__ = "analysis_run"
+
+    id: str = Field(primary_key=True, max_length=36)
+    system: str = Field(index=True, max_length=16)
+    flow_run_id: str | None = Field(default=None, max_length=36)
+    started_at: datetime = _ts(default_factory=utcnow, index=True)
+    finished_at: datetime | None = _ts(default=None)
+    status: str = Field(default="running", max_length=16, description="running | completed | failed")
+    parameters: dict[str, Any] = _json()
+    inputs: dict[str, Any] = _json()
+    outcome: dict[str, Any] = _json()
+    model_version: str = Field(default="", max_length=64)
+    quarantined: int = 0
+    error: str | None = None
+
+
+class QuarantinedRow(SQLModel, table=True):
+    """An input row that failed validation, kept with its reason instead of being dropped."""
+
+    __tablename__ = "quarantined_row"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str | None = Field(default=None, foreign_key="analysis_run.id", index=True, max_length=36)
+    system: str = Field(index=True, max_length=16)
+    source: str = Field(max_length=200)
+    reason: str
+    payload: dict[str, Any] = _json()
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class SystemHealth(SQLModel, table=True):
+    """A health score for one system at one time, with the parts it is made of."""
+
+    __tablename__ = "system_health"
+
+    id: int | None = Field(default=None, primary_key=True)
+    system: str = Field(index=True, max_length=16)
+    measured_at: datetime = _ts(default_factory=utcnow, index=True)
+    score: float
+    success_rate: float
+    freshness: float
+    quality: float
+    last_status: str | None = Field(default=None, max_length=16)
+    last_run_at: datetime | None = _ts(default=None)
+    orchestration_run_id: str | None = Field(default=None, max_length=36)
+    components: dict[str, Any] = _json()
+
+
+# --- PPIS: pricing ------------------------------------------------------------------------------------
+
+
+class Product(SQLModel, table=True):
+    """Our catalogue: cost, current price and per-SKU guardrail overrides (null = policy default)."""
+
+    __tablename__ = "product"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str = Field(default="", max_length=200)
+    category: str = Field(index=True, max_length=100)
+    cost: float
+    price: float
+    currency: str = Field(default="EUR", max_length=3)
+    min_markup: float | None = None
+    max_markup: float | None = None
+    max_change_pct: float | None = None
+    price_ending: float | None = None
+    active: bool = True
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class SalesRecord(SQLModel, table=True):
+    """Units sold of one SKU on one day at one price."""
+
+    __tablename__ = "sales_record"
+    __table_args__ = (UniqueConstraint("sku", "day", name="uq_sales_sku_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(foreign_key="product.sku", index=True, max_length=64)
+    day: date = Field(index=True)
+    price: float
+    units: int
+
+
+class FeedSnapshot(SQLModel, table=True):
+    """One collection attempt of one competitor feed: ok with its offers, or failed with the reason."""
+
+    __tablename__ = "feed_snapshot"
+    __table_args__ = (Index("ix_feed_snapshot_feed_fetched", "feed", "fetched_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str | None = Field(default=None, foreign_key="analysis_run.id", max_length=36)
+    feed: str = Field(max_length=200)
+    competitor: str = Field(max_length=200)
+    fetched_at: datetime = _ts(default_factory=utcnow)
+    status: str = Field(max_length=16, description="ok | failed")
+    reason: str | None = None
+    offer_count: int = 0
+    quarantined_count: int = 0
+
+
+class CompetitorOffer(SQLModel, table=True):
+    """A validated competitor price from one feed snapshot."""
+
+    __tablename__ = "competitor_offer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: int = Field(foreign_key="feed_snapshot.id", index=True)
+    competitor: str = Field(max_length=200)
+    sku: str = Field(index=True, max_length=64)
+    price: float
+    in_stock: bool = True
+    observed_at: datetime = _ts()
+
+
+class MarketPosition(SQLModel, table=True):
+    """Where one SKU stood against the market in one run (index = ours / competitor x 100)."""
+
+    __tablename__ = "market_position"
+    __table_args__ = (UniqueConstraint("run_id", "sku", name="uq_position_run_sku"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    sku: str = Field(index=True, max_length=64)
+    our_price: float
+    reference_price: float | None = None
+    min_price: float | None = None
+    index_vs_avg: float | None = None
+    index_vs_min: float | None = None
+    position: str = Field(max_length=32)
+    n_offers: int = 0
+
+
+class PriceRecommendation(SQLModel, table=True):
+    """A recommended price with its reasons: the optimum, the binding guardrail and the projected effect."""
+
+    __tablename__ = "price_recommendation"
+    __table_args__ = (UniqueConstraint("run_id", "sku", name="uq_recommendation_run_sku"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    sku: str = Field(index=True, max_length=64)
+    current_price: float
+    recommended_price: float
+    optimal_price: float | None = None
+    change_pct: float
+    binding_guardrail: str | None = Field(default=None, max_length=32)
+    conflicts: str = ""
+    elasticity: float | None = None
+    elasticity_low: float | None = None
+    elasticity_high: float | None = None
+    profit_delta: float | None = None
+    profit_delta_low: float | None = None
+    profit_delta_high: float | None = None
+    revenue_delta: float | None = None
+    revenue_delta_low: float | None = None
+    revenue_delta_high: float | None = None
+    status: str = Field(
+        max_length=24,
+        description="applied | unchanged | pending_approval | approved | rejected | advisory",
+    )
+    explanation: str = ""
+    decided_by: str | None = Field(default=None, max_length=200)
+    decision_note: str | None = None
+    created_at: datetime = _ts(default_factory=utcnow)

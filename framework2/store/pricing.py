@@ -1,0 +1,220 @@
+"""PPIS reads and writes: catalogue and sales in, snapshots, positions and recommendations out.
+
+Bulk writes go through ``insert(...)`` with lists of dicts (one executemany) because an hourly run may
+write hundreds of thousands of rows; each write is one transaction, so a failure leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from framework2.store.engine import session_scope
+from framework2.store.models import (
+    AnalysisRun,
+    CompetitorOffer,
+    FeedSnapshot,
+    MarketPosition,
+    PriceRecommendation,
+    Product,
+    SalesRecord,
+    utcnow,
+)
+from framework2.store.runs import as_utc
+
+CATALOGUE_COLUMNS = ["sku", "name", "category", "cost", "price", "min_markup", "max_markup", "max_change_pct",
+                     "price_ending"]
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with NaN turned into None (NULL), numpy scalars into Python ones."""
+    clean = frame.astype(object).where(pd.notna(frame), None)
+    return clean.to_dict(orient="records")
+
+
+def load_catalogue(engine: Engine) -> pd.DataFrame:
+    """Active products with cost, current price and guardrail overrides."""
+    with engine.connect() as conn:
+        frame = pd.read_sql(
+            select(*[getattr(Product, c) for c in CATALOGUE_COLUMNS]).where(Product.active.is_(True)), conn
+        )
+    return frame.astype({"cost": float, "price": float})
+
+
+def load_sales(engine: Engine, since: date) -> pd.DataFrame:
+    """Daily sales from ``since`` on, as sku, day (datetime64), price, units."""
+    with engine.connect() as conn:
+        frame = pd.read_sql(
+            select(SalesRecord.sku, SalesRecord.day, SalesRecord.price, SalesRecord.units).where(
+                SalesRecord.day >= since
+            ),
+            conn,
+        )
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame.astype({"price": float, "units": int})
+
+
+def upsert_catalogue(engine: Engine, catalogue: pd.DataFrame) -> int:
+    """Insert or replace products by sku (used by the sample world and imports)."""
+    present = [c for c in CATALOGUE_COLUMNS if c in catalogue.columns]
+    rows = _records(catalogue[present])
+    now = utcnow()
+    with session_scope(engine) as session:
+        existing = set(session.scalars(select(Product.sku)).all())
+        new = [r | {"updated_at": now, "currency": "EUR", "active": True} for r in rows if r["sku"] not in existing]
+        if new:
+            session.execute(insert(Product), new)
+        for row in (r for r in rows if r["sku"] in existing):
+            session.execute(update(Product).where(Product.sku == row["sku"]).values(**row, updated_at=now))
+    return len(rows)
+
+
+def replace_sales(engine: Engine, sales: pd.DataFrame) -> int:
+    """Replace the sales history of the SKUs in ``sales`` with these rows."""
+    frame = sales[["sku", "day", "price", "units"]].copy()
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    with session_scope(engine) as session:
+        skus = frame["sku"].unique().tolist()
+        for start in range(0, len(skus), 500):
+            session.execute(delete(SalesRecord).where(SalesRecord.sku.in_(skus[start : start + 500])))
+        session.execute(insert(SalesRecord), _records(frame))
+    return len(frame)
+
+
+def save_snapshot(
+    engine: Engine,
+    *,
+    run_id: str | None,
+    feed: str,
+    competitor: str,
+    fetched_at: datetime,
+    status: str,
+    reason: str | None = None,
+    offers: pd.DataFrame | None = None,
+    quarantined: int = 0,
+) -> int:
+    """Store one feed collection attempt and, when it succeeded, its validated offers; returns its id."""
+    with session_scope(engine) as session:
+        snapshot = FeedSnapshot(
+            run_id=run_id,
+            feed=feed,
+            competitor=competitor,
+            fetched_at=fetched_at,
+            status=status,
+            reason=reason,
+            offer_count=0 if offers is None else len(offers),
+            quarantined_count=quarantined,
+        )
+        session.add(snapshot)
+        session.flush()
+        if offers is not None and len(offers):
+            frame = offers[["competitor", "sku", "price", "in_stock", "observed_at"]].copy()
+            frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True).dt.to_pydatetime()
+            frame["snapshot_id"] = snapshot.id
+            session.execute(insert(CompetitorOffer), _records(frame))
+        assert snapshot.id is not None
+        return snapshot.id
+
+
+def last_good_snapshot(engine: Engine, feed: str, now: datetime, max_age: timedelta) -> tuple[FeedSnapshot, pd.DataFrame] | None:
+    """The newest successful snapshot of ``feed`` younger than ``max_age``, with its offers."""
+    with session_scope(engine) as session:
+        snapshot = session.scalars(
+            select(FeedSnapshot)
+            .where(FeedSnapshot.feed == feed, FeedSnapshot.status == "ok", FeedSnapshot.fetched_at >= now - max_age)
+            .order_by(FeedSnapshot.fetched_at.desc())
+        ).first()
+    if snapshot is None:
+        return None
+    snapshot.fetched_at = as_utc(snapshot.fetched_at)
+    with engine.connect() as conn:
+        offers = pd.read_sql(
+            select(
+                CompetitorOffer.competitor,
+                CompetitorOffer.sku,
+                CompetitorOffer.price,
+                CompetitorOffer.in_stock,
+                CompetitorOffer.observed_at,
+            ).where(CompetitorOffer.snapshot_id == snapshot.id),
+            conn,
+        )
+    offers["observed_at"] = pd.to_datetime(offers["observed_at"], utc=True)
+    offers["in_stock"] = offers["in_stock"].astype(bool)
+    offers["feed"] = feed
+    return snapshot, offers
+
+
+def save_positions(engine: Engine, run_id: str, positions: pd.DataFrame, our_prices: pd.Series) -> None:
+    """Store where each SKU stood against the market in this run."""
+    frame = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "sku": positions.index.astype(str),
+            "our_price": our_prices.reindex(positions.index).to_numpy(dtype=float),
+            "reference_price": positions["reference_price"].to_numpy(dtype=float),
+            "min_price": positions["min_price"].to_numpy(dtype=float),
+            "index_vs_avg": positions["index_vs_avg"].to_numpy(dtype=float),
+            "index_vs_min": positions["index_vs_min"].to_numpy(dtype=float),
+            "position": positions["position"].astype(str).to_numpy(),
+            "n_offers": positions["n_offers"].fillna(0).to_numpy(dtype=int),
+        }
+    )
+    with session_scope(engine) as session:
+        session.execute(insert(MarketPosition), _records(frame))
+
+
+RECOMMENDATION_COLUMNS = [
+    "current_price", "recommended_price", "optimal_price", "change_pct", "binding_guardrail", "conflicts",
+    "elasticity", "elasticity_low", "elasticity_high", "profit_delta", "profit_delta_low", "profit_delta_high",
+    "revenue_delta", "revenue_delta_low", "revenue_delta_high", "explanation", "status",
+]
+
+
+def save_recommendations(engine: Engine, run_id: str, recommendations: pd.DataFrame, *, apply: bool) -> int:
+    """Store recommendations with their status; when ``apply``, set the catalogue price of those applied.
+
+    Both happen in one transaction: prices never change without the recommendation that explains them.
+    """
+    extra = [c for c in ("decided_by", "decision_note") if c in recommendations.columns]
+    frame = recommendations[RECOMMENDATION_COLUMNS + extra].copy()
+    frame["conflicts"] = frame["conflicts"].fillna("")
+    frame["explanation"] = frame["explanation"].fillna("")
+    frame.insert(0, "sku", recommendations.index.astype(str))
+    frame.insert(0, "run_id", run_id)
+    frame["created_at"] = utcnow()
+    applied = frame[frame["status"].isin(["applied", "approved"])]
+    with session_scope(engine) as session:
+        session.execute(insert(PriceRecommendation), _records(frame))
+        if apply and len(applied):
+            now = utcnow()
+            session.execute(
+                update(Product),
+                [{"sku": s, "price": float(p), "updated_at": now}
+                 for s, p in zip(applied["sku"], applied["recommended_price"], strict=True)],
+            )
+    return len(applied) if apply else 0
+
+
+def previous_completed_run(engine: Engine, system: str, before: str) -> AnalysisRun | None:
+    """The newest completed run of ``system`` other than ``before``."""
+    with session_scope(engine) as session:
+        return session.scalars(
+            select(AnalysisRun)
+            .where(AnalysisRun.system == system, AnalysisRun.status == "completed", AnalysisRun.id != before)
+            .order_by(AnalysisRun.started_at.desc())
+        ).first()
+
+
+def positions_of_run(engine: Engine, run_id: str) -> pd.DataFrame:
+    """Stored positions of one run, indexed by sku."""
+    with engine.connect() as conn:
+        frame = pd.read_sql(
+            select(MarketPosition.sku, MarketPosition.position, MarketPosition.index_vs_avg,
+                   MarketPosition.our_price, MarketPosition.min_price).where(MarketPosition.run_id == run_id),
+            conn,
+        )
+    return frame.set_index("sku")
+

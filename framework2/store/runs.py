@@ -1,0 +1,176 @@
+"""Recording analysis runs and quarantined rows, and reading them back for health and explanations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Engine
+
+from framework2.store.engine import session_scope
+from framework2.store.models import AnalysisRun, QuarantinedRow, SystemHealth, utcnow
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything in the store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def jsonable(value: Any) -> Any:
+    """Make numpy/pandas scalars and timestamps safe for a JSON column."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return jsonable(value.model_dump(mode="json"))
+    return value
+
+
+def start_run(
+    engine: Engine,
+    system: str,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    flow_run_id: str | None = None,
+    model_version: str = "",
+) -> str:
+    """Record that a run of ``system`` started; returns its id."""
+    run_id = str(uuid.uuid4())
+    with session_scope(engine) as session:
+        session.add(
+            AnalysisRun(
+                id=run_id,
+                system=system,
+                flow_run_id=flow_run_id,
+                parameters=jsonable(dict(parameters or {})),
+                model_version=model_version,
+            )
+        )
+    return run_id
+
+
+def finish_run(
+    engine: Engine,
+    run_id: str,
+    *,
+    status: str,
+    inputs: Mapping[str, Any] | None = None,
+    outcome: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Record how a run ended: its inputs' identity, what it concluded, how many rows were quarantined."""
+    with session_scope(engine) as session:
+        run = session.get(AnalysisRun, run_id)
+        if run is None:
+            raise KeyError(f"no analysis run {run_id}")
+        run.status = status
+        run.finished_at = utcnow()
+        run.inputs = jsonable(dict(inputs or run.inputs))
+        run.outcome = jsonable(dict(outcome or {}))
+        run.error = error
+        run.quarantined = session.scalar(
+            select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id)
+        )
+
+
+def quarantine(
+    engine: Engine,
+    *,
+    system: str,
+    source: str,
+    rows: Iterable[Mapping[str, Any]],
+    run_id: str | None = None,
+    reason_key: str = "reason",
+) -> int:
+    """Keep rows that failed validation, each with its reason; returns how many were stored."""
+    records = []
+    for row in rows:
+        payload = {k: v for k, v in row.items() if k != reason_key}
+        records.append(
+            {
+                "run_id": run_id,
+                "system": system,
+                "source": source,
+                "reason": str(row.get(reason_key) or "unspecified"),
+                "payload": jsonable(payload),
+                "created_at": utcnow(),
+            }
+        )
+    if records:
+        with session_scope(engine) as session:
+            session.execute(insert(QuarantinedRow), records)
+    return len(records)
+
+
+def recent_runs(engine: Engine, system: str, limit: int = 20) -> list[AnalysisRun]:
+    """The newest ``limit`` runs of ``system``, newest first."""
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(AnalysisRun)
+            .where(AnalysisRun.system == system)
+            .order_by(AnalysisRun.started_at.desc())
+            .limit(limit)
+        ).all()
+    for row in rows:
+        row.started_at = as_utc(row.started_at)
+        row.finished_at = as_utc(row.finished_at)
+    return list(rows)
+
+
+def run_for_flow_run(engine: Engine, flow_run_id: str) -> AnalysisRun | None:
+    """The analysis run a Prefect flow run recorded (how PSO reads results from deployed runs)."""
+    with session_scope(engine) as session:
+        row = session.scalars(
+            select(AnalysisRun).where(AnalysisRun.flow_run_id == flow_run_id).order_by(AnalysisRun.started_at.desc())
+        ).first()
+    return row
+
+
+def latest_health(engine: Engine) -> dict[str, SystemHealth]:
+    """The newest health score per system."""
+    with session_scope(engine) as session:
+        rows = session.scalars(select(SystemHealth).order_by(SystemHealth.measured_at.desc())).all()
+    latest: dict[str, SystemHealth] = {}
+    for row in rows:
+        latest.setdefault(row.system, row)
+    return latest
+
+
+def save_health(engine: Engine, score: Any, orchestration_run_id: str | None = None) -> None:
+    """Store one ``HealthScore`` as a row of the health time series."""
+    with session_scope(engine) as session:
+        session.add(
+            SystemHealth(
+                system=score.system,
+                score=score.score,
+                success_rate=score.success_rate,
+                freshness=score.freshness,
+                quality=score.quality,
+                last_status=score.last_status,
+                last_run_at=score.last_run_at,
+                orchestration_run_id=orchestration_run_id,
+                components=jsonable(score.components()),
+            )
+        )
+
+
+def record_failed_run(engine: Engine, system: str, flow_run_id: str | None, error: str) -> str:
+    """Record a run that failed before the system could record itself (e.g. its flow would not load)."""
+    run_id = start_run(engine, system, flow_run_id=flow_run_id)
+    finish_run(engine, run_id, status="failed", error=error)
+    return run_id

@@ -1,0 +1,76 @@
+"""The registry of systems PSO orchestrates. Adding a system is one ``SystemSpec`` entry here.
+
+Each spec says where the system's flow lives (imported only when it runs), the deployment that runs it on
+a worker, what it depends on, and how often it is expected to run (its freshness yardstick).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from framework2.config import Settings
+
+
+class SystemResult(BaseModel):
+    """What every system flow returns, and what PSO reads back from the store for deployed runs."""
+
+    system: str
+    run_id: str
+    status: Literal["completed", "failed"] = "completed"
+    summary: str = Field(description="One or two sentences a person reads in the PSO roll-up.")
+    quality: float = Field(1.0, ge=0, le=1, description="The system's own signal of how trustworthy this run is.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One operations system as PSO sees it."""
+
+    code: str
+    title: str
+    flow: str  # "module:function", imported lazily so a broken system cannot break the others' import
+    deployment: str  # "<flow name>/<deployment name>" as in prefect.yaml
+    expected_interval: Callable[[Settings], timedelta]
+    depends_on: tuple[str, ...] = ()
+    default_parameters: Callable[[Settings], dict[str, Any]] = field(default=lambda _s: {})
+
+    @property
+    def flow_name(self) -> str:
+        return self.deployment.split("/", 1)[0]
+
+    def load_flow(self) -> Any:
+        """Import the system's flow object."""
+        module, _, name = self.flow.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+SYSTEMS: dict[str, SystemSpec] = {
+    spec.code: spec
+    for spec in [
+        SystemSpec(
+            code="ppis",
+            title="Pricing intelligence",
+            flow="framework2.flows.pricing:hourly_pricing",
+            deployment="ppis-hourly-pricing/ppis-hourly-pricing",
+            expected_interval=lambda s: s.ppis.market_analysis_interval,
+        ),
+    ]
+}
+
+
+def get_system(code: str) -> SystemSpec:
+    """The spec for ``code``; a clear error lists the known systems otherwise."""
+    from framework2.errors import ConfigError
+
+    try:
+        return SYSTEMS[code.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"unknown system {code!r}", hint=f"known systems: {', '.join(sorted(SYSTEMS))}"
+        ) from None

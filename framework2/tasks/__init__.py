@@ -1,0 +1,1 @@
+"""Prefect tasks and the plain functions they call, one module per domain."""

@@ -1,0 +1,317 @@
+"""Own-price elasticity per SKU from daily sales, vectorised across all SKUs at once.
+
+Method
+------
+1. **Own fit.** For each SKU a Poisson log-linear model
+
+       log E[units_t] = a + e * (log p_t - mean log p)
+
+   is fitted by damped Newton iterations run on every SKU together: the per-SKU sums the 2x2
+   Hessian needs are ``np.bincount`` over factorised SKU codes, and each 2x2 system is solved in
+   closed form. Zero-unit days stay in the fit (no ``log(0)`` hack). A step that raises a SKU's
+   negative log-likelihood is halved for that SKU only, so a poor start cannot diverge. The standard
+   error comes from the Fisher information, inflated by the Pearson dispersion (quasi-Poisson,
+   floored at 1) so over-dispersed sales get honest intervals.
+   A SKU gets an own estimate only if it sold on at least ``min_days`` days and the standard
+   deviation of its log price is at least ``min_log_price_std``; otherwise the data cannot separate
+   the price effect from noise.
+
+2. **Partial pooling.** Per category the own estimates are combined DerSimonian-Laird style: the
+   between-SKU variance tau^2 comes from Cochran's Q of the precision-weighted estimates, and the
+   category mean mu is the random-effects weighted mean. Each own estimate is then shrunk toward mu:
+   posterior precision = 1/se^2 + 1/tau^2, estimate = precision-weighted mean, and the uncertainty of
+   mu itself is added to the posterior variance. ``shrinkage`` is the weight on the own estimate.
+   SKUs without an own estimate take mu with sd sqrt(tau^2 + var(mu)) (source "category"). A
+   category with fewer than ``MIN_CATEGORY_SKUS`` own estimates uses the documented prior
+   ``PRIOR_MEAN`` / ``PRIOR_SD`` in place of mu / tau (source "prior" for SKUs without own data).
+   tau is floored at ``MIN_TAU`` because DL often estimates exactly 0 in small categories, which
+   would erase every SKU's own signal.
+
+Intervals are normal: estimate +/- z * se with z for the requested two-sided ``interval``.
+Rows with a SKU missing from the catalogue, a non-positive price or negative/missing units are
+ignored here (upstream validation quarantines them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from framework2.errors import DataError
+
+PRIOR_MEAN = -1.5
+PRIOR_SD = 1.0
+MIN_CATEGORY_SKUS = 5
+MIN_TAU = 0.05
+# Own estimates beyond this are separation artefacts (all sales at one price level), not elasticities.
+MAX_ABS_ELASTICITY = 15.0
+_MAX_STEP = 2.0
+_MAX_ITER = 60
+_TOL = 1e-10
+
+ESTIMATE_COLUMNS = [
+    "elasticity",
+    "elasticity_se",
+    "elasticity_low",
+    "elasticity_high",
+    "own_estimate",
+    "own_se",
+    "shrinkage",
+    "n_days",
+    "log_price_std",
+    "source",
+    "category",
+]
+
+
+def _require(df: pd.DataFrame, columns: list[str], what: str, hint: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{what} is missing column(s) {', '.join(missing)}; found {list(df.columns)}", hint)
+
+
+def catalogue_index(catalogue: pd.DataFrame) -> pd.Index:
+    """The catalogue's SKUs as a unique string index (DataError on duplicates)."""
+    index = pd.Index(catalogue["sku"].astype(str), name="sku")
+    if not index.is_unique:
+        dupes = index[index.duplicated()].unique()[:5].tolist()
+        raise DataError(f"catalogue has duplicate SKUs, e.g. {dupes}", "keep one catalogue row per SKU")
+    return index
+
+
+def sku_codes(sku: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each row's SKU in ``index`` (-1 when unknown), fast for categorical columns."""
+    if isinstance(sku.dtype, pd.CategoricalDtype):
+        # Map the few categories once instead of hashing millions of strings.
+        lookup = index.get_indexer(sku.cat.categories.astype(str))
+        codes = sku.cat.codes.to_numpy()
+        return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1)
+    return index.get_indexer(sku.astype(str))
+
+
+def _fit_poisson(
+    code: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, yy: np.ndarray, n_days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised Poisson fit of log mu = a + e*x per SKU code on grouped days.
+
+    Each row is a group of ``w`` days of one SKU at one price with unit sum ``y`` and sum of squares
+    ``yy`` (the Poisson sufficient statistics, plus what the Pearson statistic needs). Returns the
+    slope, its quasi-Poisson variance and whether the fit converged.
+    """
+    n_sku = len(n_days)
+    sy = np.bincount(code, weights=y, minlength=n_sku)
+    syx = np.bincount(code, weights=y * x, minlength=n_sku)
+    with np.errstate(divide="ignore"):
+        a = np.log(sy / np.maximum(n_days, 1))
+    e = np.zeros(n_sku)
+    a_base, e_base = a.copy(), e.copy()
+    step_a, step_e = np.zeros(n_sku), np.zeros(n_sku)
+    nll_base = np.full(n_sku, np.inf)
+    done = n_days == 0
+    converged = np.zeros(n_sku, dtype=bool)
+    full = code, x, y, w, yy
+    for _ in range(_MAX_ITER):
+        mu = w * np.exp(a[code] + e[code] * x)
+        s0 = np.bincount(code, weights=mu, minlength=n_sku)
+        s1 = np.bincount(code, weights=mu * x, minlength=n_sku)
+        s2 = np.bincount(code, weights=mu * x * x, minlength=n_sku)
+        # The y*eta part of the log-likelihood in closed form from the fixed sums.
+        nll = s0 - a * sy - e * syx
+        worse = ~(nll <= nll_base + 1e-12 * np.abs(nll_base))
+        det = s0 * s2 - s1 * s1
+        ga, ge = sy - s0, syx - s1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            da = (s2 * ga - s1 * ge) / det
+            de = (s0 * ge - s1 * ga) / det
+        bad = ~np.isfinite(da) | ~np.isfinite(de)
+        da[bad], de[bad] = 0.0, 0.0
+        scale = np.minimum(1.0, _MAX_STEP / np.maximum(np.abs(da), np.abs(de)).clip(1e-300))
+        da, de = da * scale, de * scale
+        # A SKU whose last step made things worse retries half of it from the last accepted point.
+        step_a = np.where(worse, 0.5 * step_a, da)
+        step_e = np.where(worse, 0.5 * step_e, de)
+        a_base = np.where(worse, a_base, a)
+        e_base = np.where(worse, e_base, e)
+        nll_base = np.where(worse, nll_base, nll)
+        converged |= ~done & ~worse & (np.abs(de) < _TOL * (1 + np.abs(e))) & (np.abs(da) < _TOL * (1 + np.abs(a)))
+        # Runaway slopes mean separation (all sales at one price level): stop, it has no finite MLE.
+        done |= converged | (np.abs(e) > MAX_ABS_ELASTICITY)
+        if done.all():
+            break
+        a = np.where(done, a, a_base + step_a)
+        e = np.where(done, e, e_base + step_e)
+        # Shrink the working set once most SKUs are finished, so stragglers cost little.
+        keep = ~done[code]
+        if keep.mean() < 0.5:
+            code, x, y, w, yy = code[keep], x[keep], y[keep], w[keep], yy[keep]
+    code, x, y, w, yy = full
+    mu = np.exp(a[code] + e[code] * x)
+    s0 = np.bincount(code, weights=w * mu, minlength=n_sku)
+    s1 = np.bincount(code, weights=w * mu * x, minlength=n_sku)
+    s2 = np.bincount(code, weights=w * mu * x * x, minlength=n_sku)
+    # Pearson X^2 over days, from the grouped sums: sum (y - mu)^2 / mu per group.
+    pearson = np.bincount(code, weights=yy / mu - 2 * y + w * mu, minlength=n_sku)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_e = s0 / (s0 * s2 - s1 * s1)
+        dispersion = np.maximum(1.0, pearson / np.maximum(n_days - 2, 1))
+    return e, var_e * dispersion, converged
+
+
+def _fit_grouped(
+    code: np.ndarray,
+    price: np.ndarray,
+    units: np.ndarray,
+    usable: np.ndarray,
+    mean_logp: np.ndarray,
+    n_days: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Collapse the usable SKUs' days to one row per (SKU, price) and fit them all at once."""
+    rows = usable[code]
+    fit_code = (np.cumsum(usable) - 1)[code[rows]]
+    price, units = price[rows], units[rows]
+    # Days at the same price carry the same x, so their unit sums are sufficient: prices repeat a
+    # lot (regular price, a few promotions) and this cuts the rows the Newton loop touches ~10-20x.
+    price_id, price_values = pd.factorize(price)
+    group, keys = pd.factorize(fit_code.astype(np.int64) * len(price_values) + price_id)
+    g_code = (keys // len(price_values)).astype(np.intp)
+    g_logp = np.log(price_values[keys % len(price_values)])
+    g_x = g_logp - mean_logp[usable][g_code]
+    w = np.bincount(group).astype(float)
+    y = np.bincount(group, weights=units)
+    yy = np.bincount(group, weights=units * units)
+    return _fit_poisson(g_code, g_x, y, w, yy, n_days[usable].astype(float))
+
+
+def estimate_elasticities(
+    sales: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    *,
+    min_log_price_std: float = 0.01,
+    min_days: int = 14,
+    interval: float = 0.90,
+) -> pd.DataFrame:
+    """Partially pooled own-price elasticity for every catalogue SKU (see module docstring)."""
+    _require(sales, ["sku", "price", "units"], "sales", "sales need one row per sku per day: sku, day, price, units")
+    _require(catalogue, ["sku", "category"], "catalogue", "the catalogue needs at least sku and category")
+    if len(sales) == 0:
+        raise DataError("sales history is empty", "load at least min_days days of sales before estimating")
+    if len(catalogue) == 0:
+        raise DataError("catalogue is empty", "load the catalogue before estimating elasticities")
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}")
+
+    index = catalogue_index(catalogue)
+    n_sku = len(index)
+    code = sku_codes(sales["sku"], index)
+    price = pd.to_numeric(sales["price"], errors="coerce").to_numpy(dtype=float)
+    units = pd.to_numeric(sales["units"], errors="coerce").to_numpy(dtype=float)
+    ok = (code >= 0) & np.isfinite(price) & (price > 0) & np.isfinite(units) & (units >= 0)
+    if not ok.all():
+        code, price, units = code[ok], price[ok], units[ok]
+    if len(code) == 0:
+        raise DataError(
+            "no usable sales rows: none matched a catalogue SKU with a positive price and units >= 0",
+            "check that sales.sku uses the catalogue's SKU codes",
+        )
+
+    logp = np.log(price)
+    n_days = np.bincount(code, minlength=n_sku)
+    selling = np.bincount(code, weights=units > 0, minlength=n_sku)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_logp = np.bincount(code, weights=logp, minlength=n_sku) / n_days
+    x = logp - mean_logp[code]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lp_std = np.sqrt(np.bincount(code, weights=x * x, minlength=n_sku) / n_days)
+
+    usable = (selling >= min_days) & (lp_std >= min_log_price_std)
+    own = np.full(n_sku, np.nan)
+    own_se = np.full(n_sku, np.nan)
+    if usable.any():
+        e_fit, var_fit, conv = _fit_grouped(code, price, units, usable, mean_logp, n_days)
+        with np.errstate(invalid="ignore"):
+            se_fit = np.sqrt(var_fit)
+        good = conv & np.isfinite(e_fit) & np.isfinite(se_fit) & (se_fit > 0) & (np.abs(e_fit) < MAX_ABS_ELASTICITY)
+        own[usable] = np.where(good, e_fit, np.nan)
+        own_se[usable] = np.where(good, se_fit, np.nan)
+
+    category = catalogue["category"].astype(object).where(catalogue["category"].notna(), "(none)").astype(str)
+    cat_code, cat_names = pd.factorize(category.to_numpy())
+    n_cat = len(cat_names)
+    has_own = np.isfinite(own)
+    mu, tau2, var_mu, pooled_ok = _pool(cat_code[has_own], own[has_own], own_se[has_own], n_cat)
+
+    mu_s, tau2_s, var_mu_s = mu[cat_code], tau2[cat_code], var_mu[cat_code]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_own = 1.0 / own_se**2
+        precision = w_own + 1.0 / tau2_s
+        shrink = np.where(has_own, w_own / precision, 0.0)
+        post = np.where(has_own, (w_own * own + mu_s / tau2_s) / precision, mu_s)
+        post_var = np.where(has_own, 1.0 / precision + (1 - shrink) ** 2 * var_mu_s, tau2_s + var_mu_s)
+    se = np.sqrt(post_var)
+    z = float(norm.ppf(0.5 + interval / 2))
+    source = np.where(has_own, "own+pooled", np.where(pooled_ok[cat_code], "category", "prior"))
+
+    out = pd.DataFrame(
+        {
+            "elasticity": post,
+            "elasticity_se": se,
+            "elasticity_low": post - z * se,
+            "elasticity_high": post + z * se,
+            "own_estimate": own,
+            "own_se": own_se,
+            "shrinkage": shrink,
+            "n_days": n_days,
+            "log_price_std": lp_std,
+            "source": source.astype(object),
+            "category": category.to_numpy(),
+        },
+        index=index,
+    )
+    return out
+
+
+def _pool(
+    cat: np.ndarray, est: np.ndarray, se: np.ndarray, n_cat: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """DerSimonian-Laird mean, between-SKU variance and var(mean) per category; prior where too few."""
+    k = np.bincount(cat, minlength=n_cat).astype(float)
+    w = 1.0 / se**2
+    s1 = np.bincount(cat, weights=w, minlength=n_cat)
+    s2 = np.bincount(cat, weights=w * w, minlength=n_cat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu_fe = np.bincount(cat, weights=w * est, minlength=n_cat) / s1
+        q = np.bincount(cat, weights=w * (est - mu_fe[cat]) ** 2, minlength=n_cat)
+        tau2 = np.maximum((q - (k - 1)) / (s1 - s2 / s1), MIN_TAU**2)
+    tau2 = np.where(np.isfinite(tau2), tau2, MIN_TAU**2)
+    w_re = 1.0 / (se**2 + tau2[cat])
+    sw = np.bincount(cat, weights=w_re, minlength=n_cat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.bincount(cat, weights=w_re * est, minlength=n_cat) / sw
+        var_mu = 1.0 / sw
+    ok = k >= MIN_CATEGORY_SKUS
+    return (
+        np.where(ok, mu, PRIOR_MEAN),
+        np.where(ok, tau2, PRIOR_SD**2),
+        np.where(ok, var_mu, 0.0),
+        ok,
+    )
+
+
+def baseline_units(sales: pd.DataFrame, window_days: int = 14) -> pd.Series:
+    """Mean daily units per SKU over the last ``window_days`` days of the history.
+
+    The window ends at the latest day in ``sales`` (not today), so a stale feed still gives numbers;
+    SKUs without rows in the window are absent from the result.
+    """
+    _require(sales, ["sku", "day", "units"], "sales", "sales need one row per sku per day: sku, day, price, units")
+    if len(sales) == 0:
+        raise DataError("sales history is empty", "load recent sales before projecting volumes")
+    day = pd.to_datetime(sales["day"])
+    recent = day > day.max() - pd.Timedelta(days=window_days)
+    sku = sales["sku"][recent]
+    if isinstance(sku.dtype, pd.CategoricalDtype):
+        sku = sku.cat.remove_unused_categories()
+    result = sales["units"][recent].astype(float).groupby(sku, observed=True).mean()
+    result.index = pd.Index(result.index.astype(str), name="sku")
+    return result.rename("baseline_units")

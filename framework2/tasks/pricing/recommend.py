@@ -1,0 +1,381 @@
+"""Profit-optimal prices inside the guardrails, with projected effects and a one-line reason.
+
+Demand is taken as constant-elasticity, q = A * p^e, so with unit cost c the profit (p - c) * q is
+maximised at p* = c * e / (1 + e) when e < -1. For e >= -1 profit keeps rising with price: there is
+no interior optimum and the price moves up as far as one run allows ("inelastic_demand").
+
+Guardrails form a feasible interval, built in priority order:
+
+1. ``min_markup`` (floor, hard: always kept) and ``max_markup`` (ceiling; dropped only if a per-SKU
+   override puts it below the floor),
+2. ``max_change`` around the current price,
+3. ``competitor_band_low`` / ``competitor_band_high`` around the competitor reference price
+   (skipped without in-stock competitor data or when the policy disables a side).
+
+A constraint that would leave the interval empty is dropped and listed in ``conflicts``. The target
+(optimum, inelastic move or missing-data fallback) is clipped into the interval and the constraint
+that set the bound it was clipped to is named in ``binding_guardrail``. For inelastic demand the
+target is the current price plus the full per-run change, so ``inelastic_demand`` is named unless a
+different limit (a band, the markup ceiling, or the floor when the change limit was dropped) stops
+it first. Missing-data prices are also kept inside the interval: the floor always wins.
+
+Prices end in whole cents. A price ending (0.99 -> x.99) rounds down to the nearest such price that
+is still inside the interval and does not turn a rise into a cut; if none is, the price stays
+unrounded. A held price is never re-ended.
+
+Percentages are fractions (``change_pct=0.1`` is +10 %), as in the config. Projections are per day:
+projected_units = baseline * (new / current)^e, deltas are against keeping the current price, and the
+low/high figures are the 5th/95th percentiles over ``n_draws`` elasticities drawn from each SKU's
+normal posterior (drawn in chunks of SKUs to bound memory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from framework2.config import PricingGuardrails
+from framework2.errors import DataError
+from framework2.tasks.pricing.elasticity import catalogue_index
+
+GUARDRAILS = ("min_markup", "max_markup", "max_change", "competitor_band_low", "competitor_band_high")
+BINDINGS = (*GUARDRAILS, "inelastic_demand", "missing_data")
+_MIN_MARKUP, _MAX_MARKUP, _MAX_CHANGE, _BAND_LOW, _BAND_HIGH = range(5)
+_EPS = 1e-9
+_DRAW_CHUNK = 20_000
+
+RECOMMENDATION_COLUMNS = [
+    "category",
+    "cost",
+    "current_price",
+    "optimal_price",
+    "recommended_price",
+    "change_pct",
+    "binding_guardrail",
+    "conflicts",
+    "needs_approval",
+    "elasticity",
+    "elasticity_low",
+    "elasticity_high",
+    "baseline_units",
+    "projected_units",
+    "revenue_delta",
+    "revenue_delta_low",
+    "revenue_delta_high",
+    "profit_delta",
+    "profit_delta_low",
+    "profit_delta_high",
+    "explanation",
+]
+
+
+def optimal_price(cost: np.ndarray | pd.Series | float, elasticity: np.ndarray | pd.Series | float) -> np.ndarray:
+    """Profit-optimal price c*e/(1+e) under constant elasticity; NaN where e >= -1 or inputs are NaN."""
+    c = np.asarray(cost, dtype=float)
+    e = np.asarray(elasticity, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(e < -1, c * e / (1 + e), np.nan)
+
+
+def _numeric(frame: pd.DataFrame, column: str, default: float, n: int) -> np.ndarray:
+    """A per-SKU override column with NaN (or absence) meaning the policy default."""
+    if column not in frame.columns:
+        return np.full(n, default, dtype=float)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isnan(values), default, values)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.4g}%"
+
+
+def _num(value: float) -> str:
+    # A real minus sign reads better in the UI than a hyphen.
+    return f"{value:.2f}".replace("-", "\u2212")
+
+
+def recommend_prices(
+    catalogue: pd.DataFrame,
+    elasticities: pd.DataFrame | None,
+    positions: pd.DataFrame | None,
+    baseline: pd.Series | None,
+    policy: PricingGuardrails,
+    *,
+    n_draws: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Recommended price per catalogue SKU with its binding guardrail, projections and explanation."""
+    missing_cols = [c for c in ("sku", "cost", "price") if c not in catalogue.columns]
+    if missing_cols:
+        raise DataError(
+            f"catalogue is missing column(s) {', '.join(missing_cols)}; found {list(catalogue.columns)}",
+            "the catalogue needs sku, cost and price (the current price)",
+        )
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    index = catalogue_index(catalogue)
+    n = len(index)
+    cost = pd.to_numeric(catalogue["cost"], errors="coerce").to_numpy(dtype=float)
+    cur = pd.to_numeric(catalogue["price"], errors="coerce").to_numpy(dtype=float)
+    cost = np.where(cost > 0, cost, np.nan)
+    cur = np.where(cur > 0, cur, np.nan)
+    min_m = _numeric(catalogue, "min_markup", policy.min_markup, n)
+    max_m = _numeric(catalogue, "max_markup", policy.max_markup, n)
+    max_c = _numeric(catalogue, "max_change_pct", policy.max_change_pct, n)
+    ending = _numeric(catalogue, "price_ending", np.nan if policy.price_ending is None else policy.price_ending, n)
+
+    el = (elasticities if elasticities is not None else pd.DataFrame(index=index)).reindex(index)
+    e = _column(el, "elasticity", n)
+    se = _column(el, "elasticity_se", n)
+    e_low = _column(el, "elasticity_low", n)
+    e_high = _column(el, "elasticity_high", n)
+    pos = (positions if positions is not None else pd.DataFrame(index=index)).reindex(index)
+    ref_col = f"{policy.competitor_reference}_price"
+    ref = _column(pos, ref_col if ref_col in pos.columns else "reference_price", n)
+    base = (baseline if baseline is not None else pd.Series(dtype=float)).reindex(index).to_numpy(dtype=float)
+
+    # Feasible interval in priority order; lo_by/hi_by remember which constraint set each bound.
+    lo, hi = np.zeros(n), np.full(n, np.inf)
+    lo_by, hi_by = np.full(n, -1), np.full(n, -1)
+    dropped = np.zeros((n, len(GUARDRAILS)), dtype=bool)
+    inf = np.inf
+    with np.errstate(invalid="ignore"):
+        constraints = [
+            (_MIN_MARKUP, cost * (1 + min_m), np.full(n, inf)),
+            (_MAX_MARKUP, np.full(n, -inf), cost * (1 + max_m)),
+            (_MAX_CHANGE, cur * (1 - max_c), cur * (1 + max_c)),
+            (_BAND_LOW, ref * (policy.competitor_band_low or np.nan), np.full(n, inf)),
+            (_BAND_HIGH, np.full(n, -inf), ref * (policy.competitor_band_high or np.nan)),
+        ]
+    for cid, c_lo, c_hi in constraints:
+        c_lo = np.where(np.isnan(c_lo), -inf, c_lo)
+        c_hi = np.where(np.isnan(c_hi), inf, c_hi)
+        new_lo, new_hi = np.maximum(lo, c_lo), np.minimum(hi, c_hi)
+        fits = new_lo <= new_hi * (1 + _EPS)
+        lo_by = np.where(fits & (c_lo > lo), cid, lo_by)
+        hi_by = np.where(fits & (c_hi < hi), cid, hi_by)
+        lo, hi = np.where(fits, new_lo, lo), np.where(fits, new_hi, hi)
+        dropped[:, cid] = ~fits
+
+    p_opt = optimal_price(cost, e)
+    missing = ~np.isfinite(e) | ~np.isfinite(cost)
+    inelastic = ~missing & ~np.isfinite(p_opt)
+    cost_plus = cost * (1 + policy.cost_plus_markup)
+    hold = policy.missing_data_rule == "hold"
+    miss_target = np.where(np.isfinite(cur), cur, cost_plus) if hold else np.where(np.isfinite(cost), cost_plus, cur)
+    up_target = np.where(np.isfinite(cur), cur * (1 + max_c), hi)
+    target = np.select([missing, inelastic], [miss_target, up_target], p_opt)
+    with np.errstate(invalid="ignore"):
+        below = target < lo * (1 - _EPS)
+        above = target > hi * (1 + _EPS)
+    clipped = np.minimum(np.maximum(target, lo), hi)
+
+    names = np.array([*GUARDRAILS, None], dtype=object)
+    binding = np.full(n, None, dtype=object)
+    binding[below] = names[lo_by[below]]
+    binding[above] = names[hi_by[above]]
+    binding[missing & ~below & ~above] = "missing_data"
+    # For inelastic demand the change limit is the move itself, not a guardrail that stopped it.
+    plain_up = inelastic & ~below & (~above | (hi_by == _MAX_CHANGE))
+    binding[plain_up] = "inelastic_demand"
+
+    cents = _to_cents(clipped, lo, hi)
+    ended, end_applied, end_skipped = _apply_ending(cents, lo, cur, ending, skip=missing & hold)
+    rec = ended
+    with np.errstate(invalid="ignore", divide="ignore"):
+        change = rec / cur - 1
+    needs_approval = ~(np.abs(change) <= policy.approval_change_pct + _EPS)
+
+    proj = _project(rec, cur, cost, base, e, se, n_draws=n_draws, seed=seed)
+    conflicts = np.full(n, "", dtype=object)
+    for cid, name in enumerate(GUARDRAILS):
+        flag = dropped[:, cid]
+        if flag.any():
+            conflicts[flag] = np.where(conflicts[flag] == "", name, conflicts[flag] + ", " + name)
+
+    category = catalogue["category"].to_numpy() if "category" in catalogue.columns else np.full(n, None)
+    explanation = _explain(
+        p_opt=p_opt, e=e, e_low=e_low, e_high=e_high, missing=missing, inelastic=inelastic, target=target, cost=cost,
+        below=below, above=above, lo_by=lo_by, hi_by=hi_by, clipped=cents, rec=rec, ending=ending,
+        end_applied=end_applied, end_skipped=end_skipped, conflicts=conflicts, change=change,
+        needs_approval=needs_approval, min_m=min_m, max_m=max_m, max_c=max_c, ref=ref, policy=policy,
+    )
+    out = pd.DataFrame(
+        {
+            "category": category,
+            "cost": cost,
+            "current_price": cur,
+            "optimal_price": p_opt,
+            "recommended_price": rec,
+            "change_pct": change,
+            "binding_guardrail": binding,
+            "conflicts": conflicts,
+            "needs_approval": needs_approval,
+            "elasticity": e,
+            "elasticity_low": e_low,
+            "elasticity_high": e_high,
+            "baseline_units": base,
+            **proj,
+            "explanation": explanation,
+        },
+        index=index,
+    )
+    return out[RECOMMENDATION_COLUMNS]
+
+
+def _column(frame: pd.DataFrame, column: str, n: int) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(n, np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _to_cents(price: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Round to cents, toward the inside of [lo, hi]; keep the exact value if no cent fits."""
+    r = np.round(price, 2)
+    with np.errstate(invalid="ignore"):
+        r = np.where(r < lo - _EPS, np.ceil(price * 100 - 1e-6) / 100, r)
+        r = np.where(r > hi + _EPS, np.floor(price * 100 + 1e-6) / 100, r)
+        inside = (r >= lo - _EPS) & (r <= hi + _EPS)
+    return np.where(inside, r, price)
+
+
+def _apply_ending(
+    price: np.ndarray, lo: np.ndarray, cur: np.ndarray, ending: np.ndarray, skip: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Round down to the nearest price ending in ``ending`` if it stays >= lo (it is <= price).
+
+    Rounding down may not turn a rise into a cut (4.60 from 4.18 must not become 3.99).
+    """
+    end_cents = np.round(ending * 100)
+    with np.errstate(invalid="ignore"):
+        cents = np.floor(price * 100 + 1e-6)
+        rounded = (np.floor((cents - end_cents) / 100) * 100 + end_cents) / 100
+        wanted = np.isfinite(ending) & np.isfinite(price) & ~skip
+        reverses = (price > cur) & (rounded < cur)
+        fits = wanted & (rounded >= lo - _EPS) & (rounded > 0) & ~reverses
+    return np.where(fits, rounded, price), fits, wanted & ~fits
+
+
+def _project(
+    rec: np.ndarray,
+    cur: np.ndarray,
+    cost: np.ndarray,
+    base: np.ndarray,
+    e: np.ndarray,
+    se: np.ndarray,
+    *,
+    n_draws: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Daily units, revenue and profit deltas vs the current price, with 5-95 % bands over draws."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_r = np.log(rec / cur)
+    unchanged = log_r == 0
+    # Without an elasticity only an unchanged price has a known effect (none).
+    unknown = ~np.isfinite(e) & ~unchanged
+    e0 = np.where(np.isfinite(e), e, 0.0)
+    se0 = np.where(np.isfinite(se), se, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        q_new = np.where(unknown, np.nan, base * np.exp(e0 * log_r))
+        q_new = np.where(unchanged, base, q_new)
+        rev = rec * q_new - cur * base
+        prof = (rec - cost) * q_new - (cur - cost) * base
+    n = len(rec)
+    bands = np.full((4, n), np.nan)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, _DRAW_CHUNK):
+        s = slice(start, min(start + _DRAW_CHUNK, n))
+        draws = e0[s, None] + se0[s, None] * rng.standard_normal((s.stop - s.start, n_draws))
+        with np.errstate(invalid="ignore", over="ignore"):
+            q = base[s, None] * np.exp(draws * np.where(unchanged[s], 0.0, log_r[s])[:, None])
+            rev_d = rec[s, None] * q - (cur[s] * base[s])[:, None]
+            prof_d = (rec[s] - cost[s])[:, None] * q - ((cur[s] - cost[s]) * base[s])[:, None]
+        bands[0:2, s] = np.percentile(rev_d, [5, 95], axis=1)
+        bands[2:4, s] = np.percentile(prof_d, [5, 95], axis=1)
+    bands[:, unknown] = np.nan
+    return {
+        "projected_units": q_new,
+        "revenue_delta": rev,
+        "revenue_delta_low": bands[0],
+        "revenue_delta_high": bands[1],
+        "profit_delta": prof,
+        "profit_delta_low": bands[2],
+        "profit_delta_high": bands[3],
+    }
+
+
+def _explain(
+    *,
+    p_opt: np.ndarray,
+    e: np.ndarray,
+    e_low: np.ndarray,
+    e_high: np.ndarray,
+    missing: np.ndarray,
+    inelastic: np.ndarray,
+    target: np.ndarray,
+    cost: np.ndarray,
+    below: np.ndarray,
+    above: np.ndarray,
+    lo_by: np.ndarray,
+    hi_by: np.ndarray,
+    clipped: np.ndarray,
+    rec: np.ndarray,
+    ending: np.ndarray,
+    end_applied: np.ndarray,
+    end_skipped: np.ndarray,
+    conflicts: np.ndarray,
+    change: np.ndarray,
+    needs_approval: np.ndarray,
+    min_m: np.ndarray,
+    max_m: np.ndarray,
+    max_c: np.ndarray,
+    ref: np.ndarray,
+    policy: PricingGuardrails,
+) -> list[str]:
+    """One readable sentence per SKU (string building is inherently per row)."""
+    ref_name = policy.competitor_reference
+    band_low, band_high = policy.competitor_band_low, policy.competitor_band_high
+
+    def limit(cid: int, i: int) -> str:
+        if cid == _MIN_MARKUP:
+            return f"min markup {_pct(min_m[i])}"
+        if cid == _MAX_MARKUP:
+            return f"max markup {_pct(max_m[i])}"
+        if cid == _MAX_CHANGE:
+            return f"max change {_pct(max_c[i])}"
+        if cid == _BAND_LOW:
+            return f"competitor band {_pct(band_low or 0)} of {ref_name} {ref[i]:.2f}"
+        if cid == _BAND_HIGH:
+            return f"competitor band {_pct(band_high or 0)} of {ref_name} {ref[i]:.2f}"
+        return "no limit"
+
+    hold = policy.missing_data_rule == "hold"
+    out: list[str] = []
+    for i in range(len(rec)):
+        rng_txt = f"{_num(e[i])} [{_num(e_low[i])}, {_num(e_high[i])}]"
+        if missing[i]:
+            why = "No cost" if not np.isfinite(cost[i]) else "No usable elasticity"
+            rule = "holding the current price" if hold else f"cost plus {_pct(policy.cost_plus_markup)}"
+            parts = [f"{why}; {rule} {target[i]:.2f}"]
+        elif inelastic[i]:
+            parts = [f"Demand inelastic at elasticity {rng_txt}, so the price moves up"]
+        else:
+            parts = [f"Optimum {p_opt[i]:.2f} at elasticity {rng_txt}"]
+        if below[i]:
+            parts.append(f"raised to {clipped[i]:.2f} by {limit(lo_by[i], i)}")
+        elif above[i] or inelastic[i]:
+            parts.append(f"held to {clipped[i]:.2f} by {limit(hi_by[i], i)}")
+        elif not missing[i]:
+            parts.append("within limits")
+        label = f".{int(round(ending[i] * 100)):02d}" if np.isfinite(ending[i]) else ""
+        if end_applied[i] and rec[i] != clipped[i]:
+            parts.append(f"ending {label} \u2192 {rec[i]:.2f}")
+        elif end_skipped[i]:
+            parts.append(f"ending {label} skipped (would leave the limits or reverse the move)")
+        if conflicts[i]:
+            parts.append(f"dropped {conflicts[i]} (contradicted higher-priority limits)")
+        if needs_approval[i]:
+            moved = f" ({change[i]:+.1%})".replace("-", "\u2212") if np.isfinite(change[i]) else ""
+            parts.append(f"needs approval{moved}")
+        out.append("; ".join(parts))
+    return out

@@ -1,0 +1,146 @@
+"""PPIS pipeline steps as Prefect tasks: store I/O with retries, one analysis step each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.engine import Engine
+
+from framework2.blocks.competitor_feed import CompetitorFeed
+from framework2.config import CompetitorRule, PricingGuardrails, PricingSettings
+from framework2.store import pricing as store
+from framework2.store.models import utcnow
+from framework2.store.runs import quarantine
+from framework2.tasks.feeds import check_feed_url, collect_feed, validate_offers
+from framework2.tasks.pricing.elasticity import baseline_units, estimate_elasticities
+from framework2.tasks.pricing.inputs import validate_catalogue, validate_sales
+from framework2.tasks.pricing.market import price_positions
+from framework2.tasks.pricing.recommend import recommend_prices
+from framework2.tasks.pricing.report import FeedStatus
+
+SYSTEM = "ppis"
+
+
+@dataclass
+class PricingInputs:
+    catalogue: pd.DataFrame
+    sales: pd.DataFrame
+    window: tuple[str, str]
+    quarantined: dict[str, int] = field(default_factory=dict)
+
+
+@task(name="ppis-load-inputs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def load_inputs(engine: Engine, run_id: str, history_days: int) -> PricingInputs:
+    """Catalogue and sales history from the store, validated; bad rows go to quarantine."""
+    since = date.today() - timedelta(days=history_days)
+    catalogue, bad_catalogue = validate_catalogue(store.load_catalogue(engine))
+    sales, bad_sales = validate_sales(store.load_sales(engine, since), pd.Index(catalogue["sku"]))
+    counts = {
+        "catalogue": quarantine(engine, system=SYSTEM, source="catalogue", rows=bad_catalogue.to_dict("records"),
+                                run_id=run_id),
+        "sales": quarantine(engine, system=SYSTEM, source="sales", rows=bad_sales.to_dict("records"), run_id=run_id),
+    }
+    window = (str(sales["day"].min().date()), str(sales["day"].max().date())) if len(sales) else ("", "")
+    return PricingInputs(catalogue, sales, window, counts)
+
+
+@dataclass
+class Market:
+    offers: pd.DataFrame
+    feeds: list[FeedStatus]
+
+
+_EMPTY_OFFERS = pd.DataFrame(
+    {"competitor": pd.Series(dtype=str), "sku": pd.Series(dtype=str), "price": pd.Series(dtype=float),
+     "in_stock": pd.Series(dtype=bool), "observed_at": pd.Series(dtype="datetime64[ns, UTC]"),
+     "feed": pd.Series(dtype=str)}
+)
+
+
+def collect_market(
+    engine: Engine, run_id: str, feed_names: list[str], settings: PricingSettings, catalogue: pd.DataFrame
+) -> Market:
+    """Collect every feed concurrently; a failed feed falls back to its last good snapshot if young enough."""
+    logger = get_run_logger()
+    our_prices = catalogue.set_index("sku")["price"]
+    statuses: list[FeedStatus] = []
+    frames: list[pd.DataFrame] = []
+    futures = {}
+    delay = settings.feed_retry_delay.total_seconds()
+    collect = collect_feed.with_options(
+        retries=settings.feed_retries, retry_delay_seconds=[delay * 2**i for i in range(settings.feed_retries)]
+    )
+    for name in feed_names:
+        try:
+            feed = CompetitorFeed.load(name)
+            check_feed_url(feed.url, settings.feed_host_allowlist)
+        except Exception as exc:  # missing block, refused URL: the feed is unusable, the run goes on
+            futures[name] = (None, exc)
+            continue
+        futures[name] = (collect.submit(feed, settings.feed_host_allowlist), feed)
+    for name, (future, feed_or_exc) in futures.items():
+        competitor = getattr(feed_or_exc, "competitor", name)
+        now = utcnow()
+        if future is not None:
+            future.wait()
+        if future is not None and future.state.is_completed():
+            collected = future.result()
+            valid, bad = validate_offers(collected.offers, our_prices, settings.offer_price_ratio_limit)
+            n_bad = quarantine(engine, system=SYSTEM, source=f"feed:{name}", rows=bad.to_dict("records"),
+                               run_id=run_id)
+            store.save_snapshot(engine, run_id=run_id, feed=name, competitor=competitor,
+                                fetched_at=collected.fetched_at, status="ok", offers=valid, quarantined=n_bad)
+            valid = valid.assign(feed=name)
+            frames.append(valid)
+            statuses.append(FeedStatus(name, competitor, "fresh", len(valid), n_bad))
+            continue
+        reason = _failure_reason(future, feed_or_exc)
+        store.save_snapshot(engine, run_id=run_id, feed=name, competitor=competitor, fetched_at=now,
+                            status="failed", reason=reason)
+        fallback = store.last_good_snapshot(engine, name, now, settings.max_snapshot_age)
+        if fallback is None:
+            logger.warning("feed %s unavailable (%s) and no usable snapshot", name, reason)
+            statuses.append(FeedStatus(name, competitor, "unavailable", reason=reason))
+            continue
+        snapshot, offers = fallback
+        age = (now - snapshot.fetched_at).total_seconds() / 60
+        logger.warning("feed %s failed (%s); using snapshot from %.0f min ago", name, reason, age)
+        frames.append(offers)
+        statuses.append(FeedStatus(name, competitor, "stale", len(offers), reason=reason, snapshot_age_minutes=age))
+    offers = pd.concat(frames, ignore_index=True) if frames else _EMPTY_OFFERS.copy()
+    return Market(offers, statuses)
+
+
+def _failure_reason(future, feed_or_exc) -> str:  # type: ignore[no-untyped-def]
+    if future is None:
+        return f"{type(feed_or_exc).__name__}: {feed_or_exc}"
+    try:
+        exc = future.state.result(raise_on_failure=False)
+    except Exception as err:
+        exc = err
+    return str(exc) if isinstance(exc, BaseException) else (future.state.message or "failed")
+
+
+@task(name="ppis-estimate-elasticities", cache_policy=NO_CACHE)
+def estimate(sales: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+    """Own-price elasticity per SKU with partial pooling toward its category."""
+    return estimate_elasticities(sales, catalogue)
+
+
+@task(name="ppis-position", cache_policy=NO_CACHE)
+def position(catalogue: pd.DataFrame, offers: pd.DataFrame, rules: list[CompetitorRule],
+             policy: PricingGuardrails) -> pd.DataFrame:
+    """Price index and market position per SKU."""
+    return price_positions(catalogue, offers, rules, policy.competitor_reference)
+
+
+@task(name="ppis-recommend", cache_policy=NO_CACHE)
+def recommend(catalogue: pd.DataFrame, elasticities: pd.DataFrame, positions: pd.DataFrame, sales: pd.DataFrame,
+              policy: PricingGuardrails) -> pd.DataFrame:
+    """Profit-optimal prices inside the guardrails, with projections and explanations."""
+    return recommend_prices(catalogue, elasticities, positions, baseline_units(sales), policy)
+

@@ -1,0 +1,104 @@
+"""Settings: the seed's keys, units, precedence, and clear errors for bad configuration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from framework2.config import load_settings, parse_duration
+from framework2.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAMEWORK2_CONFIG", raising=False)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "framework2.toml"
+    path.write_text(text)
+    return path
+
+
+def test_seed_camel_case_keys_are_read_from_toml(tmp_path: Path) -> None:
+    write(tmp_path, """
+[ppis]
+marketAnalysisInterval = "2h"
+competitorTracking = false
+[plos]
+rollbackThreshold = 0.2
+[coordination]
+healthCheckInterval = "30000ms"
+""")
+    settings = load_settings()
+    assert settings.ppis.market_analysis_interval == timedelta(hours=2)
+    assert settings.ppis.competitor_tracking is False
+    assert settings.plos.rollback_threshold == 0.2
+    assert settings.coordination.health_check_interval == timedelta(seconds=30)
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, '[ppis]\nmarketAnalysisInterval = "2h"\n')
+    monkeypatch.setenv("FRAMEWORK2_PPIS__MARKET_ANALYSIS_INTERVAL", "15m")
+    monkeypatch.setenv("FRAMEWORK2_PPIS__GUARDRAILS__MIN_MARKUP", "0.25")
+    settings = load_settings()
+    assert settings.ppis.market_analysis_interval == timedelta(minutes=15)
+    assert settings.ppis.guardrails.min_markup == 0.25
+
+
+def test_defaults_match_the_seed() -> None:
+    settings = load_settings()
+    assert settings.ppis.market_analysis_interval == timedelta(hours=1)
+    assert settings.coordination.health_check_interval == timedelta(seconds=30)
+    assert settings.alerts.health_score_below == 95
+    assert settings.store_url.endswith(".framework2/store.db")
+
+
+def test_duration_without_unit_is_refused_with_the_fix(tmp_path: Path) -> None:
+    write(tmp_path, "[coordination]\nhealthCheckInterval = 30000\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "coordination.health_check_interval" in err.value.message
+    assert "30000ms" in err.value.message
+    assert "framework2.example.toml" in err.value.hint
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    write(tmp_path, "[ppis]\nmarketAnalysisIntervall = \"1h\"\n")
+    with pytest.raises(ConfigError, match="market_analysis_intervall"):
+        load_settings()
+
+
+def test_broken_toml_says_so(tmp_path: Path) -> None:
+    write(tmp_path, "[ppis\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings()
+
+
+def test_missing_config_file_named_in_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FRAMEWORK2_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "nope.toml does not exist" in err.value.message
+
+
+def test_guardrail_bands_must_be_ordered(tmp_path: Path) -> None:
+    write(tmp_path, "[ppis.guardrails]\ncompetitorBandLow = 1.2\ncompetitorBandHigh = 0.9\n")
+    with pytest.raises(ConfigError, match="competitor_band_high"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600), ("1.5d", 129600),
+                                              ("250ms", 0.25)])
+def test_duration_units(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[1] / "framework2.example.toml"
+    monkeypatch.setenv("FRAMEWORK2_CONFIG", str(example))
+    settings = load_settings()
+    assert settings.ppis.guardrails.approval_change_pct > 0

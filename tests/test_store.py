@@ -1,0 +1,90 @@
+"""The store: migrations equal the models, upgrades keep rows, failures leave nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlmodel import SQLModel
+
+from framework2.errors import StoreError
+from framework2.store import models
+from framework2.store.engine import check_connection, make_engine, open_store, session_scope
+from framework2.store.migrate import current_revision, head_revision, upgrade
+from framework2.store.runs import finish_run, quarantine, recent_runs, start_run
+
+
+def schema_diff(engine) -> list:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+
+
+def test_migrations_produce_exactly_the_models_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert schema_diff(engine) == []
+
+
+def test_migrations_produce_exactly_the_models_on_postgresql(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert schema_diff(engine) == []
+
+
+def _fill_core(engine) -> str:  # type: ignore[no-untyped-def]
+    run_id = start_run(engine, "ppis", parameters={"feeds": ["a"]})
+    quarantine(engine, system="ppis", source="feed:a", rows=[{"sku": "X", "reason": "unknown sku"}], run_id=run_id)
+    finish_run(engine, run_id, status="completed", outcome={"quality": 0.9})
+    return run_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrade_from_previous_schema_keeps_every_row(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    upgrade(engine, "0001_core")  # the previous release's schema
+    assert "product" not in inspect(engine).get_table_names()
+    run_id = _fill_core(engine)
+
+    upgrade(engine)  # what `framework2 init` / every run does on start
+
+    assert current_revision(engine) == head_revision()
+    runs = recent_runs(engine, "ppis")
+    assert [r.id for r in runs] == [run_id]
+    assert runs[0].quarantined == 1 and runs[0].outcome == {"quality": 0.9}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM quarantined_row")).scalar() == 1
+    assert "product" in inspect(engine).get_table_names()
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    upgrade(engine)
+    with pytest.raises(RuntimeError), session_scope(engine) as session:
+        session.add(models.Product(sku="A", category="c", cost=1, price=2))
+        session.flush()
+        raise RuntimeError("crash mid-write")
+    with session_scope(engine) as session:
+        assert session.scalars(select(models.Product)).all() == []
+
+
+def test_unreachable_database_error_names_it_without_password() -> None:
+    engine = make_engine("postgresql+psycopg://user:s3cret@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError) as err:
+        check_connection(engine)
+    assert "127.0.0.1:1/nowhere" in err.value.message
+    assert "s3cret" not in str(err.value)
+    assert "is running" in err.value.hint
+
+
+def test_garbage_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        make_engine("not a url at all")
+
+
+def test_open_store_creates_and_migrates_a_new_sqlite_file(store_url: str) -> None:
+    engine = open_store()
+    assert current_revision(engine) == head_revision()
