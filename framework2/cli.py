@@ -83,17 +83,22 @@ def start(
     bin_dir = Path(sys.executable).parent
     api = f"http://{host}:{port}/api"
     env = os.environ | {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    procs = [subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", host, "--port", str(port)],
-                              env=env)]
+    procs = [
+        subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", host, "--port", str(port)], env=env)
+    ]
     try:
         _wait_for_api(api, timeout=90, proc=procs[0])
         console.rule("[bold green]Framework Set 2 is up")
         console.print(f"  Prefect UI:  [bold]http://{host}:{port}[/bold]")
         console.print(f"  API:         {api}    (export PREFECT_API_URL={api})")
         if worker:
-            procs.append(subprocess.Popen(
-                [str(bin_dir / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
-                env=env | {"FRAMEWORK2_PROJECT_DIR": str(PROJECT_DIR)}, cwd=PROJECT_DIR))
+            procs.append(
+                subprocess.Popen(
+                    [str(bin_dir / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
+                    env=env | {"FRAMEWORK2_PROJECT_DIR": str(PROJECT_DIR)},
+                    cwd=PROJECT_DIR,
+                )
+            )
             console.print(f"  Worker:      polling work pool {WORK_POOL!r}")
         console.print("  Stop with Ctrl-C.")
         while all(p.poll() is None for p in procs):
@@ -118,21 +123,25 @@ def _wait_for_api(api: str, timeout: float, proc: subprocess.Popen | None = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise Framework2Error("the Prefect server exited during start-up",
-                                  hint="is the port already in use? try --port 4300")
+            raise Framework2Error(
+                "the Prefect server exited during start-up", hint="is the port already in use? try --port 4300"
+            )
         try:
             if httpx.get(f"{api}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise Framework2Error(f"the Prefect server did not answer at {api} within {timeout:.0f} s",
-                          hint="check the output above for errors")
+    raise Framework2Error(
+        f"the Prefect server did not answer at {api} within {timeout:.0f} s", hint="check the output above for errors"
+    )
 
 
 @app.command()
 def run(
-    system: Annotated[str | None, typer.Argument(help="System code (e.g. ppis); omit to run the PSO master flow.")] = None,
+    system: Annotated[
+        str | None, typer.Argument(help="System code (e.g. ppis); omit to run the PSO master flow.")
+    ] = None,
     deployment: Annotated[bool, typer.Option(help="Start deployments on workers instead of running here.")] = False,
 ) -> None:
     """Run the master flow (all systems) or one system now."""
@@ -166,8 +175,12 @@ def _print_report(report: Any) -> None:
         table.add_column(col)
     for o in report.outcomes:
         colour = {"completed": "green", "failed": "red"}.get(o.status, "yellow")
-        table.add_row(o.system.upper(), f"[{colour}]{o.status}[/{colour}] {o.seconds:.1f}s",
-                      f"{report.health.get(o.system, 0):.1f}", o.summary or o.error or "")
+        table.add_row(
+            o.system.upper(),
+            f"[{colour}]{o.status}[/{colour}] {o.seconds:.1f}s",
+            f"{report.health.get(o.system, 0):.1f}",
+            o.summary or o.error or "",
+        )
     console.print(table)
     console.print(f"Portfolio health: [bold]{report.portfolio_health:.1f}[/bold]")
 
@@ -238,14 +251,18 @@ def demo(
         market = sample_market(skus, seed)
         seed_store(engine, market)
         routes, feeds = build_routes(market)
-    console.print(f"sample world: {len(market.catalogue)} SKUs, {len(market.sales)} sales rows, "
-                  f"{len(feeds)} competitor feeds, store {redact(str(engine.url))}")
+    console.print(
+        f"sample world: {len(market.catalogue)} SKUs, {len(market.sales)} sales rows, "
+        f"{len(feeds)} competitor feeds, store {redact(str(engine.url))}"
+    )
     with FeedServer(routes) as server:
         names = save_feed_blocks(feeds, server.base_url)
-        report = asyncio.run(orchestrate(
-            execution="subflow",
-            system_parameters={"ppis": {"feeds": names, "approval_wait_seconds": 0}},
-        ))
+        report = asyncio.run(
+            orchestrate(
+                execution="subflow",
+                system_parameters={"ppis": {"feeds": names, "approval_wait_seconds": 0}},
+            )
+        )
     _print_report(report)
     _print_pricing(engine)
 
@@ -257,12 +274,19 @@ def _print_pricing(engine) -> None:  # type: ignore[no-untyped-def]
     from framework2.store.models import AnalysisRun, PriceRecommendation
 
     with session_scope(engine) as session:
-        run = session.scalars(select(AnalysisRun).where(AnalysisRun.system == "ppis", AnalysisRun.status == "completed")
-                              .order_by(AnalysisRun.started_at.desc())).first()
+        run = session.scalars(
+            select(AnalysisRun)
+            .where(AnalysisRun.system == "ppis", AnalysisRun.status == "completed")
+            .order_by(AnalysisRun.started_at.desc())
+        ).first()
         if run is None:
             return
-        recs = session.scalars(select(PriceRecommendation).where(PriceRecommendation.run_id == run.id)
-                               .order_by(PriceRecommendation.profit_delta.desc()).limit(5)).all()
+        recs = session.scalars(
+            select(PriceRecommendation)
+            .where(PriceRecommendation.run_id == run.id)
+            .order_by(PriceRecommendation.profit_delta.desc())
+            .limit(5)
+        ).all()
     table = Table(title="PPIS: top recommendations by expected profit")
     for col in ("sku", "current", "recommended", "status", "why"):
         table.add_column(col)

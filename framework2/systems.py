@@ -71,6 +71,4 @@ def get_system(code: str) -> SystemSpec:
     try:
         return SYSTEMS[code.lower()]
     except KeyError:
-        raise ConfigError(
-            f"unknown system {code!r}", hint=f"known systems: {', '.join(sorted(SYSTEMS))}"
-        ) from None
+        raise ConfigError(f"unknown system {code!r}", hint=f"known systems: {', '.join(sorted(SYSTEMS))}") from None

@@ -45,7 +45,9 @@ def prefect_server() -> Iterator[str]:
     env = os.environ | {"PREFECT_API_URL": api, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
     proc = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
     while True:
@@ -61,6 +63,10 @@ def prefect_server() -> Iterator[str]:
     os.environ["PREFECT_API_URL"] = api
     with temporary_settings({PREFECT_API_URL: api}):
         yield api
+        # Deliver buffered logs and events while the server still listens.
+        from prefect._internal.concurrency.services import QueueService
+
+        QueueService.drain_all(timeout=10)
     os.environ.pop("PREFECT_API_URL", None)
     proc.terminate()
     try:

@@ -24,7 +24,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_seed_camel_case_keys_are_read_from_toml(tmp_path: Path) -> None:
-    write(tmp_path, """
+    write(
+        tmp_path,
+        """
 [ppis]
 marketAnalysisInterval = "2h"
 competitorTracking = false
@@ -32,7 +34,8 @@ competitorTracking = false
 rollbackThreshold = 0.2
 [coordination]
 healthCheckInterval = "30000ms"
-""")
+""",
+    )
     settings = load_settings()
     assert settings.ppis.market_analysis_interval == timedelta(hours=2)
     assert settings.ppis.competitor_tracking is False
@@ -67,7 +70,7 @@ def test_duration_without_unit_is_refused_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
-    write(tmp_path, "[ppis]\nmarketAnalysisIntervall = \"1h\"\n")
+    write(tmp_path, '[ppis]\nmarketAnalysisIntervall = "1h"\n')
     with pytest.raises(ConfigError, match="market_analysis_intervall"):
         load_settings()
 
@@ -91,8 +94,9 @@ def test_guardrail_bands_must_be_ordered(tmp_path: Path) -> None:
         load_settings()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600), ("1.5d", 129600),
-                                              ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600), ("1.5d", 129600), ("250ms", 0.25)]
+)
 def test_duration_units(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pandas as pd
 import pytest
 from prefect import flow
-from prefect.testing.utilities import prefect_test_harness
 from pydantic import ValidationError
 
 from framework2.blocks import CompetitorFeed
@@ -345,7 +342,7 @@ def test_each_problem_row_is_quarantined_with_its_reason():
         5: "price 0.40 is less than 1/10 of our price 5.00",
         6: "unknown sku 'X' (not in the catalogue)",
         7: "sku is missing",
-        8: "duplicate of an earlier row for competitor 'acme' sku 'A1'",
+        8: f"duplicate of an earlier row for competitor 'acme' sku 'A1' at {pd.Timestamp(FETCHED_AT)}",
     }
     assert list(quarantined.columns) == [*offers.columns, "reason"]
     assert quarantined.loc[4, "price"] == 950.0  # original fields kept
@@ -362,8 +359,17 @@ def test_validation_handles_repeated_index_labels_from_concatenated_feeds():
     assert valid["competitor"].tolist() == ["acme", "globex"]
     assert quarantined["reason"].tolist() == [
         "unknown sku 'Q' (not in the catalogue)",
-        "duplicate of an earlier row for competitor 'globex' sku 'A1'",
+        f"duplicate of an earlier row for competitor 'globex' sku 'A1' at {pd.Timestamp(FETCHED_AT)}",
     ]
+
+
+def test_a_price_history_in_one_feed_is_not_a_duplicate():
+    offers = offers_frame([("acme", "A1", 9.0), ("acme", "A1", 9.5)])
+    offers["observed_at"] = [pd.Timestamp(FETCHED_AT) - pd.Timedelta(days=1), pd.Timestamp(FETCHED_AT)]
+
+    valid, quarantined = validate_offers(offers, OUR_PRICES, ratio_limit=10)
+
+    assert len(valid) == 2 and quarantined.empty
 
 
 def test_validating_no_offers_gives_two_empty_frames():
@@ -400,18 +406,9 @@ async def test_collect_all_reports_each_feed_separately(http_server: LoopbackHTT
 # --- the Prefect task: retries only transient failures ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    previous = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    try:
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
-    finally:
-        if previous is None:
-            os.environ.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)
-        else:
-            os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = previous
+@pytest.fixture
+def prefect_api(prefect_server: str) -> None:
+    """The session's real Prefect server (tests/conftest.py)."""
 
 
 async def test_task_retries_transient_errors_and_succeeds_on_third_attempt(

@@ -19,8 +19,9 @@ def run(status: str, minutes_ago: float, quality: float | None = 1.0) -> RunReco
 
 
 def test_all_good_recent_runs_score_100() -> None:
-    score = score_health("ppis", [run("completed", 10), run("completed", 70)], now=NOW, expected_interval=HOUR,
-                         weights=HealthWeights())
+    score = score_health(
+        "ppis", [run("completed", 10), run("completed", 70)], now=NOW, expected_interval=HOUR, weights=HealthWeights()
+    )
     assert score.score == 100.0
     assert score.reasons == []
 

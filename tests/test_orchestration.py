@@ -13,8 +13,14 @@ from framework2.tasks.orchestration import SystemOutcome, run_in_dependency_orde
 
 
 def spec(code: str, *deps: str) -> SystemSpec:
-    return SystemSpec(code=code, title=code, flow="x:y", deployment=f"{code}/{code}",
-                      expected_interval=lambda _s: timedelta(hours=1), depends_on=deps)
+    return SystemSpec(
+        code=code,
+        title=code,
+        flow="x:y",
+        deployment=f"{code}/{code}",
+        expected_interval=lambda _s: timedelta(hours=1),
+        depends_on=deps,
+    )
 
 
 def test_dependencies_run_first_and_independent_systems_overlap() -> None:

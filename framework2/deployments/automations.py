@@ -65,8 +65,9 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             threshold=1,
             within=timedelta(0),
         ),
-        actions=[SendNotification(block_document_id=block_id, subject="Framework Set 2: flow run failed",
-                                  body=FAILURE_BODY)],
+        actions=[
+            SendNotification(block_document_id=block_id, subject="Framework Set 2: flow run failed", body=FAILURE_BODY)
+        ],
     )
     health = Automation(
         name=HEALTH_AUTOMATION,
@@ -78,8 +79,9 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             threshold=1,
             within=timedelta(0),
         ),
-        actions=[SendNotification(block_document_id=block_id, subject="Framework Set 2: health degraded",
-                                  body=HEALTH_BODY)],
+        actions=[
+            SendNotification(block_document_id=block_id, subject="Framework Set 2: health degraded", body=HEALTH_BODY)
+        ],
     )
     return [failure, health]
 

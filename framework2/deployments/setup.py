@@ -49,7 +49,11 @@ def deploy_all(project_dir: Path = PROJECT_DIR) -> str:
     prefect = Path(sys.executable).with_name("prefect")
     result = subprocess.run(
         [str(prefect), "--no-prompt", "deploy", "--all"],
-        cwd=project_dir, env=env, capture_output=True, text=True, timeout=600,
+        cwd=project_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])

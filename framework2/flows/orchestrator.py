@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 from pydantic import BaseModel, Field
@@ -118,7 +118,9 @@ def score_and_store_health(spec_code: str, outcome: SystemOutcome, orchestration
 
     settings = get_settings()
     engine = open_store(settings, migrate=False)
-    if outcome.status == "failed" and (outcome.flow_run_id is None or run_for_flow_run(engine, outcome.flow_run_id) is None):
+    if outcome.status == "failed" and (
+        outcome.flow_run_id is None or run_for_flow_run(engine, outcome.flow_run_id) is None
+    ):
         # The system never got far enough to record itself; record the failure so health sees it.
         record_failed_run(engine, spec_code, outcome.flow_run_id, outcome.error or "failed before start")
     runs = [
@@ -217,8 +219,14 @@ async def orchestrate(
     await create_table_artifact(
         key="pso-health",
         table=[
-            {"system": c.upper(), "health": s.score, "success_rate": round(s.success_rate, 3),
-             "freshness": round(s.freshness, 3), "quality": round(s.quality, 3), "last_run": _fmt_time(s.last_run_at)}
+            {
+                "system": c.upper(),
+                "health": s.score,
+                "success_rate": round(s.success_rate, 3),
+                "freshness": round(s.freshness, 3),
+                "quality": round(s.quality, 3),
+                "last_run": _fmt_time(s.last_run_at),
+            }
             for c, s in scores.items()
         ],
         description="Health per system",

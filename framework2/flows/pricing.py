@@ -79,8 +79,10 @@ def position_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     return changed.rename(columns={"position_before": "before", "position": "after"})
 
 
-@flow(name="ppis-hourly-pricing", description="PPIS: competitor positioning, elasticities and guarded price "
-      "recommendations, hourly.")
+@flow(
+    name="ppis-hourly-pricing",
+    description="PPIS: competitor positioning, elasticities and guarded price recommendations, hourly.",
+)
 def hourly_pricing(
     feeds: list[str] | None = None,
     guardrails: PricingGuardrails | None = None,
@@ -101,19 +103,34 @@ def hourly_pricing(
     days = history_days or cfg.history_days
     engine = open_store(settings)
     flow_run = get_run_context().flow_run
-    parameters = {"feeds": feed_names, "guardrails": policy, "competitor_rules": rules,
-                  "approval_wait_seconds": wait, "history_days": days, "mode": cfg.pricing_optimization}
-    run_id = start_run(engine, SYSTEM, parameters=parameters, flow_run_id=str(flow_run.id) if flow_run else None,
-                       model_version=MODEL_VERSION)
+    parameters = {
+        "feeds": feed_names,
+        "guardrails": policy,
+        "competitor_rules": rules,
+        "approval_wait_seconds": wait,
+        "history_days": days,
+        "mode": cfg.pricing_optimization,
+    }
+    run_id = start_run(
+        engine,
+        SYSTEM,
+        parameters=parameters,
+        flow_run_id=str(flow_run.id) if flow_run else None,
+        model_version=MODEL_VERSION,
+    )
     progress = create_progress_artifact(0.0, key="ppis-progress", description="PPIS run progress")
     inputs_identity: dict = {}
     try:
         inputs = load_inputs(engine, run_id, days)
-        inputs_identity = {"store": str(engine.url.render_as_string(hide_password=True)),
-                           "sales_window": inputs.window, "skus": len(inputs.catalogue),
-                           "sales_rows": len(inputs.sales), "feeds": feed_names}
+        inputs_identity = {
+            "store": str(engine.url.render_as_string(hide_password=True)),
+            "sales_window": inputs.window,
+            "skus": len(inputs.catalogue),
+            "sales_rows": len(inputs.sales),
+            "feeds": feed_names,
+        }
         update_progress_artifact(progress, 15.0)
-        market = collect_market(engine, run_id, feed_names, cfg, inputs.catalogue)
+        market = collect_market(engine, run_id, feed_names, cfg, inputs.known_prices)
         inputs_identity["offers"] = len(market.offers)
         inputs_identity["feed_states"] = {f.feed: f.state for f in market.feeds}
         update_progress_artifact(progress, 35.0)
@@ -143,28 +160,48 @@ def hourly_pricing(
         previous = store.previous_completed_run(engine, SYSTEM, before=run_id)
         changes = position_changes(store.positions_of_run(engine, previous.id), positions) if previous else None
         moved = recs["status"].isin(["applied", "approved", "pending_approval"]) if len(recs) else pd.Series(dtype=bool)
-        totals = projected_totals(recs, moved) if len(recs) else projected_totals(pd.DataFrame(
-            columns=["profit_delta", "profit_delta_low", "profit_delta_high", "revenue_delta"]), pd.Series(dtype=bool))
+        totals = (
+            projected_totals(recs, moved)
+            if len(recs)
+            else projected_totals(
+                pd.DataFrame(columns=["profit_delta", "profit_delta_low", "profit_delta_high", "revenue_delta"]),
+                pd.Series(dtype=bool),
+            )
+        )
         chart = positioning_chart(positions, inputs.catalogue, recs if len(recs) else None)
         feed_quarantine = {f"feed:{f.feed}": f.quarantined for f in market.feeds}
         quarantined = inputs.quarantined | feed_quarantine
         create_markdown_artifact(
             key="ppis-summary",
             markdown=summary_markdown(
-                n_skus=len(inputs.catalogue), feeds=market.feeds, status_counts=status_counts, totals=totals,
-                quarantined=quarantined, undercuts=alerts, position_changes=changes,
+                n_skus=len(inputs.catalogue),
+                feeds=market.feeds,
+                status_counts=status_counts,
+                totals=totals,
+                quarantined=quarantined,
+                undercuts=alerts,
+                position_changes=changes,
                 previous_run_at=previous.started_at.strftime("%Y-%m-%d %H:%M UTC") if previous else None,
                 chart_uri=chart,
             ),
             description="PPIS: what changed since the last run, feeds, positioning chart",
         )
         if len(recs):
-            create_table_artifact(key="ppis-recommendations", table=recommendation_rows(recs),
-                                  description="Largest expected profit effects first, each with why")
+            create_table_artifact(
+                key="ppis-recommendations",
+                table=recommendation_rows(recs),
+                description="Largest expected profit effects first, each with why",
+            )
         if len(alerts):
-            emit(SYSTEM, "competitor.undercut", {
-                "count": len(alerts), "threshold": cfg.undercut_alert_pct,
-                "top": alerts.head(20).reset_index().to_dict("records")})
+            emit(
+                SYSTEM,
+                "competitor.undercut",
+                {
+                    "count": len(alerts),
+                    "threshold": cfg.undercut_alert_pct,
+                    "top": alerts.head(20).reset_index().to_dict("records"),
+                },
+            )
 
         quality = _quality(market.feeds, len(market.offers), sum(feed_quarantine.values()))
         summary = (
@@ -174,13 +211,22 @@ def hourly_pricing(
             + f"; projected profit {totals.profit:+,.2f}/day [{totals.profit_low:+,.2f}, {totals.profit_high:+,.2f}]"
         )
         metrics = {
-            "skus": len(inputs.catalogue), "applied": applied, "status_counts": status_counts,
-            "undercuts": len(alerts), "profit_delta_per_day": totals.profit,
+            "skus": len(inputs.catalogue),
+            "applied": applied,
+            "status_counts": status_counts,
+            "undercuts": len(alerts),
+            "profit_delta_per_day": totals.profit,
             "profit_delta_band": [totals.profit_low, totals.profit_high],
-            "quarantined": quarantined, "feeds": {f.feed: f.state for f in market.feeds},
+            "quarantined": quarantined,
+            "feeds": {f.feed: f.state for f in market.feeds},
         }
-        finish_run(engine, run_id, status="completed", inputs=inputs_identity,
-                   outcome={"summary": summary, "quality": quality, "metrics": metrics})
+        finish_run(
+            engine,
+            run_id,
+            status="completed",
+            inputs=inputs_identity,
+            outcome={"summary": summary, "quality": quality, "metrics": metrics},
+        )
         update_progress_artifact(progress, 100.0)
         logger.info(summary)
         return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics=metrics)
@@ -194,7 +240,8 @@ def _ask_for_approval(recs: pd.DataFrame, pending: int, wait: int, logger) -> pd
     largest = recs[recs["status"] == "pending_approval"].sort_values("change_pct", key=abs, ascending=False)
     listing = "\n".join(
         f"| {sku} | {r['current_price']:.2f} | {r['recommended_price']:.2f} | {100 * r['change_pct']:+.1f} % "
-        f"| {r['explanation']} |" for sku, r in largest.head(25).iterrows()
+        f"| {r['explanation']} |"
+        for sku, r in largest.head(25).iterrows()
     )
     create_markdown_artifact(
         key="ppis-approval-request",
@@ -221,4 +268,3 @@ def _quality(feeds, offers: int, quarantined: int) -> float:  # type: ignore[no-
     feed_score = sum({"fresh": 1.0, "stale": 0.5}.get(f.state, 0.0) for f in feeds) / len(feeds)
     bad_share = quarantined / max(offers + quarantined, 1)
     return round(feed_score * (1 - min(0.5, bad_share)), 4)
-

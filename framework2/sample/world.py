@@ -93,32 +93,66 @@ def build_routes(market: SampleMarket) -> tuple[dict[str, Route], list[SampleFee
             bad = frame.head(4).copy()
             bad.iloc[0, bad.columns.get_loc("price")] = -3.0
             bad.iloc[1, bad.columns.get_loc("price")] = float(bad.iloc[1]["price"]) * 50
-            bad.iloc[2, bad.columns.get_loc("sku")] = "NOT-IN-CATALOGUE"
+            bad.iloc[2, bad.columns.get_loc("sku")] = "NOT-IN-CATALOGUE"  # the 4th row stays an exact repeat
             frame = pd.concat([frame, bad], ignore_index=True)
         observed = pd.to_datetime(frame["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         if i % 3 == 0:
-            records = [{"product_id": s, "amount": round(float(p), 2), "available": bool(a), "ts": t}
-                       for s, p, a, t in zip(frame["sku"], frame["price"], frame["in_stock"], observed, strict=True)]
+            records = [
+                {"product_id": s, "amount": round(float(p), 2), "available": bool(a), "ts": t}
+                for s, p, a, t in zip(frame["sku"], frame["price"], frame["in_stock"], observed, strict=True)
+            ]
             body = json.dumps({"data": {"offers": records}}).encode()
-            feed = SampleFeed(slug, str(competitor), f"/{slug}.json", "json", "data.offers",
-                              {"sku": "product_id", "price": "amount", "in_stock": "available", "observed_at": "ts"})
+            feed = SampleFeed(
+                slug,
+                str(competitor),
+                f"/{slug}.json",
+                "json",
+                "data.offers",
+                {"sku": "product_id", "price": "amount", "in_stock": "available", "observed_at": "ts"},
+            )
             routes[feed.path] = Route(200, "application/json", body)
         elif i % 3 == 1:
             out = io.StringIO()
-            pd.DataFrame({"SKU": frame["sku"], "Price": frame["price"].round(2),
-                          "InStock": frame["in_stock"].map({True: "yes", False: "no"})}).to_csv(out, index=False)
-            feed = SampleFeed(slug, str(competitor), f"/{slug}.csv", "csv", None,
-                              {"sku": "SKU", "price": "Price", "in_stock": "InStock"})
+            pd.DataFrame(
+                {
+                    "SKU": frame["sku"],
+                    "Price": frame["price"].round(2),
+                    "SeenAt": observed,
+                    "InStock": frame["in_stock"].map({True: "yes", False: "no"}),
+                }
+            ).to_csv(out, index=False)
+            feed = SampleFeed(
+                slug,
+                str(competitor),
+                f"/{slug}.csv",
+                "csv",
+                None,
+                {"sku": "SKU", "price": "Price", "in_stock": "InStock", "observed_at": "SeenAt"},
+            )
             routes[feed.path] = Route(200, "text/csv", out.getvalue().encode())
         else:
-            records = [{"sku": s, "price": round(float(p), 2), "in_stock": bool(a)}
-                       for s, p, a in zip(frame["sku"], frame["price"], frame["in_stock"], strict=True)]
-            feed = SampleFeed(slug, str(competitor), f"/{slug}.json", "json", None,
-                              {"sku": "sku", "price": "price", "in_stock": "in_stock"})
+            records = [
+                {"sku": s, "price": round(float(p), 2), "in_stock": bool(a), "observed_at": t}
+                for s, p, a, t in zip(frame["sku"], frame["price"], frame["in_stock"], observed, strict=True)
+            ]
+            feed = SampleFeed(
+                slug,
+                str(competitor),
+                f"/{slug}.json",
+                "json",
+                None,
+                {"sku": "sku", "price": "price", "in_stock": "in_stock", "observed_at": "observed_at"},
+            )
             routes[feed.path] = Route(200, "application/json", json.dumps(records).encode())
         feeds.append(feed)
-    down = SampleFeed("sample-flaky-market", "Flaky Market", "/sample-flaky-market.json", "json", None,
-                      {"sku": "sku", "price": "price"})
+    down = SampleFeed(
+        "sample-flaky-market",
+        "Flaky Market",
+        "/sample-flaky-market.json",
+        "json",
+        None,
+        {"sku": "sku", "price": "price"},
+    )
     # Cut off mid-document, as a feed behind a failing proxy often is: malformed, so not retried.
     routes[down.path] = Route(200, "application/json", b'[{"sku": "A1", "price": 12.5}, {"sku": "A2", "pr')
     feeds.append(down)

@@ -25,8 +25,17 @@ from framework2.store.models import (
 )
 from framework2.store.runs import as_utc
 
-CATALOGUE_COLUMNS = ["sku", "name", "category", "cost", "price", "min_markup", "max_markup", "max_change_pct",
-                     "price_ending"]
+CATALOGUE_COLUMNS = [
+    "sku",
+    "name",
+    "category",
+    "cost",
+    "price",
+    "min_markup",
+    "max_markup",
+    "max_change_pct",
+    "price_ending",
+]
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -112,14 +121,16 @@ def save_snapshot(
         session.flush()
         if offers is not None and len(offers):
             frame = offers[["competitor", "sku", "price", "in_stock", "observed_at"]].copy()
-            frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True).dt.to_pydatetime()
+            frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True)
             frame["snapshot_id"] = snapshot.id
             session.execute(insert(CompetitorOffer), _records(frame))
         assert snapshot.id is not None
         return snapshot.id
 
 
-def last_good_snapshot(engine: Engine, feed: str, now: datetime, max_age: timedelta) -> tuple[FeedSnapshot, pd.DataFrame] | None:
+def last_good_snapshot(
+    engine: Engine, feed: str, now: datetime, max_age: timedelta
+) -> tuple[FeedSnapshot, pd.DataFrame] | None:
     """The newest successful snapshot of ``feed`` younger than ``max_age``, with its offers."""
     with session_scope(engine) as session:
         snapshot = session.scalars(
@@ -167,9 +178,23 @@ def save_positions(engine: Engine, run_id: str, positions: pd.DataFrame, our_pri
 
 
 RECOMMENDATION_COLUMNS = [
-    "current_price", "recommended_price", "optimal_price", "change_pct", "binding_guardrail", "conflicts",
-    "elasticity", "elasticity_low", "elasticity_high", "profit_delta", "profit_delta_low", "profit_delta_high",
-    "revenue_delta", "revenue_delta_low", "revenue_delta_high", "explanation", "status",
+    "current_price",
+    "recommended_price",
+    "optimal_price",
+    "change_pct",
+    "binding_guardrail",
+    "conflicts",
+    "elasticity",
+    "elasticity_low",
+    "elasticity_high",
+    "profit_delta",
+    "profit_delta_low",
+    "profit_delta_high",
+    "revenue_delta",
+    "revenue_delta_low",
+    "revenue_delta_high",
+    "explanation",
+    "status",
 ]
 
 
@@ -192,8 +217,10 @@ def save_recommendations(engine: Engine, run_id: str, recommendations: pd.DataFr
             now = utcnow()
             session.execute(
                 update(Product),
-                [{"sku": s, "price": float(p), "updated_at": now}
-                 for s, p in zip(applied["sku"], applied["recommended_price"], strict=True)],
+                [
+                    {"sku": s, "price": float(p), "updated_at": now}
+                    for s, p in zip(applied["sku"], applied["recommended_price"], strict=True)
+                ],
             )
     return len(applied) if apply else 0
 
@@ -212,9 +239,13 @@ def positions_of_run(engine: Engine, run_id: str) -> pd.DataFrame:
     """Stored positions of one run, indexed by sku."""
     with engine.connect() as conn:
         frame = pd.read_sql(
-            select(MarketPosition.sku, MarketPosition.position, MarketPosition.index_vs_avg,
-                   MarketPosition.our_price, MarketPosition.min_price).where(MarketPosition.run_id == run_id),
+            select(
+                MarketPosition.sku,
+                MarketPosition.position,
+                MarketPosition.index_vs_avg,
+                MarketPosition.our_price,
+                MarketPosition.min_price,
+            ).where(MarketPosition.run_id == run_id),
             conn,
         )
     return frame.set_index("sku")
-

@@ -121,10 +121,7 @@ def recent_runs(engine: Engine, system: str, limit: int = 20) -> list[AnalysisRu
     """The newest ``limit`` runs of ``system``, newest first."""
     with session_scope(engine) as session:
         rows = session.scalars(
-            select(AnalysisRun)
-            .where(AnalysisRun.system == system)
-            .order_by(AnalysisRun.started_at.desc())
-            .limit(limit)
+            select(AnalysisRun).where(AnalysisRun.system == system).order_by(AnalysisRun.started_at.desc()).limit(limit)
         ).all()
     for row in rows:
         row.started_at = as_utc(row.started_at)

@@ -476,11 +476,14 @@ def validate_offers(
     )
 
     # Duplicates are judged among rows still valid, so a bad first row does not shadow a good repeat.
+    # A feed may carry a price history (the same sku at several times; positioning takes the latest), so
+    # only a repeat of competitor + sku + observation time is a duplicate.
     competitor = frame["competitor"].astype(str)
+    observed = pd.to_datetime(frame["observed_at"], utc=True, errors="coerce").astype(str)
     still_valid = reasons == ""
-    keys = (competitor + "\x00" + sku).where(still_valid)
+    keys = (competitor + "\x00" + sku + "\x00" + observed).where(still_valid)
     repeats = still_valid & keys.duplicated(keep="first")
-    flag(repeats, "duplicate of an earlier row for competitor '" + competitor + "' sku '" + sku + "'")
+    flag(repeats, "duplicate of an earlier row for competitor '" + competitor + "' sku '" + sku + "' at " + observed)
 
     bad = (reasons != "").to_numpy()
     valid = offers.iloc[~bad].copy()

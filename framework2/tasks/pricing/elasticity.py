@@ -223,6 +223,7 @@ def estimate_elasticities(
     x = logp - mean_logp[code]
     with np.errstate(invalid="ignore", divide="ignore"):
         lp_std = np.sqrt(np.bincount(code, weights=x * x, minlength=n_sku) / n_days)
+    del x, logp  # 9M-row temporaries: free them before the fit allocates its own
 
     usable = (selling >= min_days) & (lp_std >= min_log_price_std)
     own = np.full(n_sku, np.nan)

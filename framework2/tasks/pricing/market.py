@@ -4,6 +4,10 @@ Index convention: ``index_vs_min`` / ``index_vs_avg`` = our price / competitor p
 100 is parity, above 100 we are dearer, below 100 we are cheaper (an index of 110 means we charge
 10 % more than the competitor figure).
 
+``position`` is decided in this order: "no competitor data" (no in-stock offer), "cheapest" (strictly
+below every in-stock competitor), "most expensive" (strictly above all), "at market"
+(|index_vs_avg - 100| <= 2), then "below market" / "above market" by index_vs_avg.
+
 Only the latest offer of each competitor for each SKU counts (feeds re-send old rows), and only if
 that latest offer is in stock: a competitor that sold out does not set the market. Competitor rules
 are applied before any statistic: ``include=False`` drops a competitor's offers, ``include=True``
@@ -34,9 +38,7 @@ def _require(df: pd.DataFrame, columns: list[str], what: str, hint: str) -> None
         raise DataError(f"{what} is missing column(s) {', '.join(missing)}; found {list(df.columns)}", hint)
 
 
-def _latest_included_offers(
-    catalogue: pd.DataFrame, offers: pd.DataFrame, rules: list[CompetitorRule]
-) -> pd.DataFrame:
+def _latest_included_offers(catalogue: pd.DataFrame, offers: pd.DataFrame, rules: list[CompetitorRule]) -> pd.DataFrame:
     """Latest offer per (competitor, sku) for catalogue SKUs, after the competitor rules."""
     index = catalogue_index(catalogue)
     code = sku_codes(offers["sku"], index)

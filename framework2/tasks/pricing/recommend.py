@@ -104,7 +104,14 @@ def recommend_prices(
     n_draws: int = 200,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Recommended price per catalogue SKU with its binding guardrail, projections and explanation."""
+    """Recommended price per catalogue SKU with its binding guardrail, projections and explanation.
+
+    ``elasticities`` is the output of ``estimate_elasticities``, ``positions`` of ``price_positions``
+    (the band uses its ``<policy.competitor_reference>_price`` column, so it follows the policy even if
+    positions were computed with another reference), ``baseline`` mean daily units per sku. SKUs
+    missing from any of them are treated as having no data of that kind. A change that cannot be
+    computed (no current price) always needs approval.
+    """
     missing_cols = [c for c in ("sku", "cost", "price") if c not in catalogue.columns]
     if missing_cols:
         raise DataError(
@@ -195,10 +202,31 @@ def recommend_prices(
 
     category = catalogue["category"].to_numpy() if "category" in catalogue.columns else np.full(n, None)
     explanation = _explain(
-        p_opt=p_opt, e=e, e_low=e_low, e_high=e_high, missing=missing, inelastic=inelastic, target=target, cost=cost,
-        below=below, above=above, lo_by=lo_by, hi_by=hi_by, clipped=cents, rec=rec, ending=ending,
-        end_applied=end_applied, end_skipped=end_skipped, conflicts=conflicts, change=change,
-        needs_approval=needs_approval, min_m=min_m, max_m=max_m, max_c=max_c, ref=ref, policy=policy,
+        p_opt=p_opt,
+        e=e,
+        e_low=e_low,
+        e_high=e_high,
+        missing=missing,
+        inelastic=inelastic,
+        target=target,
+        cost=cost,
+        below=below,
+        above=above,
+        lo_by=lo_by,
+        hi_by=hi_by,
+        clipped=cents,
+        rec=rec,
+        ending=ending,
+        end_applied=end_applied,
+        end_skipped=end_skipped,
+        conflicts=conflicts,
+        change=change,
+        needs_approval=needs_approval,
+        min_m=min_m,
+        max_m=max_m,
+        max_c=max_c,
+        ref=ref,
+        policy=policy,
     )
     out = pd.DataFrame(
         {

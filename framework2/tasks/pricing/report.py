@@ -28,8 +28,10 @@ class FeedStatus:
         if self.state == "fresh":
             return f"{self.feed}: fresh, {self.offers} offers ({self.quarantined} quarantined)"
         if self.state == "stale":
-            return (f"{self.feed}: STALE — {self.reason}; using the last good snapshot from "
-                    f"{self.snapshot_age_minutes:.0f} min ago ({self.offers} offers)")
+            return (
+                f"{self.feed}: STALE — {self.reason}; using the last good snapshot from "
+                f"{self.snapshot_age_minutes:.0f} min ago ({self.offers} offers)"
+            )
         return f"{self.feed}: UNAVAILABLE — {self.reason}; no snapshot young enough, left out of the analysis"
 
 
@@ -130,10 +132,11 @@ def summary_markdown(
 ) -> str:
     """The hourly summary: what changed since the last run, feed health, and the chart."""
     lines = ["# PPIS hourly pricing", ""]
+    count = status_counts.get
     lines.append(
-        f"**{n_skus} SKUs analysed.** Applied: {status_counts.get('applied', 0) + status_counts.get('approved', 0)}, "
-        f"waiting for approval: {status_counts.get('pending_approval', 0)}, rejected: {status_counts.get('rejected', 0)}, "
-        f"advisory only: {status_counts.get('advisory', 0)}, unchanged: {status_counts.get('unchanged', 0)}."
+        f"**{n_skus} SKUs analysed.** Applied: {count('applied', 0) + count('approved', 0)}, "
+        f"waiting for approval: {count('pending_approval', 0)}, rejected: {count('rejected', 0)}, "
+        f"advisory only: {count('advisory', 0)}, unchanged: {count('unchanged', 0)}."
     )
     lines.append(
         f"Projected profit effect of the changes: **{totals.profit:+,.2f}/day** "
@@ -151,8 +154,10 @@ def summary_markdown(
     if len(undercuts):
         lines.append(f"- **{len(undercuts)} SKUs undercut** by a competitor beyond the alert threshold, e.g.:")
         for sku, r in undercuts.head(10).iterrows():
-            lines.append(f"  - {sku}: {r['competitor']} at {r['competitor_price']:.2f} vs ours {r['our_price']:.2f} "
-                         f"({100 * r['gap_pct']:.1f} % below)")
+            lines.append(
+                f"  - {sku}: {r['competitor']} at {r['competitor_price']:.2f} vs ours {r['our_price']:.2f} "
+                f"({100 * r['gap_pct']:.1f} % below)"
+            )
     lines += ["", "## Competitor feeds", ""]
     lines += [f"- {f.describe()}" for f in feeds] or ["- none configured (own data only)"]
     lines += ["", "## Quarantined input rows", ""]

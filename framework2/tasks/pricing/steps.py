@@ -30,6 +30,7 @@ class PricingInputs:
     catalogue: pd.DataFrame
     sales: pd.DataFrame
     window: tuple[str, str]
+    known_prices: pd.Series  # every stored product, quarantined ones too: their offers are not "unknown"
     quarantined: dict[str, int] = field(default_factory=dict)
 
 
@@ -37,15 +38,20 @@ class PricingInputs:
 def load_inputs(engine: Engine, run_id: str, history_days: int) -> PricingInputs:
     """Catalogue and sales history from the store, validated; bad rows go to quarantine."""
     since = date.today() - timedelta(days=history_days)
-    catalogue, bad_catalogue = validate_catalogue(store.load_catalogue(engine))
-    sales, bad_sales = validate_sales(store.load_sales(engine, since), pd.Index(catalogue["sku"]))
+    raw = store.load_catalogue(engine)
+    catalogue, bad_catalogue = validate_catalogue(raw)
+    sales, bad_sales = validate_sales(store.load_sales(engine, since), pd.Index(raw["sku"]))
+    # A product quarantined above takes its sales with it; its own quarantine row says why.
+    sales = sales[sales["sku"].isin(catalogue["sku"])]
     counts = {
-        "catalogue": quarantine(engine, system=SYSTEM, source="catalogue", rows=bad_catalogue.to_dict("records"),
-                                run_id=run_id),
+        "catalogue": quarantine(
+            engine, system=SYSTEM, source="catalogue", rows=bad_catalogue.to_dict("records"), run_id=run_id
+        ),
         "sales": quarantine(engine, system=SYSTEM, source="sales", rows=bad_sales.to_dict("records"), run_id=run_id),
     }
     window = (str(sales["day"].min().date()), str(sales["day"].max().date())) if len(sales) else ("", "")
-    return PricingInputs(catalogue, sales, window, counts)
+    known = raw.drop_duplicates("sku").set_index("sku")["price"]
+    return PricingInputs(catalogue, sales, window, known, counts)
 
 
 @dataclass
@@ -55,18 +61,22 @@ class Market:
 
 
 _EMPTY_OFFERS = pd.DataFrame(
-    {"competitor": pd.Series(dtype=str), "sku": pd.Series(dtype=str), "price": pd.Series(dtype=float),
-     "in_stock": pd.Series(dtype=bool), "observed_at": pd.Series(dtype="datetime64[ns, UTC]"),
-     "feed": pd.Series(dtype=str)}
+    {
+        "competitor": pd.Series(dtype=str),
+        "sku": pd.Series(dtype=str),
+        "price": pd.Series(dtype=float),
+        "in_stock": pd.Series(dtype=bool),
+        "observed_at": pd.Series(dtype="datetime64[ns, UTC]"),
+        "feed": pd.Series(dtype=str),
+    }
 )
 
 
 def collect_market(
-    engine: Engine, run_id: str, feed_names: list[str], settings: PricingSettings, catalogue: pd.DataFrame
+    engine: Engine, run_id: str, feed_names: list[str], settings: PricingSettings, our_prices: pd.Series
 ) -> Market:
     """Collect every feed concurrently; a failed feed falls back to its last good snapshot if young enough."""
     logger = get_run_logger()
-    our_prices = catalogue.set_index("sku")["price"]
     statuses: list[FeedStatus] = []
     frames: list[pd.DataFrame] = []
     futures = {}
@@ -90,17 +100,25 @@ def collect_market(
         if future is not None and future.state.is_completed():
             collected = future.result()
             valid, bad = validate_offers(collected.offers, our_prices, settings.offer_price_ratio_limit)
-            n_bad = quarantine(engine, system=SYSTEM, source=f"feed:{name}", rows=bad.to_dict("records"),
-                               run_id=run_id)
-            store.save_snapshot(engine, run_id=run_id, feed=name, competitor=competitor,
-                                fetched_at=collected.fetched_at, status="ok", offers=valid, quarantined=n_bad)
+            n_bad = quarantine(engine, system=SYSTEM, source=f"feed:{name}", rows=bad.to_dict("records"), run_id=run_id)
+            store.save_snapshot(
+                engine,
+                run_id=run_id,
+                feed=name,
+                competitor=competitor,
+                fetched_at=collected.fetched_at,
+                status="ok",
+                offers=valid,
+                quarantined=n_bad,
+            )
             valid = valid.assign(feed=name)
             frames.append(valid)
             statuses.append(FeedStatus(name, competitor, "fresh", len(valid), n_bad))
             continue
         reason = _failure_reason(future, feed_or_exc)
-        store.save_snapshot(engine, run_id=run_id, feed=name, competitor=competitor, fetched_at=now,
-                            status="failed", reason=reason)
+        store.save_snapshot(
+            engine, run_id=run_id, feed=name, competitor=competitor, fetched_at=now, status="failed", reason=reason
+        )
         fallback = store.last_good_snapshot(engine, name, now, settings.max_snapshot_age)
         if fallback is None:
             logger.warning("feed %s unavailable (%s) and no usable snapshot", name, reason)
@@ -132,15 +150,20 @@ def estimate(sales: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
 
 
 @task(name="ppis-position", cache_policy=NO_CACHE)
-def position(catalogue: pd.DataFrame, offers: pd.DataFrame, rules: list[CompetitorRule],
-             policy: PricingGuardrails) -> pd.DataFrame:
+def position(
+    catalogue: pd.DataFrame, offers: pd.DataFrame, rules: list[CompetitorRule], policy: PricingGuardrails
+) -> pd.DataFrame:
     """Price index and market position per SKU."""
     return price_positions(catalogue, offers, rules, policy.competitor_reference)
 
 
 @task(name="ppis-recommend", cache_policy=NO_CACHE)
-def recommend(catalogue: pd.DataFrame, elasticities: pd.DataFrame, positions: pd.DataFrame, sales: pd.DataFrame,
-              policy: PricingGuardrails) -> pd.DataFrame:
+def recommend(
+    catalogue: pd.DataFrame,
+    elasticities: pd.DataFrame,
+    positions: pd.DataFrame,
+    sales: pd.DataFrame,
+    policy: PricingGuardrails,
+) -> pd.DataFrame:
     """Profit-optimal prices inside the guardrails, with projections and explanations."""
     return recommend_prices(catalogue, elasticities, positions, baseline_units(sales), policy)
-

@@ -1,0 +1,155 @@
+"""Elasticity estimation: recovery on a generated market, pooling, agreement with scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import PoissonRegressor
+
+from framework2.errors import DataError
+from framework2.sample.market import CATEGORIES, generate_market
+from framework2.tasks.pricing.elasticity import PRIOR_MEAN, PRIOR_SD, baseline_units, estimate_elasticities
+
+
+@pytest.fixture(scope="module")
+def market():
+    return generate_market(n_skus=1000, n_competitors=3, n_days=90, seed=3)
+
+
+@pytest.fixture(scope="module")
+def estimates(market):
+    return estimate_elasticities(market.sales, market.catalogue)
+
+
+def test_recovers_true_elasticities_with_honest_intervals(market, estimates):
+    """Median |error| < 0.20, pooling halves the own-only error, 90 % intervals cover 84-97 %.
+
+    Measured over seeds 0-14 at this size: median |error| 0.15-0.18, own-only 0.32-0.41, coverage
+    0.85-0.94. The coverage band is wide because each category's spread (tau) is estimated from
+    ~200 noisy SKUs; 1000 SKUs alone would give a binomial sd of only ~0.01.
+    """
+    truth = market.true_elasticity.reindex(estimates.index)
+    err = (estimates["elasticity"] - truth).abs()
+    own_err = (estimates["own_estimate"] - truth).abs().dropna()
+    covered = (truth >= estimates["elasticity_low"]) & (truth <= estimates["elasticity_high"])
+    assert err.median() < 0.20
+    assert err.median() < 0.6 * own_err.median()
+    assert 0.84 <= covered.mean() <= 0.97
+
+
+def test_every_catalogue_sku_gets_an_estimate(market, estimates):
+    assert list(estimates.index) == list(market.catalogue["sku"])
+    assert estimates["elasticity"].notna().all()
+    assert (estimates["elasticity_low"] < estimates["elasticity"]).all()
+    assert (estimates["elasticity"] < estimates["elasticity_high"]).all()
+    assert set(estimates["source"]) <= {"own+pooled", "category", "prior"}
+    # Zero-unit days are real observations and count as days.
+    assert (estimates["n_days"] == 90).all()
+
+
+def test_constant_price_sku_takes_its_category_estimate(market, estimates):
+    constant = estimates[estimates["log_price_std"] < 0.01]
+    assert len(constant) >= 10
+    assert (constant["source"] == "category").all()
+    assert constant["own_estimate"].isna().all()
+    assert (constant["shrinkage"] == 0).all()
+    assert (constant["elasticity_se"] > 0).all()
+    true_means = dict(CATEGORIES)
+    for category, group in constant.groupby("category"):
+        # Every SKU without own data in a category shares that category's pooled mean.
+        assert group["elasticity"].nunique() == 1
+        assert abs(group["elasticity"].iloc[0] - true_means[category]) < 0.3
+
+
+def test_noisier_skus_are_shrunk_more(estimates):
+    own = estimates[estimates["source"] == "own+pooled"]
+    for _, group in own.groupby("category"):
+        by_noise = group.sort_values("own_se")
+        assert np.all(np.diff(by_noise["shrinkage"].to_numpy()) <= 1e-12)
+    assert own["shrinkage"].between(0, 1).all()
+    assert own["shrinkage"].max() > 0.5 > own["shrinkage"].min()
+
+
+def test_poisson_fit_matches_sklearn(market, estimates):
+    """The own fit equals PoissonRegressor(alpha=0) on log price to 1e-6 (the brief asks 1e-3)."""
+    skus = estimates.index[estimates["own_estimate"].notna()][:6]
+    sales = market.sales
+    for sku in skus:
+        rows = sales[sales["sku"] == sku]
+        model = PoissonRegressor(alpha=0.0, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+        model.fit(np.log(rows["price"].to_numpy())[:, None], rows["units"].to_numpy())
+        assert abs(model.coef_[0] - estimates.loc[sku, "own_estimate"]) < 1e-6
+
+
+def _tiny(
+    category_sizes: dict[str, int], *, days: int = 30, constant: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    skus, cats = [], []
+    for category, size in category_sizes.items():
+        for i in range(size):
+            skus.append(f"{category}-{i}")
+            cats.append(category)
+    catalogue = pd.DataFrame({"sku": skus, "category": cats, "cost": 5.0, "price": 10.0})
+    day = pd.date_range("2025-01-01", periods=days, freq="D")
+    rng = np.random.default_rng(1)
+    rows = []
+    for sku in skus:
+        price = np.full(days, 10.0) if constant else 10.0 * np.exp(rng.normal(0, 0.2, days))
+        units = rng.poisson(5 * (price / 10.0) ** -2.0)
+        rows.append(pd.DataFrame({"sku": sku, "day": day, "price": price, "units": units}))
+    return pd.concat(rows, ignore_index=True), catalogue
+
+
+def test_small_category_falls_back_to_the_documented_prior():
+    sales, catalogue = _tiny({"rare": 2})
+    est = estimate_elasticities(sales, catalogue)
+    assert (est["source"] == "prior").all()
+    assert np.allclose(est["elasticity"], PRIOR_MEAN)
+    assert np.allclose(est["elasticity_se"], PRIOR_SD)
+
+
+def test_catalogue_sku_without_sales_gets_the_pooled_estimate():
+    sales, catalogue = _tiny({"busy": 8}, days=60, constant=False)
+    catalogue = pd.concat([catalogue, pd.DataFrame({"sku": ["busy-new"], "category": ["busy"]})], ignore_index=True)
+    est = estimate_elasticities(sales, catalogue)
+    assert est.loc["busy-new", "source"] == "category"
+    assert est.loc["busy-new", "n_days"] == 0
+    assert (est.drop(index="busy-new")["source"] == "own+pooled").all()
+
+
+def test_missing_columns_raise_data_error_with_hint():
+    sales, catalogue = _tiny({"a": 2})
+    with pytest.raises(DataError, match="missing column.*units") as err:
+        estimate_elasticities(sales.drop(columns=["units"]), catalogue)
+    assert err.value.hint
+    with pytest.raises(DataError, match="catalogue is missing column.*category"):
+        estimate_elasticities(sales, catalogue.drop(columns=["category"]))
+
+
+def test_empty_sales_raise_data_error():
+    sales, catalogue = _tiny({"a": 2})
+    with pytest.raises(DataError, match="empty"):
+        estimate_elasticities(sales.iloc[0:0], catalogue)
+
+
+def test_sales_for_unknown_skus_only_raise_data_error():
+    sales, catalogue = _tiny({"a": 2})
+    sales["sku"] = "ghost"
+    with pytest.raises(DataError, match="no usable sales rows"):
+        estimate_elasticities(sales, catalogue)
+
+
+def test_baseline_units_averages_the_trailing_window():
+    day = pd.date_range("2025-01-01", periods=20, freq="D")
+    sales = pd.DataFrame(
+        {
+            "sku": ["A"] * 20 + ["B"] * 20,
+            "day": list(day) * 2,
+            "price": 1.0,
+            "units": [100] * 6 + [2] * 14 + [0, 3] * 10,
+        }
+    )
+    base = baseline_units(sales, window_days=14)
+    assert base["A"] == pytest.approx(2.0)
+    assert base["B"] == pytest.approx(1.5)

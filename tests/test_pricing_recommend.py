@@ -1,0 +1,266 @@
+"""Recommendations: the optimum formula, each guardrail binding by name, endings, projections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from framework2.config import PricingGuardrails
+from framework2.errors import DataError
+from framework2.sample.market import generate_market
+from framework2.tasks.pricing import baseline_units, estimate_elasticities, price_positions
+from framework2.tasks.pricing.recommend import BINDINGS, RECOMMENDATION_COLUMNS, optimal_price, recommend_prices
+
+# Bands and endings off unless a test turns them on, so expected prices are exact.
+PLAIN = PricingGuardrails(price_ending=None, competitor_band_low=None, competitor_band_high=None)
+
+
+def _recommend(
+    cost: float,
+    price: float,
+    elasticity: float | None,
+    *,
+    policy: PricingGuardrails = PLAIN,
+    ref: float | None = None,
+    se: float = 0.2,
+    baseline: float = 10.0,
+    **overrides: float,
+) -> pd.Series:
+    catalogue = pd.DataFrame(
+        {"sku": ["S"], "name": ["thing"], "category": ["c"], "cost": [cost], "price": [price]}
+        | {k: [v] for k, v in overrides.items()}
+    )
+    index = pd.Index(["S"], name="sku")
+    e = np.nan if elasticity is None else elasticity
+    elasticities = pd.DataFrame(
+        {
+            "elasticity": [e],
+            "elasticity_se": [se],
+            "elasticity_low": [e - 1.645 * se],
+            "elasticity_high": [e + 1.645 * se],
+        },
+        index=index,
+    )
+    positions = None
+    if ref is not None:
+        positions = pd.DataFrame(
+            {"min_price": [ref], "avg_price": [ref], "max_price": [ref], "reference_price": [ref]}, index=index
+        )
+    recs = recommend_prices(catalogue, elasticities, positions, pd.Series([baseline], index=index), policy)
+    return recs.loc["S"]
+
+
+@pytest.mark.parametrize("e", [-1.2, -1.5, -2.0, -3.0, -6.0])
+def test_unconstrained_optimum_is_c_e_over_1_plus_e(e):
+    assert optimal_price(8.0, e) == pytest.approx(8.0 * e / (1 + e))
+
+
+@pytest.mark.parametrize("e", [-1.3, -2.0, -4.0])
+def test_optimum_maximises_profit_on_a_price_grid(e):
+    cost = 7.0
+    grid = np.linspace(cost, 20 * cost, 200_001)
+    profit = (grid - cost) * 1000.0 * grid**e
+    assert grid[np.argmax(profit)] == pytest.approx(optimal_price(cost, e), rel=1e-3)
+
+
+def test_optimum_is_nan_for_inelastic_demand_and_vectorised():
+    got = optimal_price(np.array([10.0, 10.0, 10.0, np.nan]), np.array([-2.0, -1.0, -0.5, -2.0]))
+    assert got[0] == pytest.approx(20.0)
+    assert np.isnan(got[1:]).all()
+
+
+def test_max_change_guardrail_binds_and_is_named():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5)  # optimum 30
+    assert rec["optimal_price"] == pytest.approx(30.0)
+    assert rec["recommended_price"] == 22.00
+    assert rec["binding_guardrail"] == "max_change"
+    assert rec["change_pct"] == pytest.approx(0.10)
+    down = _recommend(cost=10.0, price=30.0, elasticity=-3.0)  # optimum 15
+    assert (down["recommended_price"], down["binding_guardrail"]) == (27.00, "max_change")
+
+
+def test_optimum_inside_the_limits_binds_nothing():
+    rec = _recommend(cost=10.0, price=19.5, elasticity=-2.0)  # optimum 20
+    assert rec["recommended_price"] == 20.00
+    assert rec["binding_guardrail"] is None
+    assert "within limits" in rec["explanation"]
+
+
+def test_min_markup_binds_with_a_per_sku_override():
+    rec = _recommend(cost=10.0, price=15.5, elasticity=-4.0, min_markup=0.5)  # optimum 13.33 < floor 15
+    assert rec["recommended_price"] == 15.00
+    assert rec["binding_guardrail"] == "min_markup"
+    assert "min markup 50%" in rec["explanation"]
+
+
+def test_max_markup_binds():
+    rec = _recommend(cost=10.0, price=12.0, elasticity=-1.5, max_markup=0.2)  # optimum 30, ceiling 12
+    assert rec["recommended_price"] == 12.00
+    assert rec["binding_guardrail"] == "max_markup"
+
+
+def test_competitor_band_high_binds():
+    policy = PLAIN.model_copy(update={"competitor_band_high": 1.2})
+    rec = _recommend(cost=5.0, price=12.0, elasticity=-1.5, ref=10.0, policy=policy)  # optimum 15, band <= 12
+    assert rec["recommended_price"] == 12.00
+    assert rec["binding_guardrail"] == "competitor_band_high"
+    assert "competitor band 120% of avg 10.00" in rec["explanation"]
+
+
+def test_competitor_band_low_binds():
+    policy = PLAIN.model_copy(update={"competitor_band_low": 0.85})
+    rec = _recommend(cost=5.0, price=18.0, elasticity=-3.0, ref=20.0, policy=policy)  # optimum 7.5, band >= 17
+    assert rec["recommended_price"] == 17.00
+    assert rec["binding_guardrail"] == "competitor_band_low"
+
+
+def test_competitor_band_is_skipped_without_competitor_data():
+    policy = PLAIN.model_copy(update={"competitor_band_high": 1.2})
+    rec = _recommend(cost=5.0, price=12.0, elasticity=-1.5, ref=None, policy=policy)
+    assert rec["recommended_price"] == 13.20
+    assert rec["binding_guardrail"] == "max_change"
+
+
+def test_band_contradicting_max_change_is_dropped_and_named():
+    policy = PLAIN.model_copy(update={"competitor_band_high": 1.2})
+    # Band says <= 12, one run may only go down to 18: the band (lower priority) is dropped.
+    rec = _recommend(cost=5.0, price=20.0, elasticity=-1.5, ref=10.0, policy=policy)
+    assert rec["conflicts"] == "competitor_band_high"
+    assert rec["recommended_price"] == 18.00  # optimum 15, held by the change limit
+    assert rec["binding_guardrail"] == "max_change"
+    assert "dropped competitor_band_high" in rec["explanation"]
+
+
+def test_min_markup_beats_max_change_when_the_current_price_is_below_cost():
+    rec = _recommend(cost=10.0, price=8.0, elasticity=-30.0)  # optimum 10.34 < floor 10.50
+    assert rec["conflicts"] == "max_change"
+    assert rec["recommended_price"] == 10.50
+    assert rec["binding_guardrail"] == "min_markup"
+
+
+def test_inelastic_demand_moves_up_by_the_full_change_and_is_named():
+    rec = _recommend(cost=5.0, price=10.0, elasticity=-0.6)
+    assert np.isnan(rec["optimal_price"])
+    assert rec["recommended_price"] == 11.00
+    assert rec["binding_guardrail"] == "inelastic_demand"
+    assert rec["explanation"].startswith("Demand inelastic")
+
+
+def test_inelastic_demand_stopped_by_a_band_names_the_band():
+    policy = PLAIN.model_copy(update={"competitor_band_high": 1.2})
+    rec = _recommend(cost=5.0, price=10.0, elasticity=-0.6, ref=9.0, policy=policy)
+    assert rec["recommended_price"] == 10.80
+    assert rec["binding_guardrail"] == "competitor_band_high"
+
+
+def test_missing_elasticity_holds_the_current_price():
+    rec = _recommend(cost=5.0, price=10.0, elasticity=None)
+    assert rec["recommended_price"] == 10.00
+    assert rec["binding_guardrail"] == "missing_data"
+    assert rec["change_pct"] == 0 and not rec["needs_approval"]
+    assert rec["projected_units"] == 10.0 and rec["profit_delta"] == 0
+
+
+def test_missing_cost_holds_the_current_price():
+    rec = _recommend(cost=float("nan"), price=10.0, elasticity=-2.0)
+    assert (rec["recommended_price"], rec["binding_guardrail"]) == (10.00, "missing_data")
+    assert rec["explanation"].startswith("No cost")
+
+
+def test_missing_data_cost_plus_rule():
+    policy = PLAIN.model_copy(update={"missing_data_rule": "cost_plus"})
+    rec = _recommend(cost=8.0, price=10.0, elasticity=None, policy=policy)
+    assert rec["recommended_price"] == 10.40
+    assert rec["binding_guardrail"] == "missing_data"
+    # A cost-plus price still respects the per-run change limit.
+    far = _recommend(cost=5.0, price=10.0, elasticity=None, policy=policy)
+    assert (far["recommended_price"], far["binding_guardrail"]) == (9.00, "max_change")
+    assert np.isnan(far["projected_units"])
+
+
+def test_price_ending_rounds_down_inside_the_limits():
+    policy = PLAIN.model_copy(update={"price_ending": 0.99})
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, policy=policy)
+    assert rec["recommended_price"] == 21.99
+    assert rec["binding_guardrail"] == "max_change"
+    assert "ending .99 \u2192 21.99" in rec["explanation"]
+    override = _recommend(cost=10.0, price=20.0, elasticity=-1.5, policy=policy, price_ending=0.95)
+    assert override["recommended_price"] == 21.95
+
+
+def test_price_ending_is_skipped_when_it_would_leave_the_limits():
+    policy = PLAIN.model_copy(update={"price_ending": 0.99})
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-3.0, policy=policy)  # clipped up to 18.00
+    assert rec["recommended_price"] == 18.00
+    assert "skipped" in rec["explanation"]
+
+
+def test_price_ending_never_turns_a_rise_into_a_cut():
+    policy = PLAIN.model_copy(update={"price_ending": 0.99})
+    rec = _recommend(cost=2.0, price=4.18, elasticity=-1.5, policy=policy)  # up to 4.59; 3.99 would be a cut
+    assert rec["recommended_price"] == 4.59
+
+
+def test_per_sku_max_change_override_takes_precedence():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, max_change_pct=0.05)
+    assert rec["recommended_price"] == 21.00
+
+
+def test_approval_flag_follows_the_change_threshold():
+    small = _recommend(cost=10.0, price=19.0, elasticity=-2.0)  # +5.3 %
+    big = _recommend(cost=10.0, price=20.0, elasticity=-1.5)  # +10 %
+    assert not small["needs_approval"]
+    assert big["needs_approval"]
+    assert "needs approval (+10.0%)" in big["explanation"]
+
+
+def test_projection_and_its_percentile_band():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-2.0, se=0.3, baseline=10.0, max_change_pct=0.2)
+    # Optimum 20 = current: nothing moves.
+    assert rec["recommended_price"] == 20.0 and rec["profit_delta"] == 0
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, se=0.3, baseline=10.0)
+    q = 10.0 * 1.1**-1.5
+    assert rec["projected_units"] == pytest.approx(q)
+    assert rec["revenue_delta"] == pytest.approx(22.0 * q - 200.0)
+    assert rec["profit_delta"] == pytest.approx(12.0 * q - 100.0)
+    # Deltas are monotone in e, so the 5/95 % draw percentiles sit near e -/+ 1.645 se (200 draws).
+    for e_q in (-1.5 - norm.ppf(0.95) * 0.3, -1.5 + norm.ppf(0.95) * 0.3):
+        assert any(
+            abs(rec[col] - (12.0 * 10.0 * 1.1**e_q - 100.0)) < 0.6 for col in ("profit_delta_low", "profit_delta_high")
+        )
+    assert rec["profit_delta_low"] <= rec["profit_delta"] <= rec["profit_delta_high"]
+
+
+def test_explanation_reads_like_the_example():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, se=0.2)
+    assert rec["explanation"].startswith(
+        "Optimum 30.00 at elasticity \u22121.50 [\u22121.83, \u22121.17]; held to 22.00 by max change 10%"
+    )
+
+
+def test_missing_catalogue_columns_raise_data_error():
+    catalogue = pd.DataFrame({"sku": ["S"], "price": [1.0]})
+    with pytest.raises(DataError, match="missing column.*cost"):
+        recommend_prices(catalogue, None, None, None, PLAIN)
+
+
+def test_full_pipeline_on_a_generated_market_respects_every_hard_limit():
+    market = generate_market(n_skus=400, n_competitors=4, seed=5)
+    policy = PricingGuardrails()
+    est = estimate_elasticities(market.sales, market.catalogue)
+    pos = price_positions(market.catalogue, market.offers, [], policy.competitor_reference)
+    recs = recommend_prices(market.catalogue, est, pos, baseline_units(market.sales), policy)
+    assert list(recs.columns) == RECOMMENDATION_COLUMNS
+    assert len(recs) == 400
+    cat = market.catalogue.set_index("sku")
+    max_change = cat["max_change_pct"].fillna(policy.max_change_pct)
+    price, cost = recs["recommended_price"], recs["cost"]
+    assert (price >= cost * (1 + policy.min_markup) - 1e-9).all()
+    assert (price <= cost * (1 + policy.max_markup) + 1e-9).all()
+    no_conflict = recs["conflicts"] == ""
+    assert (recs["change_pct"].abs()[no_conflict] <= max_change[no_conflict] + 1e-9).all()
+    assert set(recs["binding_guardrail"].dropna()) <= set(BINDINGS)
+    assert recs["explanation"].str.len().gt(20).all()
+    assert (recs["profit_delta_low"] <= recs["profit_delta_high"]).all()
