@@ -20,6 +20,7 @@ import click
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from framework2.errors import Framework2Error
@@ -66,7 +67,7 @@ def init() -> None:
         with console.status(f"{title}…"):
             result = action()
         for line in [result] if isinstance(result, str) else result:
-            console.print(f"[green]✓[/green] {title}: {line}")
+            console.print(f"[green]✓[/green] {title}: {escape(line)}")
     console.print(f"Done. Open the UI at {ui_url()} (start it with `framework2 start`).")
 
 
@@ -301,9 +302,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except Framework2Error as exc:
-        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+            console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

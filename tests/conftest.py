@@ -16,6 +16,8 @@ from pathlib import Path
 _PREFECT_HOME = tempfile.mkdtemp(prefix="f2-prefect-home-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# A test that talks to Prefect must ask for the `prefect_server` fixture; never a silent ephemeral server.
+os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("FRAMEWORK2_CONFIG", None)
 

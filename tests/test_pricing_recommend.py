@@ -123,14 +123,24 @@ def test_competitor_band_is_skipped_without_competitor_data():
     assert rec["binding_guardrail"] == "max_change"
 
 
-def test_band_contradicting_max_change_is_dropped_and_named():
+def test_band_contradicting_max_change_is_overridden_and_named():
     policy = PLAIN.model_copy(update={"competitor_band_high": 1.2})
     # Band says <= 12, one run may only go down to 18: the band (lower priority) is dropped.
     rec = _recommend(cost=5.0, price=20.0, elasticity=-1.5, ref=10.0, policy=policy)
     assert rec["conflicts"] == "competitor_band_high"
     assert rec["recommended_price"] == 18.00  # optimum 15, held by the change limit
     assert rec["binding_guardrail"] == "max_change"
-    assert "dropped competitor_band_high" in rec["explanation"]
+    assert "overrode competitor_band_high" in rec["explanation"]
+
+
+def test_price_below_cost_moves_only_up_to_the_floor_not_to_the_optimum():
+    # Optimum 30 is far above; max change would allow only 6.60, under the floor 10.50. The floor wins,
+    # and the overridden change limit still keeps the move as small as the floor allows.
+    rec = _recommend(cost=10.0, price=6.0, elasticity=-1.5)
+    assert rec["conflicts"] == "max_change"
+    assert rec["recommended_price"] == 10.50
+    assert rec["binding_guardrail"] == "min_markup"
+    assert rec["needs_approval"]
 
 
 def test_min_markup_beats_max_change_when_the_current_price_is_below_cost():

@@ -143,7 +143,9 @@ def hourly_pricing(
         recs = pd.DataFrame()
         applied = 0
         status_counts: dict[str, int] = {}
-        if cfg.pricing_optimization != "off" and inputs.sales.empty:
+        if inputs.catalogue.empty:
+            logger.warning("the catalogue is empty: nothing to price (load products into the store)")
+        elif cfg.pricing_optimization != "off" and inputs.sales.empty:
             logger.warning("no sales in the last %d days: no elasticities, so no recommendations this run", days)
         elif cfg.pricing_optimization != "off":
             elasticities = estimate(inputs.sales, inputs.catalogue)
@@ -204,8 +206,16 @@ def hourly_pricing(
             )
 
         quality = _quality(market.feeds, len(market.offers), sum(feed_quarantine.values()))
+        gaps = []
+        if inputs.catalogue.empty:
+            gaps.append("catalogue is empty")
+            quality = 0.0
+        elif inputs.sales.empty and cfg.pricing_optimization != "off":
+            gaps.append(f"no sales in the last {days} days, so no recommendations")
+            quality = round(quality * 0.5, 4)
         summary = (
-            f"{len(inputs.catalogue)} SKUs: {applied} price changes applied, "
+            ("; ".join(gaps).upper() + " — " if gaps else "")
+            + f"{len(inputs.catalogue)} SKUs: {applied} price changes applied, "
             f"{status_counts.get('pending_approval', 0)} await approval; feeds "
             + (", ".join(f"{f.feed} {f.state}" for f in market.feeds) or "none")
             + f"; projected profit {totals.profit:+,.2f}/day [{totals.profit_low:+,.2f}, {totals.profit_high:+,.2f}]"
@@ -250,7 +260,7 @@ def _ask_for_approval(recs: pd.DataFrame, pending: int, wait: int, logger) -> pd
     )
     logger.info("%d changes exceed the approval band; waiting up to %d s for a decision in the UI", pending, wait)
     try:
-        approval = pause_flow_run(wait_for_input=PriceApproval, timeout=wait, poll_interval=min(10, max(1, wait // 4)))
+        approval = pause_flow_run(wait_for_input=PriceApproval, timeout=wait, poll_interval=min(5, max(1, wait // 4)))
     except FlowPauseTimeout:
         logger.warning("no decision within %d s; %d changes stay pending approval, not applied", wait, pending)
         return recs["status"]

@@ -160,6 +160,8 @@ def last_good_snapshot(
 
 def save_positions(engine: Engine, run_id: str, positions: pd.DataFrame, our_prices: pd.Series) -> None:
     """Store where each SKU stood against the market in this run."""
+    if positions.empty:
+        return
     frame = pd.DataFrame(
         {
             "run_id": run_id,
@@ -203,6 +205,8 @@ def save_recommendations(engine: Engine, run_id: str, recommendations: pd.DataFr
 
     Both happen in one transaction: prices never change without the recommendation that explains them.
     """
+    if recommendations.empty:
+        return 0
     extra = [c for c in ("decided_by", "decision_note") if c in recommendations.columns]
     frame = recommendations[RECOMMENDATION_COLUMNS + extra].copy()
     frame["conflicts"] = frame["conflicts"].fillna("")

@@ -12,7 +12,9 @@ Guardrails form a feasible interval, built in priority order:
 3. ``competitor_band_low`` / ``competitor_band_high`` around the competitor reference price
    (skipped without in-stock competitor data or when the policy disables a side).
 
-A constraint that would leave the interval empty is dropped and listed in ``conflicts``. The target
+A constraint that would leave the interval empty is overridden and listed in ``conflicts``; it still
+pulls the price to the end of the interval nearest to it, so a price below the cost floor moves up to
+the floor (the smallest compliant change), not all the way to the optimum. The target
 (optimum, inelastic move or missing-data fallback) is clipped into the interval and the constraint
 that set the bound it was clipped to is named in ``binding_guardrail``. For inelastic demand the
 target is the current price plus the full per-run change, so ``inelastic_demand`` is named unless a
@@ -159,9 +161,17 @@ def recommend_prices(
         c_hi = np.where(np.isnan(c_hi), inf, c_hi)
         new_lo, new_hi = np.maximum(lo, c_lo), np.minimum(hi, c_hi)
         fits = new_lo <= new_hi * (1 + _EPS)
-        lo_by = np.where(fits & (c_lo > lo), cid, lo_by)
-        hi_by = np.where(fits & (c_hi < hi), cid, hi_by)
-        lo, hi = np.where(fits, new_lo, lo), np.where(fits, new_hi, hi)
+        # A constraint that contradicts higher-priority ones is overridden, but still honoured as far as
+        # they allow: the interval shrinks to the end nearest to it (e.g. a price below the cost floor
+        # moves up to the floor, the smallest compliant change, not to wherever the optimum is).
+        wants_lower = ~fits & (c_hi < lo)
+        wants_higher = ~fits & (c_lo > hi)
+        lo_by = np.where(fits & (c_lo > lo), cid, np.where(wants_higher, hi_by, lo_by))
+        hi_by = np.where(fits & (c_hi < hi), cid, np.where(wants_lower, lo_by, hi_by))
+        lo, hi = (
+            np.where(fits, new_lo, np.where(wants_higher, hi, lo)),
+            np.where(fits, new_hi, np.where(wants_lower, lo, hi)),
+        )
         dropped[:, cid] = ~fits
 
     p_opt = optimal_price(cost, e)
@@ -401,7 +411,7 @@ def _explain(
         elif end_skipped[i]:
             parts.append(f"ending {label} skipped (would leave the limits or reverse the move)")
         if conflicts[i]:
-            parts.append(f"dropped {conflicts[i]} (contradicted higher-priority limits)")
+            parts.append(f"overrode {conflicts[i]} (contradicted higher-priority limits)")
         if needs_approval[i]:
             moved = f" ({change[i]:+.1%})".replace("-", "\u2212") if np.isfinite(change[i]) else ""
             parts.append(f"needs approval{moved}")

@@ -1,0 +1,90 @@
+"""Large price changes wait for a person: the run pauses with a form, and only approved changes apply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import re
+import threading
+import time
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateName
+from prefect.flow_runs import resume_flow_run
+from sqlalchemy import select
+
+from framework2.flows.pricing import hourly_pricing
+from framework2.sample.world import sample_market, seed_store
+from framework2.store.engine import open_store, session_scope
+from framework2.store.models import PriceRecommendation, Product
+from tests.test_pricing_flow import latest_artifact
+
+pytestmark = pytest.mark.integration
+
+
+async def paused_run_id(timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"])))
+            )
+            if runs:
+                return str(runs[0].id)
+            await asyncio.sleep(0.5)
+    raise AssertionError("the pricing run never paused for approval")
+
+
+def recommendations(run_id: str) -> list[PriceRecommendation]:
+    with session_scope(open_store()) as session:
+        return list(session.scalars(select(PriceRecommendation).where(PriceRecommendation.run_id == run_id)).all())
+
+
+def test_selected_approval_applies_only_the_chosen_large_changes(prefect_server: str, store_url: str) -> None:
+    seed_store(open_store(), sample_market(n_skus=40, seed=11))
+    box: dict = {}
+    # The run goes on in a thread (as on a worker) carrying this test's Prefect settings.
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run, args=(lambda: box.setdefault("result", hourly_pricing(approval_wait_seconds=120)),)
+    )
+    worker.start()
+    flow_run_id = asyncio.run(paused_run_id())
+
+    with session_scope(open_store()) as session:  # nothing applied or stored while waiting
+        assert session.scalars(select(PriceRecommendation)).all() == []
+    # Decide as a person would: from the approval request artifact the paused run published.
+    request = asyncio.run(latest_artifact("ppis-approval-request"))
+    listed = re.findall(r"^\| (SKU-\d+) \|", request, flags=re.MULTILINE)
+    assert len(listed) >= 3
+    skus = listed[:2]
+    resume_flow_run(
+        flow_run_id,
+        run_input={"decision": "approve selected", "approved_skus": skus, "approver": "ana@pricing", "note": "checked"},
+    )
+    worker.join(timeout=120)
+
+    result = box["result"]
+    recs = recommendations(result.run_id)
+    approved = [r for r in recs if r.status == "approved"]
+    rejected = [r for r in recs if r.status == "rejected"]
+    assert approved and rejected
+    assert {r.sku for r in approved} == set(skus)
+    assert listed[2] in {r.sku for r in rejected}
+    assert all(r.decided_by == "ana@pricing" and r.decision_note == "checked" for r in approved + rejected)
+    with session_scope(open_store()) as session:
+        prices = {p.sku: p.price for p in session.scalars(select(Product)).all()}
+    assert all(prices[r.sku] == pytest.approx(r.recommended_price) for r in approved)
+    assert all(prices[r.sku] == pytest.approx(r.current_price) for r in rejected)
+
+
+def test_without_a_decision_in_time_large_changes_stay_pending(prefect_server: str, store_url: str) -> None:
+    seed_store(open_store(), sample_market(n_skus=40, seed=11))
+    result = hourly_pricing(approval_wait_seconds=2)
+    recs = recommendations(result.run_id)
+    pending = [r for r in recs if r.status == "pending_approval"]
+    assert pending and result.status == "completed"
+    with session_scope(open_store()) as session:
+        prices = {p.sku: p.price for p in session.scalars(select(Product)).all()}
+    assert all(prices[r.sku] == pytest.approx(r.current_price) for r in pending)
