@@ -81,6 +81,7 @@ def start(
     from framework2.deployments.setup import PROJECT_DIR, WORK_POOL
 
     _prefect_env()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a service manager stops us like Ctrl-C does
     bin_dir = Path(sys.executable).parent
     api = f"http://{host}:{port}/api"
     env = os.environ | {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -118,6 +119,10 @@ def start(
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_for_api(api: str, timeout: float, proc: subprocess.Popen | None = None) -> None:

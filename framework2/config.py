@@ -97,12 +97,12 @@ class HealthWeights(Section):
 
 class CoordinationSettings(Section):
     health_check_interval: Duration = Field(timedelta(seconds=30), description="How often PSO health is checked.")
-    health_threshold: float = Field(95, ge=0, le=100, description="A health score below this emits health.degraded.")
     health_weights: HealthWeights = HealthWeights()
     success_window: int = Field(20, ge=1, description="How many recent runs the success rate is computed over.")
     execution: Literal["subflow", "deployment"] = Field(
         "subflow", description="Run systems as subflows in-process, or start their deployments (other workers)."
     )
+    # Seed keys accepted for compatibility; PSO always contains a failing system and balances by dependency.
     load_balancing: Literal["intelligent", "round-robin"] = "intelligent"
     failover_strategy: Literal["automatic", "manual"] = "automatic"
     max_parallel_systems: int = Field(4, ge=1, description="Independent systems run at most this many at once.")

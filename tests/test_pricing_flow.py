@@ -76,6 +76,25 @@ def test_hourly_pricing_stores_explained_recommendations_and_quarantines_bad_inp
     assert "binding" in table and "why" in table
 
 
+def test_programmatic_api_answers_from_the_store(world) -> None:  # type: ignore[no-untyped-def]
+    import framework2
+
+    assert framework2.ppis.get_recommendations() == []  # nothing ran yet: empty, not an error
+    _server, names = world
+    result = hourly_pricing(feeds=names, approval_wait_seconds=0)
+
+    top = framework2.ppis.get_recommendations(limit=5)
+    assert len(top) == 5 and all(r["run_id"] == result.run_id for r in top)
+    profits = [r["profit_delta"] for r in top]
+    assert profits == sorted(profits, reverse=True)
+    why = framework2.ppis.explain(top[0]["sku"])
+    assert why["recommendation"]["explanation"] == top[0]["explanation"]
+    assert why["run"]["inputs"]["sales_window"] and why["run"]["model_version"]
+    pending = framework2.ppis.get_recommendations(status="pending_approval")
+    assert all(r["status"] == "pending_approval" for r in pending)
+    assert len(framework2.ppis.get_market_position()) == 59
+
+
 def test_failed_feed_falls_back_to_its_last_good_snapshot(world, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     server, names = world
     first = hourly_pricing(feeds=names, approval_wait_seconds=0)

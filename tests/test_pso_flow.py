@@ -66,6 +66,11 @@ def test_orchestrator_contains_a_failing_system_and_stores_health(
     assert {h.system for h in health} == {"ppis", "broken"}
     assert len(broken_runs) == 1 and broken_runs[0].status == "failed", "PSO records a run that died before start"
 
+    import framework2
+
+    health = framework2.pso.get_system_health()
+    assert health["broken"]["score"] == 0.0 and health["ppis"]["score"] == report.health["ppis"]
+
 
 def test_only_due_skips_a_system_that_ran_recently(prefect_server: str, store_url: str) -> None:
     first = run_pso(systems=["ppis"])

@@ -374,7 +374,8 @@ def _observed_at(value: Any, fetched_at: pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _empty_offers() -> pd.DataFrame:
+def empty_offers() -> pd.DataFrame:
+    """No offers, with the offer columns and their types."""
     return pd.DataFrame(
         {
             "competitor": pd.Series(dtype=object),
@@ -405,7 +406,7 @@ def parse_feed(feed: CompetitorFeed, content: bytes, fetched_at: datetime) -> pd
 
     raw = _frame_from_records(feed, _json_records(feed, text)) if feed.format == "json" else _csv_frame(feed, text)
     if raw.empty:
-        return _empty_offers()
+        return empty_offers()
 
     stamp = pd.Timestamp(fetched_at)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -15,7 +15,7 @@ from framework2.config import CompetitorRule, PricingGuardrails, PricingSettings
 from framework2.store import pricing as store
 from framework2.store.models import utcnow
 from framework2.store.runs import quarantine
-from framework2.tasks.feeds import check_feed_url, collect_feed, validate_offers
+from framework2.tasks.feeds import check_feed_url, collect_feed, empty_offers, validate_offers
 from framework2.tasks.pricing.elasticity import baseline_units, estimate_elasticities
 from framework2.tasks.pricing.inputs import validate_catalogue, validate_sales
 from framework2.tasks.pricing.market import price_positions
@@ -58,18 +58,6 @@ def load_inputs(engine: Engine, run_id: str, history_days: int) -> PricingInputs
 class Market:
     offers: pd.DataFrame
     feeds: list[FeedStatus]
-
-
-_EMPTY_OFFERS = pd.DataFrame(
-    {
-        "competitor": pd.Series(dtype=str),
-        "sku": pd.Series(dtype=str),
-        "price": pd.Series(dtype=float),
-        "in_stock": pd.Series(dtype=bool),
-        "observed_at": pd.Series(dtype="datetime64[ns, UTC]"),
-        "feed": pd.Series(dtype=str),
-    }
-)
 
 
 def collect_market(
@@ -129,7 +117,7 @@ def collect_market(
         logger.warning("feed %s failed (%s); using snapshot from %.0f min ago", name, reason, age)
         frames.append(offers)
         statuses.append(FeedStatus(name, competitor, "stale", len(offers), reason=reason, snapshot_age_minutes=age))
-    offers = pd.concat(frames, ignore_index=True) if frames else _EMPTY_OFFERS.copy()
+    offers = pd.concat(frames, ignore_index=True) if frames else empty_offers()
     return Market(offers, statuses)
 
 

@@ -1,0 +1,93 @@
+"""The programmatic API the seed promised (``framework2.ppis.get_recommendations()``), in snake_case.
+
+Reads go to the store, so they work without a Prefect server; ``run`` starts the flow in this process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from framework2.store.engine import open_store, session_scope
+from framework2.store.models import AnalysisRun, MarketPosition, PriceRecommendation
+
+
+def _latest_completed(system: str) -> AnalysisRun | None:
+    with session_scope(open_store()) as session:
+        return session.scalars(
+            select(AnalysisRun)
+            .where(AnalysisRun.system == system, AnalysisRun.status == "completed")
+            .order_by(AnalysisRun.started_at.desc())
+        ).first()
+
+
+class PricingAPI:
+    """PPIS: the latest recommendations and positions, and why."""
+
+    def latest_run(self) -> dict[str, Any] | None:
+        """The newest completed pricing run: its inputs' identity, parameters and outcome."""
+        run = _latest_completed("ppis")
+        return run.model_dump() if run else None
+
+    def get_recommendations(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Recommendations of the newest completed run, largest expected profit effect first."""
+        run = _latest_completed("ppis")
+        if run is None:
+            return []
+        query = select(PriceRecommendation).where(PriceRecommendation.run_id == run.id)
+        if status:
+            query = query.where(PriceRecommendation.status == status)
+        query = query.order_by(PriceRecommendation.profit_delta.desc()).limit(limit)
+        with session_scope(open_store()) as session:
+            return [r.model_dump() for r in session.scalars(query).all()]
+
+    def explain(self, sku: str) -> dict[str, Any] | None:
+        """The newest recommendation for ``sku`` with the run it came from (the "show me why")."""
+        with session_scope(open_store()) as session:
+            rec = session.scalars(
+                select(PriceRecommendation)
+                .where(PriceRecommendation.sku == sku)
+                .order_by(PriceRecommendation.created_at.desc())
+            ).first()
+            if rec is None:
+                return None
+            run = session.get(AnalysisRun, rec.run_id)
+        return {"recommendation": rec.model_dump(), "run": run.model_dump() if run else None}
+
+    def get_market_position(self) -> list[dict[str, Any]]:
+        """Price index and position per SKU from the newest completed run."""
+        run = _latest_completed("ppis")
+        if run is None:
+            return []
+        with session_scope(open_store()) as session:
+            rows = session.scalars(select(MarketPosition).where(MarketPosition.run_id == run.id)).all()
+        return [r.model_dump() for r in rows]
+
+    def run(self, **parameters: Any) -> Any:
+        """Run the hourly pricing flow now; returns its ``SystemResult``."""
+        from framework2.flows.pricing import hourly_pricing
+
+        return hourly_pricing(**parameters)
+
+
+class OrchestratorAPI:
+    """PSO: system health and the master flow."""
+
+    def get_system_health(self) -> dict[str, dict[str, Any]]:
+        """The newest health score per system, with its parts and reasons."""
+        from framework2.store.runs import latest_health
+
+        return {code: row.model_dump() for code, row in latest_health(open_store()).items()}
+
+    def run(self, **parameters: Any) -> Any:
+        """Run the master flow now; returns its ``OrchestrationReport``."""
+        import asyncio
+
+        from framework2.flows.orchestrator import orchestrate
+
+        return asyncio.run(orchestrate(**parameters))
+
+
+ppis = PricingAPI()
+pso = OrchestratorAPI()
