@@ -76,6 +76,28 @@ def test_hourly_pricing_stores_explained_recommendations_and_quarantines_bad_inp
     assert "binding" in table and "why" in table
 
 
+def test_hourly_pricing_runs_on_a_postgresql_store(
+    prefect_server: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAMEWORK2_STORE__URL", postgres_url)
+    get_settings.cache_clear()
+    try:
+        engine = open_store()
+        market = sample_market(n_skus=30, seed=4)
+        seed_store(engine, market)
+        routes, feeds = build_routes(market)
+        with FeedServer(routes) as server:
+            first = hourly_pricing(feeds=save_feed_blocks(feeds, server.base_url), approval_wait_seconds=0)
+            second = hourly_pricing(feeds=[f.block_name for f in feeds], approval_wait_seconds=0)
+    finally:
+        get_settings.cache_clear()
+    assert first.status == second.status == "completed"
+    with session_scope(engine) as session:
+        assert len(session.scalars(select(PriceRecommendation)).all()) == 2 * 29
+        snapshots = session.scalars(select(FeedSnapshot).where(FeedSnapshot.status == "ok")).all()
+    assert len(snapshots) == 2 * 4
+
+
 def test_programmatic_api_answers_from_the_store(world) -> None:  # type: ignore[no-untyped-def]
     import framework2
 

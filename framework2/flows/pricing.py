@@ -136,11 +136,10 @@ def hourly_pricing(
         update_progress_artifact(progress, 35.0)
 
         positions = position(inputs.catalogue, market.offers, rules, policy)
-        store.save_positions(engine, run_id, positions, inputs.catalogue.set_index("sku")["price"])
         alerts = undercuts(inputs.catalogue, positions, cfg.undercut_alert_pct)
         update_progress_artifact(progress, 50.0)
 
-        recs = pd.DataFrame()
+        recs = pd.DataFrame({"status": pd.Series(dtype=object)})  # no recommendations unless made below
         applied = 0
         status_counts: dict[str, int] = {}
         if inputs.catalogue.empty:
@@ -155,21 +154,20 @@ def hourly_pricing(
             pending = int((recs["status"] == "pending_approval").sum())
             if pending and wait > 0:
                 recs["status"] = _ask_for_approval(recs, pending, wait, logger)
-            applied = store.save_recommendations(engine, run_id, recs, apply=cfg.pricing_optimization == "dynamic")
             status_counts = recs["status"].value_counts().to_dict()
+        applied = store.save_results(
+            engine,
+            run_id,
+            positions=positions,
+            our_prices=inputs.catalogue.set_index("sku")["price"],
+            recommendations=recs,
+            apply=cfg.pricing_optimization == "dynamic",
+        )
         update_progress_artifact(progress, 85.0)
 
         previous = store.previous_completed_run(engine, SYSTEM, before=run_id)
         changes = position_changes(store.positions_of_run(engine, previous.id), positions) if previous else None
-        moved = recs["status"].isin(["applied", "approved", "pending_approval"]) if len(recs) else pd.Series(dtype=bool)
-        totals = (
-            projected_totals(recs, moved)
-            if len(recs)
-            else projected_totals(
-                pd.DataFrame(columns=["profit_delta", "profit_delta_low", "profit_delta_high", "revenue_delta"]),
-                pd.Series(dtype=bool),
-            )
-        )
+        totals = projected_totals(recs, recs["status"].isin(["applied", "approved", "pending_approval"]))
         chart = positioning_chart(positions, inputs.catalogue, recs if len(recs) else None)
         feed_quarantine = {f"feed:{f.feed}": f.quarantined for f in market.feeds}
         quarantined = inputs.quarantined | feed_quarantine
@@ -218,7 +216,8 @@ def hourly_pricing(
             + f"{len(inputs.catalogue)} SKUs: {applied} price changes applied, "
             f"{status_counts.get('pending_approval', 0)} await approval; feeds "
             + (", ".join(f"{f.feed} {f.state}" for f in market.feeds) or "none")
-            + f"; projected profit {totals.profit:+,.2f}/day [{totals.profit_low:+,.2f}, {totals.profit_high:+,.2f}]"
+            + f"; profit if all take effect {totals.profit:+,.2f}/day"
+            + f" [{totals.profit_low:+,.2f}, {totals.profit_high:+,.2f}]"
         )
         metrics = {
             "skus": len(inputs.catalogue),

@@ -158,10 +158,7 @@ def last_good_snapshot(
     return snapshot, offers
 
 
-def save_positions(engine: Engine, run_id: str, positions: pd.DataFrame, our_prices: pd.Series) -> None:
-    """Store where each SKU stood against the market in this run."""
-    if positions.empty:
-        return
+def _position_rows(run_id: str, positions: pd.DataFrame, our_prices: pd.Series) -> list[dict]:
     frame = pd.DataFrame(
         {
             "run_id": run_id,
@@ -175,8 +172,7 @@ def save_positions(engine: Engine, run_id: str, positions: pd.DataFrame, our_pri
             "n_offers": positions["n_offers"].fillna(0).to_numpy(dtype=int),
         }
     )
-    with session_scope(engine) as session:
-        session.execute(insert(MarketPosition), _records(frame))
+    return _records(frame)
 
 
 RECOMMENDATION_COLUMNS = [
@@ -200,13 +196,7 @@ RECOMMENDATION_COLUMNS = [
 ]
 
 
-def save_recommendations(engine: Engine, run_id: str, recommendations: pd.DataFrame, *, apply: bool) -> int:
-    """Store recommendations with their status; when ``apply``, set the catalogue price of those applied.
-
-    Both happen in one transaction: prices never change without the recommendation that explains them.
-    """
-    if recommendations.empty:
-        return 0
+def _recommendation_rows(run_id: str, recommendations: pd.DataFrame) -> pd.DataFrame:
     extra = [c for c in ("decided_by", "decision_note") if c in recommendations.columns]
     frame = recommendations[RECOMMENDATION_COLUMNS + extra].copy()
     frame["conflicts"] = frame["conflicts"].fillna("")
@@ -214,19 +204,42 @@ def save_recommendations(engine: Engine, run_id: str, recommendations: pd.DataFr
     frame.insert(0, "sku", recommendations.index.astype(str))
     frame.insert(0, "run_id", run_id)
     frame["created_at"] = utcnow()
-    applied = frame[frame["status"].isin(["applied", "approved"])]
+    return frame
+
+
+def save_results(
+    engine: Engine,
+    run_id: str,
+    *,
+    positions: pd.DataFrame,
+    our_prices: pd.Series,
+    recommendations: pd.DataFrame,
+    apply: bool,
+) -> int:
+    """Store a run's positions and recommendations and, when ``apply``, set the applied prices.
+
+    One transaction: a run leaves all of its results or none, and a price never changes without the
+    recommendation that explains it. Returns how many prices were changed.
+    """
+    changed = 0
     with session_scope(engine) as session:
-        session.execute(insert(PriceRecommendation), _records(frame))
-        if apply and len(applied):
-            now = utcnow()
-            session.execute(
-                update(Product),
-                [
-                    {"sku": s, "price": float(p), "updated_at": now}
-                    for s, p in zip(applied["sku"], applied["recommended_price"], strict=True)
-                ],
-            )
-    return len(applied) if apply else 0
+        if not positions.empty:
+            session.execute(insert(MarketPosition), _position_rows(run_id, positions, our_prices))
+        if not recommendations.empty:
+            frame = _recommendation_rows(run_id, recommendations)
+            session.execute(insert(PriceRecommendation), _records(frame))
+            applied = frame[frame["status"].isin(["applied", "approved"])]
+            if apply and len(applied):
+                now = utcnow()
+                session.execute(
+                    update(Product),
+                    [
+                        {"sku": s, "price": float(p), "updated_at": now}
+                        for s, p in zip(applied["sku"], applied["recommended_price"], strict=True)
+                    ],
+                )
+                changed = len(applied)
+    return changed
 
 
 def previous_completed_run(engine: Engine, system: str, before: str) -> AnalysisRun | None:

@@ -52,6 +52,8 @@ _Z90 = 1.6448536269514722
 
 def projected_totals(recs: pd.DataFrame, mask: pd.Series) -> Totals:
     """Sum per-SKU deltas; the 90 % band of the sum treats SKUs as independent (half-width in quadrature)."""
+    if recs.empty:
+        return Totals(0.0, 0.0, 0.0, 0.0, 0)
     part = recs[mask]
     if part.empty:
         return Totals(0.0, 0.0, 0.0, 0.0, 0)
@@ -139,7 +141,7 @@ def summary_markdown(
         f"advisory only: {count('advisory', 0)}, unchanged: {count('unchanged', 0)}."
     )
     lines.append(
-        f"Projected profit effect of the changes: **{totals.profit:+,.2f}/day** "
+        f"Projected profit effect of the applied and waiting changes: **{totals.profit:+,.2f}/day** "
         f"(90 % band {totals.profit_low:+,.2f} to {totals.profit_high:+,.2f}); revenue {totals.revenue:+,.2f}/day."
     )
     lines += ["", "## Since the last run" + (f" ({previous_run_at})" if previous_run_at else ""), ""]
