@@ -44,6 +44,7 @@ def test_hourly_pricing_stores_explained_recommendations_and_quarantines_bad_inp
     assert feeds["sample-flaky-market"] == "unavailable"
     assert all(state == "fresh" for name, state in feeds.items() if name != "sample-flaky-market")
     assert result.quality == pytest.approx(0.8, abs=0.05)  # 4 of 5 feeds fresh, a few bad offers
+    assert result.metrics["undercuts"] >= 3  # the sample competitor's promotion, plus any natural ones
 
     engine = open_store()
     with session_scope(engine) as session:
@@ -72,6 +73,7 @@ def test_hourly_pricing_stores_explained_recommendations_and_quarantines_bad_inp
     summary = asyncio.run(latest_artifact("ppis-summary"))
     assert "data:image/png;base64," in summary
     assert "sample-flaky-market: UNAVAILABLE" in summary
+    assert f"**{result.metrics['undercuts']} SKUs undercut**" in summary
     table = asyncio.run(latest_artifact("ppis-recommendations"))
     assert "binding" in table and "why" in table
 

@@ -11,7 +11,12 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from sqlalchemy import select
 
 from framework2.config import get_settings
-from framework2.deployments.automations import FAILURE_AUTOMATION, HEALTH_AUTOMATION, ensure_automations
+from framework2.deployments.automations import (
+    FAILURE_AUTOMATION,
+    HEALTH_AUTOMATION,
+    UNDERCUT_AUTOMATION,
+    ensure_automations,
+)
 from framework2.flows.orchestrator import orchestrate
 from framework2.sample.world import FeedServer, build_routes, sample_market, save_feed_blocks, seed_store
 from framework2.store.engine import open_store, session_scope
@@ -94,14 +99,16 @@ def test_automations_notify_on_failure_and_degraded_health(
     assert ensure_automations(get_settings()) == [
         f"created automation {FAILURE_AUTOMATION!r}",
         f"created automation {HEALTH_AUTOMATION!r}",
+        f"created automation {UNDERCUT_AUTOMATION!r}",
     ]
     # idempotent: a second init updates in place instead of duplicating
     assert ensure_automations(get_settings())[0].startswith("updated")
     assert Automation.read(name=FAILURE_AUTOMATION).enabled
 
-    run_pso(systems=["broken"])
+    run_pso(systems=["ppis", "broken"])
 
-    received = http_server.wait_for_requests(2, path="/hook", timeout=90)
+    received = http_server.wait_for_requests(3, path="/hook", timeout=90)
     texts = [r.json()["text"] for r in received]
+    assert any("competitor undercut" in t and "3 SKUs" in t for t in texts), texts
     assert any("flow run failed" in t and "broken-system" in t for t in texts), texts
     assert any("health degraded" in t and "BROKEN" in t for t in texts), texts

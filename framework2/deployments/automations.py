@@ -2,6 +2,7 @@
 
 - A system flow run fails → notify through the configured notification block.
 - A system's health drops below the threshold (``framework2.<system>.health.degraded``) → notify.
+- A competitor undercuts us beyond ``ppis.undercutAlertPct`` (``framework2.ppis.competitor.undercut``) → notify.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from framework2.systems import SYSTEMS
 
 FAILURE_AUTOMATION = "framework2: notify on system flow failure"
 HEALTH_AUTOMATION = "framework2: notify on degraded system health"
+UNDERCUT_AUTOMATION = "framework2: notify on competitor undercut"
 
 FAILURE_BODY = (
     "Framework Set 2: flow run {{ flow_run.name }} of {{ flow.name }} failed.\n"
     "State message: {{ flow_run.state.message }}\n"
     "Flow run id: {{ flow_run.id }}"
+)
+UNDERCUT_BODY = (
+    "Framework Set 2 pricing: {{ event.payload.count }} SKUs are undercut by a competitor by more than "
+    "{{ (event.payload.threshold * 100) | round(1) }} %. See the ppis-summary artifact for the list."
 )
 HEALTH_BODY = (
     "Framework Set 2: {{ event.resource.get('prefect.resource.name') }} health is {{ event.payload.score }} "
@@ -83,7 +89,23 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             SendNotification(block_document_id=block_id, subject="Framework Set 2: health degraded", body=HEALTH_BODY)
         ],
     )
-    return [failure, health]
+    undercut = Automation(
+        name=UNDERCUT_AUTOMATION,
+        description="A competitor's in-stock price is far below ours.",
+        trigger=EventTrigger(
+            expect={"framework2.ppis.competitor.undercut"},
+            match={"prefect.resource.id": "framework2.system.ppis"},
+            posture="Reactive",
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_id, subject="Framework Set 2: competitor undercut", body=UNDERCUT_BODY
+            )
+        ],
+    )
+    return [failure, health, undercut]
 
 
 def ensure_automations(settings: Settings) -> list[str]:

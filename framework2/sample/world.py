@@ -1,7 +1,8 @@
 """The sample world the demo runs on: a catalogue with sales history in the store, and competitor feeds
 served over loopback HTTP in the shapes real feeds come in (nested JSON, flat JSON, CSV).
 
-It is deliberately imperfect, as real inputs are: one product has a zero cost, one feed sends a truncated document, and
+It is deliberately imperfect, as real inputs are: one product has a zero cost, one competitor runs a
+promotion 30 % below us on three SKUs (an undercut alert), one feed sends a truncated document, and
 the feeds carry a negative price, an absurd price, an unknown SKU and a duplicate row. The demo shows each
 of them quarantined or reported stale, never silently dropped.
 """
@@ -95,6 +96,11 @@ def build_routes(market: SampleMarket) -> tuple[dict[str, Route], list[SampleFee
             bad.iloc[1, bad.columns.get_loc("price")] = float(bad.iloc[1]["price"]) * 50
             bad.iloc[2, bad.columns.get_loc("sku")] = "NOT-IN-CATALOGUE"  # the 4th row stays an exact repeat
             frame = pd.concat([frame, bad], ignore_index=True)
+        if i == 1:  # a competitor's promotion: three SKUs 30 % below us, which PPIS alerts on
+            latest = frame.sort_values("observed_at").drop_duplicates("sku", keep="last").head(3).index
+            ours = market.catalogue.astype({"sku": str}).set_index("sku")["price"]
+            frame.loc[latest, "price"] = (ours.reindex(frame.loc[latest, "sku"]).to_numpy() * 0.7).round(2)
+            frame.loc[latest, "in_stock"] = True
         observed = pd.to_datetime(frame["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         if i % 3 == 0:
             records = [
