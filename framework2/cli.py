@@ -229,6 +229,36 @@ def health() -> None:
     console.print(table)
 
 
+load_app = typer.Typer(help="Load your own catalogue or sales history into the store from CSV.", no_args_is_help=True)
+app.add_typer(load_app, name="load")
+
+
+@load_app.command("catalogue")
+def load_catalogue(
+    path: Annotated[Path, typer.Argument(help="CSV: sku, name, category, cost, price[, guardrails]")],
+) -> None:
+    """Insert or update products; invalid rows are quarantined with their reason."""
+    from framework2.store.engine import open_store
+    from framework2.tasks.pricing.loading import load_catalogue_csv
+
+    _print_load(load_catalogue_csv(open_store(_settings()), path), "products")
+
+
+@load_app.command("sales")
+def load_sales(path: Annotated[Path, typer.Argument(help="CSV: sku, day (YYYY-MM-DD), price, units")]) -> None:
+    """Insert daily sales (a re-sent sku and day replaces the stored row); invalid rows are quarantined."""
+    from framework2.store.engine import open_store
+    from framework2.tasks.pricing.loading import load_sales_csv
+
+    _print_load(load_sales_csv(open_store(_settings()), path), "sales rows")
+
+
+def _print_load(report: Any, what: str) -> None:
+    console.print(f"loaded {report.loaded} {what}; quarantined {report.quarantined} (run {report.run_id})")
+    if report.quarantined:
+        console.print("  see the quarantined_row table for each row and its reason", highlight=False)
+
+
 @app.command()
 def dashboard(open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False) -> None:
     """Print (or open) the Prefect UI URL where runs, artifacts and approvals live."""

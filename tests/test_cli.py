@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,49 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     stored = run_for_flow_run(open_store(), outcome.flow_run_id)
     assert stored is not None and stored.status == "completed"
     assert "CATALOGUE IS EMPTY" in outcome.summary  # nothing seeded: said plainly, not crashed
+
+
+def test_load_validates_quarantines_and_upserts(tmp_path: Path) -> None:
+    env = {"FRAMEWORK2_STORE__URL": f"sqlite:///{tmp_path / 's.db'}"}
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_text(
+        "sku,name,category,cost,price,max_change_pct\n"
+        "A1,Mug,kitchen,2.50,6.99,0.05\n"
+        "B2,Plate,kitchen,0,4.99,\n"  # zero cost: quarantined
+        "C3,Bowl,,1.00,3.99,\n"  # no category: quarantined
+        "D4,Cup,kitchen,1.20,2.99,\n"
+    )
+    result = framework2("load", "catalogue", str(catalogue), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "loaded 2 products; quarantined 2" in result.stdout
+
+    sales = tmp_path / "sales.csv"
+    sales.write_text(
+        "sku,day,price,units\nA1,2026-11-01,6.99,4\nA1,2026-11-02,6.99,5\n"
+        "A1,yesterday,6.99,1\nZZ,2026-11-01,1.00,1\nD4,2026-11-01,2.99,-2\nD4,2026-11-02,2.99,1.5\n"
+    )
+    result = framework2("load", "sales", str(sales), env=env, cwd=tmp_path)
+    assert "loaded 2 sales rows; quarantined 4" in result.stdout, result.stdout + result.stderr
+    # a corrected day replaces the stored one instead of duplicating or wiping history
+    sales.write_text("sku,day,price,units\nA1,2026-11-02,6.49,9\n")
+    assert "loaded 1 sales rows" in framework2("load", "sales", str(sales), env=env, cwd=tmp_path).stdout
+
+    from framework2.store.engine import make_engine
+    from framework2.store.pricing import load_catalogue, load_sales
+    from framework2.store.runs import recent_runs
+
+    engine = make_engine(env["FRAMEWORK2_STORE__URL"])
+    stored = load_sales(engine, since=date(2026, 1, 1)).sort_values("day")
+    assert stored[["sku", "price", "units"]].values.tolist() == [["A1", 6.99, 4], ["A1", 6.49, 9]]
+    assert load_catalogue(engine).set_index("sku").loc["A1", "max_change_pct"] == 0.05
+    assert recent_runs(engine, "ppis") == [], "a load is not a pricing run"
+    reasons = {r.outcome.get("summary") for r in recent_runs(engine, "ppis-load")}
+    assert "loaded 2 sales rows, quarantined 4" in reasons
+
+
+def test_load_of_a_file_without_the_needed_columns_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"FRAMEWORK2_STORE__URL": f"sqlite:///{tmp_path / 's.db'}"}
+    bad = tmp_path / "c.csv"
+    bad.write_text("id,title\n1,x\n")
+    assert_clear_error(framework2("load", "catalogue", str(bad), env=env, cwd=tmp_path), "lacks column(s)")
+    assert_clear_error(framework2("load", "sales", str(tmp_path / "nope.csv"), env=env, cwd=tmp_path), "does not exist")

@@ -93,6 +93,28 @@ def replace_sales(engine: Engine, sales: pd.DataFrame) -> int:
     return len(frame)
 
 
+def upsert_sales(engine: Engine, sales: pd.DataFrame) -> int:
+    """Insert sales rows, replacing any stored row for the same sku and day (a re-sent day corrects it)."""
+    frame = sales[["sku", "day", "price", "units"]].copy()
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    if frame.empty:
+        return 0
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - other databases are not supported stores
+        raise NotImplementedError(f"upsert is not implemented for {dialect}")
+    statement = dialect_insert(SalesRecord)
+    statement = statement.on_conflict_do_update(
+        index_elements=["sku", "day"], set_={"price": statement.excluded.price, "units": statement.excluded.units}
+    )
+    with session_scope(engine) as session:
+        session.execute(statement, _records(frame))
+    return len(frame)
+
+
 def save_snapshot(
     engine: Engine,
     *,

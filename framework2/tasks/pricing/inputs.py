@@ -54,10 +54,13 @@ def validate_sales(sales: pd.DataFrame, known_skus: pd.Index) -> tuple[pd.DataFr
     price = pd.to_numeric(sales["price"], errors="coerce")
     units = pd.to_numeric(sales["units"], errors="coerce")
     reasons = pd.Series(np.nan, index=sales.index, dtype=object)
+    day = pd.to_datetime(sales["day"], errors="coerce")
     checks = [
         (~sales["sku"].isin(known_skus), "unknown sku (not in the catalogue)"),
+        (day.isna(), "day is missing or not a date (use YYYY-MM-DD)"),
         (price.isna() | (price <= 0), "price must be a positive number"),
         (units.isna() | (units < 0), "units must be zero or more"),
+        (units.notna() & (units % 1 != 0), "units must be a whole number"),
         (sales.duplicated(subset=["sku", "day"], keep="first"), "duplicate day for this sku"),
     ]
     for mask, reason in checks:
