@@ -38,7 +38,7 @@ class PricingAPI:
         query = select(PriceRecommendation).where(PriceRecommendation.run_id == run.id)
         if status:
             query = query.where(PriceRecommendation.status == status)
-        query = query.order_by(PriceRecommendation.profit_delta.desc()).limit(limit)
+        query = query.order_by(PriceRecommendation.profit_delta.desc().nulls_last()).limit(limit)
         with session_scope(open_store()) as session:
             return [r.model_dump() for r in session.scalars(query).all()]
 

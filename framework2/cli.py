@@ -46,6 +46,22 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def check_prefect_api() -> None:
+    """Fail fast and clearly when a configured Prefect API does not answer (none configured: ephemeral)."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        return
+    try:
+        httpx.get(f"{str(api).rstrip('/')}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise Framework2Error(
+            f"cannot reach the Prefect API at {api}: {type(exc).__name__}",
+            hint="start it with `framework2 start`, fix PREFECT_API_URL, or unset it to use a temporary local API",
+        ) from exc
+
+
 def ui_url() -> str:
     """The Prefect UI URL for the configured API (or the local default)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
@@ -158,6 +174,7 @@ def run(
     _prefect_env()
     settings = _settings()
     open_store(settings)
+    check_prefect_api()
     if system is None:
         report = asyncio.run(orchestrate(execution="deployment" if deployment else "subflow"))
         _print_report(report)
@@ -166,13 +183,30 @@ def run(
         return
     spec = get_system(system)
     if deployment:
-        from prefect.deployments import run_deployment
-
-        flow_run = run_deployment(name=spec.deployment, timeout=None)
-        console.print(f"{spec.code.upper()}: {flow_run.state.name if flow_run.state else 'unknown'}")
+        _run_deployment(spec.deployment)
         return
     result = spec.load_flow()()
     console.print(f"[bold]{spec.code.upper()}[/bold] {result.summary}")
+
+
+def _run_deployment(name: str) -> None:
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import wait_for_flow_run
+
+    from framework2.deployments.setup import WORK_POOL
+
+    try:
+        flow_run = run_deployment(name=name, timeout=0)
+    except ObjectNotFound:
+        raise Framework2Error(f"deployment {name!r} does not exist", hint="run `framework2 init` first") from None
+    console.print(f"started {name}: {ui_url()}/runs/flow-run/{flow_run.id}")
+    console.print(f"waiting for a worker on pool {WORK_POOL!r} (none running? start one with `framework2 start`)")
+    final = wait_for_flow_run(flow_run.id, timeout=6 * 3600, poll_interval=5, log_states=True)
+    state = final.state
+    console.print(f"{name}: {state.name if state else 'unknown'} {state.message or '' if state else ''}")
+    if state is None or not state.is_completed():
+        raise typer.Exit(1)
 
 
 def _print_report(report: Any) -> None:
@@ -283,6 +317,7 @@ def demo(
     _prefect_env()
     settings = _settings()
     engine = open_store(settings)
+    check_prefect_api()
     with console.status("generating the sample world…"):
         market = sample_market(skus, seed)
         seed_store(engine, market)
@@ -320,7 +355,7 @@ def _print_pricing(engine) -> None:  # type: ignore[no-untyped-def]
         recs = session.scalars(
             select(PriceRecommendation)
             .where(PriceRecommendation.run_id == run.id)
-            .order_by(PriceRecommendation.profit_delta.desc())
+            .order_by(PriceRecommendation.profit_delta.desc().nulls_last())
             .limit(5)
         ).all()
     table = Table(title="PPIS: top recommendations by expected profit")

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -138,6 +138,27 @@ class PricingGuardrails(Section):
         if low is not None and high is not None and high <= low:
             raise ValueError(f"competitor_band_high ({high}) must exceed competitor_band_low ({low})")
         return self
+
+
+def _overrides_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        name: (field.annotation | None, Field(None, description=field.description))
+        for name, field in PricingGuardrails.model_fields.items()
+    }
+    model = create_model("GuardrailOverrides", **fields)
+    model.__doc__ = "Guardrails to change for one run; empty fields keep the values from framework2.toml."
+    return model
+
+
+GuardrailOverrides = _overrides_model()
+
+
+def with_overrides(base: PricingGuardrails, overrides: BaseModel | dict | None) -> PricingGuardrails:
+    """``base`` with the fields set in ``overrides`` replaced (validated together, so bands stay ordered)."""
+    if overrides is None:
+        return base
+    changes = overrides if isinstance(overrides, dict) else overrides.model_dump(exclude_none=True)
+    return PricingGuardrails.model_validate(base.model_dump() | {k: v for k, v in changes.items() if v is not None})
 
 
 class CompetitorRule(Section):

@@ -38,6 +38,8 @@ class SystemSpec:
     deployment: str  # "<flow name>/<deployment name>" as in prefect.yaml
     expected_interval: Callable[[Settings], timedelta]
     depends_on: tuple[str, ...] = ()
+    # How long one run may legitimately take; a "running" run younger than this is in progress, not stuck.
+    max_duration: Callable[[Settings], timedelta] = field(default=lambda _s: timedelta(hours=1))
     default_parameters: Callable[[Settings], dict[str, Any]] = field(default=lambda _s: {})
 
     @property
@@ -59,6 +61,7 @@ SYSTEMS: dict[str, SystemSpec] = {
             flow="framework2.flows.pricing:hourly_pricing",
             deployment="ppis-hourly-pricing/ppis-hourly-pricing",
             expected_interval=lambda s: s.ppis.market_analysis_interval,
+            max_duration=lambda s: s.ppis.approval_wait + timedelta(minutes=15),
         ),
     ]
 }

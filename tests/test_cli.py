@@ -82,6 +82,8 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     pricing = deployed["ppis-hourly-pricing"]
     assert pricing.schedules[0].schedule.cron == "0 * * * *"
     assert "guardrails" in pricing.parameter_openapi_schema["properties"]  # the UI form
+    assert pricing.global_concurrency_limit.limit == 1  # a run waiting for approval is not overtaken
+    assert pricing.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployed["pso-orchestrator"].parameters == {"execution": "deployment", "only_due": True}
 
     worker = subprocess.Popen(
@@ -147,3 +149,9 @@ def test_load_of_a_file_without_the_needed_columns_is_a_clear_error(tmp_path: Pa
     bad.write_text("id,title\n1,x\n")
     assert_clear_error(framework2("load", "catalogue", str(bad), env=env, cwd=tmp_path), "lacks column(s)")
     assert_clear_error(framework2("load", "sales", str(tmp_path / "nope.csv"), env=env, cwd=tmp_path), "does not exist")
+
+
+def test_unreachable_prefect_api_is_one_clear_line(tmp_path: Path) -> None:
+    env = {"FRAMEWORK2_STORE__URL": f"sqlite:///{tmp_path / 's.db'}", "PREFECT_API_URL": "http://127.0.0.1:1/api"}
+    assert_clear_error(framework2("run", env=env, cwd=tmp_path), "cannot reach the Prefect API", "127.0.0.1:1")
+    assert_clear_error(framework2("run", "ppis", "--deployment", env=env, cwd=tmp_path), "framework2 start")

@@ -14,10 +14,11 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import select
 
-from framework2.flows.pricing import hourly_pricing
+from framework2.errors import DataError
+from framework2.flows.pricing import approve_prices, hourly_pricing
 from framework2.sample.world import sample_market, seed_store
 from framework2.store.engine import open_store, session_scope
-from framework2.store.models import PriceRecommendation, Product
+from framework2.store.models import AnalysisRun, PriceRecommendation, Product
 from tests.test_pricing_flow import latest_artifact
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,7 @@ def test_selected_approval_applies_only_the_chosen_large_changes(prefect_server:
     worker.join(timeout=120)
 
     result = box["result"]
+    assert asyncio.run(flow_run_state(flow_run_id)) == "COMPLETED"
     recs = recommendations(result.run_id)
     approved = [r for r in recs if r.status == "approved"]
     rejected = [r for r in recs if r.status == "rejected"]
@@ -73,18 +75,68 @@ def test_selected_approval_applies_only_the_chosen_large_changes(prefect_server:
     assert {r.sku for r in approved} == set(skus)
     assert listed[2] in {r.sku for r in rejected}
     assert all(r.decided_by == "ana@pricing" and r.decision_note == "checked" for r in approved + rejected)
-    with session_scope(open_store()) as session:
-        prices = {p.sku: p.price for p in session.scalars(select(Product)).all()}
+    assert all(r.decided_by is None for r in recs if r.status in {"applied", "unchanged"})
+    prices = current_prices()
     assert all(prices[r.sku] == pytest.approx(r.recommended_price) for r in approved)
     assert all(prices[r.sku] == pytest.approx(r.current_price) for r in rejected)
 
 
-def test_without_a_decision_in_time_large_changes_stay_pending(prefect_server: str, store_url: str) -> None:
+async def flow_run_state(flow_run_id: str) -> str:
+    async with get_client() as client:
+        return (await client.read_flow_run(flow_run_id)).state.type.value
+
+
+def test_without_a_decision_in_time_changes_stay_pending_and_the_run_completes(
+    prefect_server: str, store_url: str
+) -> None:
     seed_store(open_store(), sample_market(n_skus=40, seed=11))
     result = hourly_pricing(approval_wait_seconds=2)
+
+    stored = run_for(result.run_id)
+    assert asyncio.run(flow_run_state(stored.flow_run_id)) == "COMPLETED"  # not failed by the pause timeout
     recs = recommendations(result.run_id)
     pending = [r for r in recs if r.status == "pending_approval"]
-    assert pending and result.status == "completed"
-    with session_scope(open_store()) as session:
-        prices = {p.sku: p.price for p in session.scalars(select(Product)).all()}
+    assert pending and all(r.decided_by is None for r in recs), "nobody decided anything"
+    prices = current_prices()
     assert all(prices[r.sku] == pytest.approx(r.current_price) for r in pending)
+
+
+def test_pending_changes_can_be_approved_after_the_run_and_stale_ones_are_not_applied(
+    prefect_server: str, store_url: str
+) -> None:
+    engine = open_store()
+    seed_store(engine, sample_market(n_skus=40, seed=11))
+    result = hourly_pricing(approval_wait_seconds=0)
+    pending = [r for r in recommendations(result.run_id) if r.status == "pending_approval"]
+    first, moved = pending[0], pending[1]
+    # Someone changes one price by hand before the approval: that recommendation is now stale.
+    with session_scope(engine) as session:
+        session.get(Product, moved.sku).price = moved.current_price + 1.0
+
+    counts = approve_prices(approver="bob", decision="approve selected", skus=[first.sku, moved.sku], note="ok")
+
+    assert counts == {"approved": 1, "rejected": len(pending) - 2, "superseded": 1, "still_pending": 0}
+    after = {r.sku: r for r in recommendations(result.run_id)}
+    assert after[first.sku].status == "approved" and after[first.sku].decided_by == "bob"
+    assert after[moved.sku].status == "superseded"
+    prices = current_prices()
+    assert prices[first.sku] == pytest.approx(first.recommended_price)
+    assert prices[moved.sku] == pytest.approx(moved.current_price + 1.0), "a newer price is never overwritten"
+
+
+def test_approving_an_older_run_is_refused(prefect_server: str, store_url: str) -> None:
+    seed_store(open_store(), sample_market(n_skus=30, seed=2))
+    old = hourly_pricing(approval_wait_seconds=0)
+    hourly_pricing(approval_wait_seconds=0)
+    with pytest.raises(DataError, match="not the newest pricing run"):
+        approve_prices(approver="bob", decision="approve all", run_id=old.run_id)
+
+
+def run_for(run_id: str) -> AnalysisRun:
+    with session_scope(open_store()) as session:
+        return session.get(AnalysisRun, run_id)
+
+
+def current_prices() -> dict[str, float]:
+    with session_scope(open_store()) as session:
+        return {p.sku: p.price for p in session.scalars(select(Product)).all()}

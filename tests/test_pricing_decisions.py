@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from framework2.flows.pricing import PriceApproval, apply_approval, decide_statuses, position_changes
+from framework2.flows.pricing import decide_statuses, position_changes
+from framework2.tasks.pricing.approval import PriceApproval, apply_approval
 from framework2.tasks.pricing.report import projected_totals
 
 
@@ -34,8 +35,13 @@ def test_dynamic_mode_applies_small_changes_and_holds_large_ones() -> None:
     }
 
 
-def test_advisory_mode_applies_nothing() -> None:
-    assert set(decide_statuses(recs(), "advisory")) == {"unchanged", "advisory"}
+def test_advisory_mode_applies_nothing_but_still_projects_the_effect() -> None:
+    from framework2.flows.pricing import MOVING
+
+    r = recs()
+    r["status"] = decide_statuses(r, "advisory")
+    assert set(r["status"]) == {"unchanged", "advisory"}
+    assert projected_totals(r, r["status"].isin(MOVING)).profit == 8.0
 
 
 @pytest.mark.parametrize(
@@ -44,12 +50,14 @@ def test_advisory_mode_applies_nothing() -> None:
         ("approve all", [], {"big-up": "approved", "big-down": "approved"}),
         ("reject all", [], {"big-up": "rejected", "big-down": "rejected"}),
         ("approve selected", ["big-down", "small"], {"big-up": "rejected", "big-down": "approved"}),
+        ("leave pending", [], {"big-up": "pending_approval", "big-down": "pending_approval"}),
     ],
 )
 def test_approval_decides_only_pending_changes(decision: str, skus: list[str], expected: dict) -> None:
     status = decide_statuses(recs(), "dynamic")
     answer = PriceApproval(decision=decision, approved_skus=skus, approver="ana")
-    decided = apply_approval(status, answer)
+    decided, unmatched = apply_approval(status, answer)
+    assert unmatched == (["small"] if "small" in skus else [])  # named but not waiting: reported
     assert decided[["big-up", "big-down"]].to_dict() == expected
     assert decided[["same", "small"]].tolist() == ["unchanged", "applied"]  # untouched by the answer
 

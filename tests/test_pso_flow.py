@@ -112,3 +112,21 @@ def test_automations_notify_on_failure_and_degraded_health(
     assert any("competitor undercut" in t and "3 SKUs" in t for t in texts), texts
     assert any("flow run failed" in t and "broken-system" in t for t in texts), texts
     assert any("health degraded" in t and "BROKEN" in t for t in texts), texts
+
+
+def test_only_due_does_not_start_a_second_run_while_one_is_in_progress(prefect_server: str, store_url: str) -> None:
+    from framework2.store.runs import start_run
+
+    start_run(open_store(), "ppis", parameters={"note": "a run waiting for approval"})
+    report = run_pso(systems=["ppis"], only_due=True)
+    assert report.outcomes[0].status == "skipped"
+    assert "still in progress" in report.outcomes[0].summary
+
+
+def test_a_system_that_is_not_deployed_fails_with_the_fix(
+    prefect_server: str, store_url: str, with_broken_system: None
+) -> None:
+    report = asyncio.run(orchestrate(systems=["broken"], execution="deployment"))
+    [outcome] = report.outcomes
+    assert outcome.status == "failed"
+    assert "'broken-system/broken-system' does not exist" in outcome.error and "framework2 init" in outcome.error

@@ -16,13 +16,22 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field
 
 from framework2.config import get_settings
 from framework2.events import emit
 from framework2.store.engine import open_store
 from framework2.store.models import utcnow
-from framework2.store.runs import recent_runs, record_failed_run, run_for_flow_run, save_health
+from framework2.store.runs import (
+    as_utc,
+    finish_run,
+    latest_health,
+    recent_runs,
+    record_failed_run,
+    run_for_flow_run,
+    save_health,
+)
 from framework2.systems import SystemResult, SystemSpec
 from framework2.tasks.health import HealthScore, RunRecord, score_health
 from framework2.tasks.orchestration import SystemOutcome, run_in_dependency_order, select_systems
@@ -77,11 +86,19 @@ async def _maybe_await(value: Any) -> Any:
 
 async def run_as_deployment(spec: SystemSpec, parameters: dict[str, Any]) -> SystemOutcome:
     """Start the system's deployment (a worker runs it) and read its outcome back from the store."""
-    flow_run = await run_deployment(name=spec.deployment, parameters=parameters, timeout=None, as_subflow=True)
+    try:
+        flow_run = await run_deployment(name=spec.deployment, parameters=parameters, timeout=None, as_subflow=True)
+    except ObjectNotFound:
+        return SystemOutcome(
+            system=spec.code,
+            status="failed",
+            error=f"deployment {spec.deployment!r} does not exist: run `framework2 init`",
+        )
     flow_run_id = str(flow_run.id)
     engine = open_store(migrate=False)
     stored = run_for_flow_run(engine, flow_run_id)
-    if flow_run.state is not None and flow_run.state.is_completed() and stored is not None:
+    state = flow_run.state
+    if state is not None and state.is_completed() and stored is not None and stored.status == "completed":
         outcome = stored.outcome or {}
         return SystemOutcome(
             system=spec.code,
@@ -92,19 +109,35 @@ async def run_as_deployment(spec: SystemSpec, parameters: dict[str, Any]) -> Sys
             quality=outcome.get("quality"),
             metrics=outcome.get("metrics", {}),
         )
-    message = (flow_run.state.message if flow_run.state else None) or "no final state"
+    message = f"{state.name}: {state.message}" if state is not None else "the run has no final state"
+    if stored is not None and stored.status == "running":
+        # The process died (crash, killed worker) before the system could record its end.
+        finish_run(engine, stored.id, status="failed", error=message)
     return SystemOutcome(
-        system=spec.code, status="failed", flow_run_id=flow_run_id, error=stored.error if stored else message
+        system=spec.code,
+        status="failed",
+        flow_run_id=flow_run_id,
+        run_id=stored.id if stored else None,
+        error=(stored.error if stored and stored.error else message),
     )
 
 
 def not_due_reason(spec: SystemSpec, settings: Any) -> str | None:
-    """Why ``spec`` need not run now (its last good run is recent enough), or None if it is due."""
+    """Why ``spec`` need not run now, or None if it is due.
+
+    Not due: its last good run is younger than its interval, or a run younger than the system's
+    ``max_duration`` is still in progress (a pricing run may wait for a person to approve), so a scheduled
+    PSO never starts a second one.
+    """
     engine = open_store(settings, migrate=False)
+    interval = spec.expected_interval(settings)
+    now = utcnow()
     for run in recent_runs(engine, spec.code, limit=5):
+        if run.status == "running" and now - run.started_at < spec.max_duration(settings):
+            minutes = int((now - run.started_at).total_seconds() // 60)
+            return f"not due: a run started {minutes} min ago is still in progress"
         if run.status == "completed" and run.finished_at is not None:
-            age = utcnow() - run.finished_at
-            interval = spec.expected_interval(settings)
+            age = now - run.finished_at
             if age < interval:
                 return f"not due: last good run {int(age.total_seconds() // 60)} min ago, runs every {interval}"
             return None
@@ -139,7 +172,7 @@ def score_and_store_health(spec_code: str, outcome: SystemOutcome, orchestration
 
 
 def _fmt_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
 def rollup_markdown(outcomes: list[SystemOutcome], scores: dict[str, HealthScore], threshold: float) -> str:
@@ -206,12 +239,17 @@ async def orchestrate(
 
     run_context = get_run_context()
     orchestration_run_id = str(run_context.flow_run.id) if run_context.flow_run else None
+    before = latest_health(open_store(settings, migrate=False))
     scores = {o.system: score_and_store_health(o.system, o, orchestration_run_id) for o in outcomes}
     threshold = settings.alerts.health_score_below
     for code, score in scores.items():
         emit(code, "health.scored", {"score": score.score, **score.components()})
-        if score.score < threshold:
+        was_healthy = code not in before or before[code].score >= threshold
+        # Alert on the crossing, not on every run while it stays low (PSO runs every 15 minutes).
+        if score.score < threshold and was_healthy:
             emit(code, "health.degraded", {"score": score.score, "threshold": threshold, **score.components()})
+        elif score.score >= threshold and not was_healthy:
+            emit(code, "health.recovered", {"score": score.score, "threshold": threshold})
 
     await create_markdown_artifact(
         key="pso-rollup", markdown=rollup_markdown(outcomes, scores, threshold), description="PSO system roll-up"

@@ -2,12 +2,14 @@
 
 Pipeline: load and validate catalogue + sales → collect competitor feeds (stale fallback) → price index
 and positioning → elasticities (pooled) → guarded profit-optimal prices → approval for large changes →
-store everything with the run → artifacts (recommendations, positioning chart, what changed) → events.
+store results, applied prices and the run's completion in one transaction → artifacts and events.
+
+``ppis-approve-prices`` decides changes a run left pending, after that run has ended.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -21,15 +23,16 @@ from prefect.artifacts import (
 from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from pydantic import Field
 
-from framework2.config import CompetitorRule, PricingGuardrails, get_settings
+from framework2.config import CompetitorRule, GuardrailOverrides, get_settings, with_overrides
+from framework2.errors import DataError
 from framework2.events import emit
 from framework2.store import pricing as store
 from framework2.store.engine import open_store
-from framework2.store.runs import finish_run, start_run
+from framework2.store.runs import as_utc, finish_run, run_status, start_run
 from framework2.systems import SystemResult
+from framework2.tasks.pricing.approval import Decision, PriceApproval, apply_approval, start_deadline
 from framework2.tasks.pricing.market import undercuts
 from framework2.tasks.pricing.report import (
     positioning_chart,
@@ -37,18 +40,18 @@ from framework2.tasks.pricing.report import (
     recommendation_rows,
     summary_markdown,
 )
-from framework2.tasks.pricing.steps import SYSTEM, collect_market, estimate, load_inputs, position, recommend
+from framework2.tasks.pricing.steps import (
+    SYSTEM,
+    collect_market,
+    estimate,
+    load_inputs,
+    position,
+    quarantine_inputs,
+    recommend,
+)
 
 MODEL_VERSION = "ppis-poisson-pooled-1"
-
-
-class PriceApproval(RunInput):
-    """The form shown in the Prefect UI when price changes exceed the approval band."""
-
-    decision: Literal["approve all", "reject all", "approve selected"] = "reject all"
-    approved_skus: list[str] = Field(default_factory=list, description="SKUs to approve with 'approve selected'.")
-    approver: str = Field(..., description="Who decided (stored with each recommendation).")
-    note: str = Field("", description="Why (stored with each recommendation).")
+MOVING = ["applied", "approved", "pending_approval", "advisory"]  # changes the projection is about
 
 
 def decide_statuses(recs: pd.DataFrame, mode: str) -> pd.Series:
@@ -58,18 +61,6 @@ def decide_statuses(recs: pd.DataFrame, mode: str) -> pd.Series:
     if mode == "advisory":
         status = np.where(unchanged, "unchanged", "advisory")
     return pd.Series(status, index=recs.index, dtype=object)
-
-
-def apply_approval(status: pd.Series, approval: PriceApproval) -> pd.Series:
-    """Turn pending changes into approved/rejected by the person's decision."""
-    pending = status == "pending_approval"
-    if approval.decision == "approve all":
-        chosen = pending
-    elif approval.decision == "approve selected":
-        chosen = pending & status.index.isin(approval.approved_skus)
-    else:
-        chosen = pending & False
-    return status.mask(chosen, "approved").mask(pending & ~chosen, "rejected")
 
 
 def position_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +76,7 @@ def position_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 )
 def hourly_pricing(
     feeds: list[str] | None = None,
-    guardrails: PricingGuardrails | None = None,
+    guardrails: GuardrailOverrides | None = None,  # type: ignore[valid-type]
     competitor_rules: list[CompetitorRule] | None = None,
     approval_wait_seconds: Annotated[
         int | None, Field(ge=0, description="Seconds to wait for approval of large changes; 0 leaves them pending.")
@@ -96,7 +87,7 @@ def hourly_pricing(
     logger = get_run_logger()
     settings = get_settings()
     cfg = settings.ppis
-    policy = guardrails or cfg.guardrails
+    policy = with_overrides(cfg.guardrails, guardrails)
     rules = competitor_rules if competitor_rules is not None else cfg.competitor_rules
     feed_names = (feeds if feeds is not None else cfg.feeds) if cfg.competitor_tracking else []
     wait = int(cfg.approval_wait.total_seconds()) if approval_wait_seconds is None else approval_wait_seconds
@@ -119,11 +110,12 @@ def hourly_pricing(
         model_version=MODEL_VERSION,
     )
     progress = create_progress_artifact(0.0, key="ppis-progress", description="PPIS run progress")
-    inputs_identity: dict = {}
+    identity: dict[str, Any] = {}
     try:
-        inputs = load_inputs(engine, run_id, days)
-        inputs_identity = {
-            "store": str(engine.url.render_as_string(hide_password=True)),
+        inputs = load_inputs(engine, days)
+        inputs.quarantined = quarantine_inputs(engine, run_id, inputs)
+        identity = {
+            "store": engine.url.render_as_string(hide_password=True),
             "sales_window": inputs.window,
             "skus": len(inputs.catalogue),
             "sales_rows": len(inputs.sales),
@@ -131,8 +123,7 @@ def hourly_pricing(
         }
         update_progress_artifact(progress, 15.0)
         market = collect_market(engine, run_id, feed_names, cfg, inputs.known_prices)
-        inputs_identity["offers"] = len(market.offers)
-        inputs_identity["feed_states"] = {f.feed: f.state for f in market.feeds}
+        identity |= {"offers": len(market.offers), "feed_states": {f.feed: f.state for f in market.feeds}}
         update_progress_artifact(progress, 35.0)
 
         positions = position(inputs.catalogue, market.offers, rules, policy)
@@ -140,37 +131,120 @@ def hourly_pricing(
         update_progress_artifact(progress, 50.0)
 
         recs = pd.DataFrame({"status": pd.Series(dtype=object)})  # no recommendations unless made below
-        applied = 0
-        status_counts: dict[str, int] = {}
+        gaps: list[str] = []
         if inputs.catalogue.empty:
-            logger.warning("the catalogue is empty: nothing to price (load products into the store)")
+            gaps.append("catalogue is empty")
         elif cfg.pricing_optimization != "off" and inputs.sales.empty:
-            logger.warning("no sales in the last %d days: no elasticities, so no recommendations this run", days)
+            gaps.append(f"no sales in the last {days} days, so no recommendations")
         elif cfg.pricing_optimization != "off":
-            elasticities = estimate(inputs.sales, inputs.catalogue)
+            recs = recommend(
+                inputs.catalogue, estimate(inputs.sales, inputs.catalogue), positions, inputs.sales, policy
+            )
             update_progress_artifact(progress, 70.0)
-            recs = recommend(inputs.catalogue, elasticities, positions, inputs.sales, policy)
             recs["status"] = decide_statuses(recs, cfg.pricing_optimization)
             pending = int((recs["status"] == "pending_approval").sum())
             if pending and wait > 0:
-                recs["status"] = _ask_for_approval(recs, pending, wait, logger)
-            status_counts = recs["status"].value_counts().to_dict()
-        applied = store.save_results(
+                _ask_for_approval(recs, pending, wait, logger)
+        for gap in gaps:
+            logger.warning("%s", gap)
+
+        previous = store.previous_completed_run(engine, SYSTEM, before=run_id)
+        changes = position_changes(store.positions_of_run(engine, previous.id), positions) if previous else None
+        totals = projected_totals(recs, recs["status"].isin(MOVING))
+        status_counts = {str(k): int(v) for k, v in recs["status"].value_counts().items()}
+        feed_quarantine = {f"feed:{f.feed}": f.quarantined for f in market.feeds}
+        quarantined = inputs.quarantined | feed_quarantine
+        quality = _quality(market.feeds, len(market.offers), sum(feed_quarantine.values()))
+        if inputs.catalogue.empty:
+            quality = 0.0
+        elif gaps:
+            quality = round(quality * 0.5, 4)
+        undercut_skus = sorted(map(str, alerts.index))
+        seen_before = set((previous.outcome or {}).get("metrics", {}).get("undercut_skus", [])) if previous else set()
+        new_undercuts = sorted(set(undercut_skus) - seen_before)
+        metrics = {
+            "skus": len(inputs.catalogue),
+            "status_counts": status_counts,
+            "undercuts": len(alerts),
+            "undercut_skus": undercut_skus[:1000],
+            "profit_delta_per_day": totals.profit,
+            "profit_delta_band": [totals.profit_low, totals.profit_high],
+            "quarantined": quarantined,
+            "feeds": {f.feed: f.state for f in market.feeds},
+        }
+
+        def completion(applied: int, superseded: list[str]) -> dict[str, Any]:
+            metrics.update(applied=applied, superseded=superseded)
+            outcome = {
+                "summary": _summary(gaps, len(inputs.catalogue), applied, status_counts, market.feeds, totals),
+                "quality": quality,
+                "metrics": metrics,
+            }
+            return {"status": "completed", "inputs": identity, "outcome": outcome}
+
+        done = store.save_results(
             engine,
             run_id,
             positions=positions,
             our_prices=inputs.catalogue.set_index("sku")["price"],
             recommendations=recs,
             apply=cfg.pricing_optimization == "dynamic",
+            completion=completion,
         )
-        update_progress_artifact(progress, 85.0)
+        summary = done["outcome"]["summary"]
+        # The results are committed; what follows informs people, and its failure must not undo them.
+        _publish(
+            logger,
+            recs,
+            positions,
+            inputs,
+            market,
+            totals,
+            status_counts,
+            quarantined,
+            alerts,
+            changes,
+            previous,
+            new_undercuts,
+            cfg.undercut_alert_pct,
+        )
+        update_progress_artifact(progress, 100.0)
+        logger.info(summary)
+        return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics=metrics)
+    except BaseException as exc:
+        if run_status(engine, run_id) == "running":
+            finish_run(engine, run_id, status="failed", inputs=identity, error=f"{type(exc).__name__}: {exc}")
+        raise
 
-        previous = store.previous_completed_run(engine, SYSTEM, before=run_id)
-        changes = position_changes(store.positions_of_run(engine, previous.id), positions) if previous else None
-        totals = projected_totals(recs, recs["status"].isin(["applied", "approved", "pending_approval"]))
+
+def _summary(gaps: list[str], n_skus: int, applied: int, counts: dict[str, int], feeds: list, totals: Any) -> str:
+    feed_text = ", ".join(f"{f.feed} {f.state}" for f in feeds) or "none"
+    return (
+        ("; ".join(gaps).upper() + " — " if gaps else "")
+        + f"{n_skus} SKUs: {applied} price changes applied, "
+        + f"{counts.get('pending_approval', 0)} await approval; feeds {feed_text}; "
+        + f"profit if all take effect {totals.profit:+,.2f}/day [{totals.profit_low:+,.2f}, {totals.profit_high:+,.2f}]"
+    )
+
+
+def _publish(
+    logger,
+    recs,
+    positions,
+    inputs,
+    market,
+    totals,
+    status_counts,
+    quarantined,
+    alerts,
+    changes,  # type: ignore[no-untyped-def]
+    previous,
+    new_undercuts,
+    threshold,
+) -> None:
+    """Artifacts and events for people and automations; best-effort once the results are stored."""
+    try:
         chart = positioning_chart(positions, inputs.catalogue, recs if len(recs) else None)
-        feed_quarantine = {f"feed:{f.feed}": f.quarantined for f in market.feeds}
-        quarantined = inputs.quarantined | feed_quarantine
         create_markdown_artifact(
             key="ppis-summary",
             markdown=summary_markdown(
@@ -181,7 +255,7 @@ def hourly_pricing(
                 quarantined=quarantined,
                 undercuts=alerts,
                 position_changes=changes,
-                previous_run_at=previous.started_at.strftime("%Y-%m-%d %H:%M UTC") if previous else None,
+                previous_run_at=as_utc(previous.started_at).strftime("%Y-%m-%d %H:%M UTC") if previous else None,
                 chart_uri=chart,
             ),
             description="PPIS: what changed since the last run, feeds, positioning chart",
@@ -192,60 +266,20 @@ def hourly_pricing(
                 table=recommendation_rows(recs),
                 description="Largest expected profit effects first, each with why",
             )
-        if len(alerts):
+        if new_undercuts:
+            # Only newly undercut SKUs alert, so an ongoing promotion does not notify every hour.
+            top = alerts.loc[alerts.index.isin(new_undercuts)].head(20).reset_index().to_dict("records")
             emit(
                 SYSTEM,
                 "competitor.undercut",
-                {
-                    "count": len(alerts),
-                    "threshold": cfg.undercut_alert_pct,
-                    "top": alerts.head(20).reset_index().to_dict("records"),
-                },
+                {"count": len(new_undercuts), "total": len(alerts), "threshold": threshold, "top": top},
             )
-
-        quality = _quality(market.feeds, len(market.offers), sum(feed_quarantine.values()))
-        gaps = []
-        if inputs.catalogue.empty:
-            gaps.append("catalogue is empty")
-            quality = 0.0
-        elif inputs.sales.empty and cfg.pricing_optimization != "off":
-            gaps.append(f"no sales in the last {days} days, so no recommendations")
-            quality = round(quality * 0.5, 4)
-        summary = (
-            ("; ".join(gaps).upper() + " — " if gaps else "")
-            + f"{len(inputs.catalogue)} SKUs: {applied} price changes applied, "
-            f"{status_counts.get('pending_approval', 0)} await approval; feeds "
-            + (", ".join(f"{f.feed} {f.state}" for f in market.feeds) or "none")
-            + f"; profit if all take effect {totals.profit:+,.2f}/day"
-            + f" [{totals.profit_low:+,.2f}, {totals.profit_high:+,.2f}]"
-        )
-        metrics = {
-            "skus": len(inputs.catalogue),
-            "applied": applied,
-            "status_counts": status_counts,
-            "undercuts": len(alerts),
-            "profit_delta_per_day": totals.profit,
-            "profit_delta_band": [totals.profit_low, totals.profit_high],
-            "quarantined": quarantined,
-            "feeds": {f.feed: f.state for f in market.feeds},
-        }
-        finish_run(
-            engine,
-            run_id,
-            status="completed",
-            inputs=inputs_identity,
-            outcome={"summary": summary, "quality": quality, "metrics": metrics},
-        )
-        update_progress_artifact(progress, 100.0)
-        logger.info(summary)
-        return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics=metrics)
-    except BaseException as exc:
-        finish_run(engine, run_id, status="failed", inputs=inputs_identity, error=f"{type(exc).__name__}: {exc}")
-        raise
+    except Exception as exc:
+        logger.warning("results are stored, but publishing artifacts/events failed: %s", exc)
 
 
-def _ask_for_approval(recs: pd.DataFrame, pending: int, wait: int, logger) -> pd.Series:  # type: ignore[no-untyped-def]
-    """Pause the run with a form in the UI; without an answer in time the changes stay pending."""
+def _ask_for_approval(recs: pd.DataFrame, pending: int, wait: int, logger) -> None:  # type: ignore[no-untyped-def]
+    """Pause the run with a form in the UI; at the deadline the changes stay pending and the run goes on."""
     largest = recs[recs["status"] == "pending_approval"].sort_values("change_pct", key=abs, ascending=False)
     listing = "\n".join(
         f"| {sku} | {r['current_price']:.2f} | {r['recommended_price']:.2f} | {100 * r['change_pct']:+.1f} % "
@@ -258,16 +292,23 @@ def _ask_for_approval(recs: pd.DataFrame, pending: int, wait: int, logger) -> pd
         f"|---|---:|---:|---:|---|\n{listing}\n",
     )
     logger.info("%d changes exceed the approval band; waiting up to %d s for a decision in the UI", pending, wait)
+    deadline = start_deadline(get_run_context().flow_run.id, wait, logger)
     try:
-        approval = pause_flow_run(wait_for_input=PriceApproval, timeout=wait, poll_interval=min(5, max(1, wait // 4)))
+        # The pause itself outlasts the deadline: Prefect fails a run whose pause times out.
+        approval = pause_flow_run(wait_for_input=PriceApproval, timeout=wait + 300, poll_interval=min(5, max(1, wait)))
     except FlowPauseTimeout:
-        logger.warning("no decision within %d s; %d changes stay pending approval, not applied", wait, pending)
-        return recs["status"]
-    logger.info("approval by %s: %s", approval.approver, approval.decision)
-    status = apply_approval(recs["status"], approval)
-    recs["decided_by"] = approval.approver
-    recs["decision_note"] = approval.note
-    return status
+        logger.error("no answer to the approval form, not even the deadline's; %d changes stay pending", pending)
+        return
+    finally:
+        deadline.cancel()
+    status, unmatched = apply_approval(recs["status"], approval)
+    if unmatched:
+        logger.warning("approval named SKUs that were not waiting for approval: %s", ", ".join(unmatched[:20]))
+    decided = status.isin(["approved", "rejected"])
+    recs["status"] = status
+    recs["decided_by"] = pd.Series(np.where(decided, approval.approver, None), index=recs.index, dtype=object)
+    recs["decision_note"] = pd.Series(np.where(decided, approval.note, None), index=recs.index, dtype=object)
+    logger.info("approval by %s: %s (%d decided)", approval.approver, approval.decision, int(decided.sum()))
 
 
 def _quality(feeds, offers: int, quarantined: int) -> float:  # type: ignore[no-untyped-def]
@@ -277,3 +318,32 @@ def _quality(feeds, offers: int, quarantined: int) -> float:  # type: ignore[no-
     feed_score = sum({"fresh": 1.0, "stale": 0.5}.get(f.state, 0.0) for f in feeds) / len(feeds)
     bad_share = quarantined / max(offers + quarantined, 1)
     return round(feed_score * (1 - min(0.5, bad_share)), 4)
+
+
+@flow(name="ppis-approve-prices", description="PPIS: decide price changes a pricing run left waiting for approval.")
+def approve_prices(
+    approver: str,
+    decision: Decision = "approve selected",
+    skus: list[str] | None = None,
+    note: str = "",
+    run_id: str | None = None,
+) -> dict[str, int]:
+    """Approve or reject the pending changes of the newest pricing run (or ``run_id`` if it is the newest).
+
+    Only the newest run's changes can be applied: an older run's prices were computed from a market that
+    has moved on. A price that changed since the run read it is not overwritten (``superseded``).
+    """
+    logger = get_run_logger()
+    engine = open_store()
+    newest = store.previous_completed_run(engine, SYSTEM, before="")
+    if newest is None:
+        raise DataError("there is no completed pricing run", hint="run ppis-hourly-pricing first")
+    if run_id is not None and run_id != newest.id:
+        raise DataError(
+            f"run {run_id} is not the newest pricing run ({newest.id}); its prices are out of date",
+            hint="decide the pending changes of the newest run instead (leave run_id empty)",
+        )
+    answer = PriceApproval(decision=decision, approved_skus=skus or [], approver=approver, note=note)
+    counts = store.decide_pending(engine, newest.id, answer)
+    logger.info("%s decided on run %s: %s", approver, newest.id, counts)
+    return counts

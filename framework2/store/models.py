@@ -190,7 +190,7 @@ class PriceRecommendation(SQLModel, table=True):
     revenue_delta_high: float | None = None
     status: str = Field(
         max_length=24,
-        description="applied | unchanged | pending_approval | approved | rejected | advisory",
+        description="applied | unchanged | pending_approval | approved | rejected | advisory | superseded",
     )
     explanation: str = ""
     decided_by: str | None = Field(default=None, max_length=200)

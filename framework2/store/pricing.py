@@ -6,7 +6,9 @@ write hundreds of thousands of rows; each write is one transaction, so a failure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, insert, select, update
@@ -23,7 +25,7 @@ from framework2.store.models import (
     SalesRecord,
     utcnow,
 )
-from framework2.store.runs import as_utc
+from framework2.store.runs import as_utc, finish_in
 
 CATALOGUE_COLUMNS = [
     "sku",
@@ -54,12 +56,12 @@ def load_catalogue(engine: Engine) -> pd.DataFrame:
 
 
 def load_sales(engine: Engine, since: date) -> pd.DataFrame:
-    """Daily sales from ``since`` on, as sku, day (datetime64), price, units."""
+    """Daily sales of active products from ``since`` on, as sku, day (datetime64), price, units."""
     with engine.connect() as conn:
         frame = pd.read_sql(
-            select(SalesRecord.sku, SalesRecord.day, SalesRecord.price, SalesRecord.units).where(
-                SalesRecord.day >= since
-            ),
+            select(SalesRecord.sku, SalesRecord.day, SalesRecord.price, SalesRecord.units)
+            .join(Product, Product.sku == SalesRecord.sku)
+            .where(SalesRecord.day >= since, Product.active.is_(True)),
             conn,
         )
     frame["day"] = pd.to_datetime(frame["day"])
@@ -229,6 +231,28 @@ def _recommendation_rows(run_id: str, recommendations: pd.DataFrame) -> pd.DataF
     return frame
 
 
+def apply_prices(session: Any, changes: pd.DataFrame) -> list[str]:
+    """Set new prices (sku, current_price, recommended_price) where the stored price is still the one the
+    recommendation started from; returns the SKUs left alone because their price changed meanwhile."""
+    if changes.empty:
+        return []
+    skus = changes["sku"].tolist()
+    query = select(Product.sku, Product.price).where(Product.sku.in_(skus))
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()  # no other run may move these prices until we commit
+    stored = dict(session.execute(query).all())
+    fresh = [abs(stored.get(s, float("nan")) - c) < 0.005 for s, c in zip(skus, changes["current_price"], strict=True)]
+    now = utcnow()
+    rows = [
+        {"sku": s, "price": float(p), "updated_at": now}
+        for s, p, ok in zip(skus, changes["recommended_price"], fresh, strict=True)
+        if ok
+    ]
+    if rows:
+        session.execute(update(Product), rows)
+    return [s for s, ok in zip(skus, fresh, strict=True) if not ok]
+
+
 def save_results(
     engine: Engine,
     run_id: str,
@@ -237,31 +261,68 @@ def save_results(
     our_prices: pd.Series,
     recommendations: pd.DataFrame,
     apply: bool,
-) -> int:
-    """Store a run's positions and recommendations and, when ``apply``, set the applied prices.
+    completion: Callable[[int, list[str]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Store a run's positions and recommendations, apply its prices when ``apply``, and mark it finished.
 
-    One transaction: a run leaves all of its results or none, and a price never changes without the
-    recommendation that explains it. Returns how many prices were changed.
+    One transaction: a run leaves all of its results and its "completed" or none of them, and a price never
+    changes without the recommendation that explains it. A price that changed since the run read it (a
+    newer run, an import) is not overwritten: that recommendation is stored as ``superseded``.
+    ``completion(prices changed, superseded SKUs)`` gives the run's final record (status, inputs, outcome),
+    written in the same transaction; it is returned.
     """
+    superseded: list[str] = []
     changed = 0
     with session_scope(engine) as session:
         if not positions.empty:
             session.execute(insert(MarketPosition), _position_rows(run_id, positions, our_prices))
         if not recommendations.empty:
             frame = _recommendation_rows(run_id, recommendations)
+            to_apply = frame[frame["status"].isin(["applied", "approved"])] if apply else frame.iloc[0:0]
+            superseded = apply_prices(session, to_apply)
+            if superseded:
+                stale = frame["sku"].isin(superseded)
+                frame.loc[stale, "status"] = "superseded"
+                frame.loc[stale, "explanation"] += "; not applied: the price changed after this run read it"
+            changed = len(to_apply) - len(superseded)
             session.execute(insert(PriceRecommendation), _records(frame))
-            applied = frame[frame["status"].isin(["applied", "approved"])]
-            if apply and len(applied):
-                now = utcnow()
-                session.execute(
-                    update(Product),
-                    [
-                        {"sku": s, "price": float(p), "updated_at": now}
-                        for s, p in zip(applied["sku"], applied["recommended_price"], strict=True)
-                    ],
-                )
-                changed = len(applied)
-    return changed
+        record = completion(changed, superseded)
+        finish_in(session, run_id, **record)
+    return record
+
+
+def decide_pending(engine: Engine, run_id: str, approval: Any) -> dict[str, int]:
+    """Apply a person's decision to a run's pending changes, after the run ended (one transaction)."""
+    from framework2.tasks.pricing.approval import apply_approval
+
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(PriceRecommendation).where(
+                PriceRecommendation.run_id == run_id, PriceRecommendation.status == "pending_approval"
+            )
+        ).all()
+        status, _unmatched = apply_approval(pd.Series({r.sku: r.status for r in rows}, dtype=object), approval)
+        approved = [r for r in rows if status[r.sku] == "approved"]
+        changes = pd.DataFrame(
+            {
+                "sku": [r.sku for r in approved],
+                "current_price": [r.current_price for r in approved],
+                "recommended_price": [r.recommended_price for r in approved],
+            }
+        )
+        superseded = set(apply_prices(session, changes))
+        for r in rows:
+            if status[r.sku] == "pending_approval":
+                continue
+            r.status = "superseded" if r.sku in superseded else status[r.sku]
+            r.decided_by, r.decision_note = approval.approver, approval.note
+    counts = {
+        "approved": len(approved) - len(superseded),
+        "rejected": int((status == "rejected").sum()),
+        "superseded": len(superseded),
+        "still_pending": int((status == "pending_approval").sum()),
+    }
+    return counts
 
 
 def previous_completed_run(engine: Engine, system: str, before: str) -> AnalysisRun | None:

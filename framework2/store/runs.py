@@ -16,10 +16,10 @@ from framework2.store.models import AnalysisRun, QuarantinedRow, SystemHealth, u
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything in the store is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    """In UTC: SQLite hands back naive datetimes (stored as UTC), PostgreSQL its session's time zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def jsonable(value: Any) -> Any:
@@ -75,17 +75,37 @@ def finish_run(
 ) -> None:
     """Record how a run ended: its inputs' identity, what it concluded, how many rows were quarantined."""
     with session_scope(engine) as session:
+        finish_in(session, run_id, status=status, inputs=inputs, outcome=outcome, error=error)
+
+
+def finish_in(
+    session: Any,
+    run_id: str,
+    *,
+    status: str,
+    inputs: Mapping[str, Any] | None = None,
+    outcome: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """``finish_run`` inside a caller's transaction (so results and "completed" commit together)."""
+    run = session.get(AnalysisRun, run_id)
+    if run is None:
+        raise KeyError(f"no analysis run {run_id}")
+    run.status = status
+    run.finished_at = utcnow()
+    run.inputs = jsonable(dict(inputs or run.inputs))
+    run.outcome = jsonable(dict(outcome or {}))
+    run.error = error
+    run.quarantined = session.scalar(
+        select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id)
+    )
+
+
+def run_status(engine: Engine, run_id: str) -> str | None:
+    """The stored status of one run (None if unknown)."""
+    with session_scope(engine) as session:
         run = session.get(AnalysisRun, run_id)
-        if run is None:
-            raise KeyError(f"no analysis run {run_id}")
-        run.status = status
-        run.finished_at = utcnow()
-        run.inputs = jsonable(dict(inputs or run.inputs))
-        run.outcome = jsonable(dict(outcome or {}))
-        run.error = error
-        run.quarantined = session.scalar(
-            select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id)
-        )
+        return run.status if run else None
 
 
 def quarantine(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -31,27 +31,30 @@ class PricingInputs:
     sales: pd.DataFrame
     window: tuple[str, str]
     known_prices: pd.Series  # every stored product, quarantined ones too: their offers are not "unknown"
+    rejected: dict[str, pd.DataFrame] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
 
 
 @task(name="ppis-load-inputs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def load_inputs(engine: Engine, run_id: str, history_days: int) -> PricingInputs:
-    """Catalogue and sales history from the store, validated; bad rows go to quarantine."""
-    since = date.today() - timedelta(days=history_days)
+def load_inputs(engine: Engine, history_days: int) -> PricingInputs:
+    """Catalogue and sales history from the store, validated (read-only, so safe to retry)."""
+    since = utcnow().date() - timedelta(days=history_days)
     raw = store.load_catalogue(engine)
     catalogue, bad_catalogue = validate_catalogue(raw)
     sales, bad_sales = validate_sales(store.load_sales(engine, since), pd.Index(raw["sku"]))
     # A product quarantined above takes its sales with it; its own quarantine row says why.
     sales = sales[sales["sku"].isin(catalogue["sku"])]
-    counts = {
-        "catalogue": quarantine(
-            engine, system=SYSTEM, source="catalogue", rows=bad_catalogue.to_dict("records"), run_id=run_id
-        ),
-        "sales": quarantine(engine, system=SYSTEM, source="sales", rows=bad_sales.to_dict("records"), run_id=run_id),
-    }
     window = (str(sales["day"].min().date()), str(sales["day"].max().date())) if len(sales) else ("", "")
     known = raw.drop_duplicates("sku").set_index("sku")["price"]
-    return PricingInputs(catalogue, sales, window, known, counts)
+    return PricingInputs(catalogue, sales, window, known, rejected={"catalogue": bad_catalogue, "sales": bad_sales})
+
+
+def quarantine_inputs(engine: Engine, run_id: str, inputs: PricingInputs) -> dict[str, int]:
+    """Store the rejected input rows of this run with their reasons; returns counts per source."""
+    return {
+        source: quarantine(engine, system=SYSTEM, source=source, rows=frame.to_dict("records"), run_id=run_id)
+        for source, frame in inputs.rejected.items()
+    }
 
 
 @dataclass
