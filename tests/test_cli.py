@@ -78,7 +78,8 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
             return {d.name: d for d in found}
 
     deployed = asyncio.run(deployments())
-    assert {"pso-orchestrator", "ppis-hourly-pricing"} <= set(deployed)
+    assert {"pso-orchestrator", "ppis-hourly-pricing", "ppis-approve-prices"} <= set(deployed)
+    assert "approver" in deployed["ppis-approve-prices"].parameter_openapi_schema["required"]
     pricing = deployed["ppis-hourly-pricing"]
     assert pricing.schedules[0].schedule.cron == "0 * * * *"
     assert "guardrails" in pricing.parameter_openapi_schema["properties"]  # the UI form

@@ -106,3 +106,13 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRAMEWORK2_CONFIG", str(example))
     settings = load_settings()
     assert settings.ppis.guardrails.approval_change_pct > 0
+
+
+def test_a_guardrail_override_changes_only_the_fields_it_sets() -> None:
+    from framework2.config import GuardrailOverrides, PricingGuardrails, with_overrides
+
+    base = PricingGuardrails(min_markup=0.3, max_change_pct=0.05)
+    merged = with_overrides(base, GuardrailOverrides(max_change_pct=0.2))
+    assert (merged.min_markup, merged.max_change_pct) == (0.3, 0.2)
+    with pytest.raises(ValueError, match="competitor_band_high"):
+        with_overrides(base, {"competitor_band_low": 1.5})  # validated together with the base

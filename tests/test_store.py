@@ -88,3 +88,19 @@ def test_garbage_url_is_a_store_error() -> None:
 def test_open_store_creates_and_migrates_a_new_sqlite_file(store_url: str) -> None:
     engine = open_store()
     assert current_revision(engine) == head_revision()
+
+
+def test_sales_of_inactive_products_are_not_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    import pandas as pd
+
+    from framework2.store.pricing import load_sales, replace_sales, upsert_catalogue
+
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    upgrade(engine)
+    upsert_catalogue(engine, pd.DataFrame({"sku": ["A", "B"], "category": "c", "cost": 1.0, "price": 2.0}))
+    replace_sales(engine, pd.DataFrame({"sku": ["A", "B"], "day": ["2026-11-01"] * 2, "price": 2.0, "units": 1}))
+    with session_scope(engine) as session:
+        session.get(models.Product, "B").active = False  # discontinued: its history must not read as "unknown"
+    assert load_sales(engine, dt.date(2026, 1, 1))["sku"].tolist() == ["A"]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
@@ -58,7 +59,8 @@ def deploy_all(project_dir: Path = PROJECT_DIR) -> str:
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise Framework2Error(f"prefect deploy failed:\n{tail}", hint="check prefect.yaml and the Prefect API URL")
-    return "deployed prefect.yaml: pso-orchestrator, ppis-hourly-pricing"
+    names = [d["name"] for d in yaml.safe_load((project_dir / "prefect.yaml").read_text())["deployments"]]
+    return "deployed prefect.yaml: " + ", ".join(names)
 
 
 def init_steps(settings: Settings) -> list[tuple[str, Callable[[], str | list[str]]]]:
