@@ -204,7 +204,7 @@ def _run_deployment(name: str) -> None:
     console.print(f"waiting for a worker on pool {WORK_POOL!r} (none running? start one with `framework2 start`)")
     final = wait_for_flow_run(flow_run.id, timeout=6 * 3600, poll_interval=5, log_states=True)
     state = final.state
-    console.print(f"{name}: {state.name if state else 'unknown'} {state.message or '' if state else ''}")
+    console.print(f"{name}: {state.name} {state.message or ''}" if state else f"{name}: no final state")
     if state is None or not state.is_completed():
         raise typer.Exit(1)
 

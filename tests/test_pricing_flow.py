@@ -73,6 +73,7 @@ def test_hourly_pricing_stores_explained_recommendations_and_quarantines_bad_inp
     summary = asyncio.run(latest_artifact("ppis-summary"))
     assert "data:image/png;base64," in summary
     assert "sample-flaky-market: UNAVAILABLE" in summary
+    assert "## By category" in summary and "| apparel |" in summary
     assert f"**{result.metrics['undercuts']} SKUs undercut**" in summary
     table = asyncio.run(latest_artifact("ppis-recommendations"))
     assert "binding" in table and "why" in table

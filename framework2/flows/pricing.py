@@ -33,7 +33,8 @@ from framework2.store.engine import open_store
 from framework2.store.runs import as_utc, finish_run, run_status, start_run
 from framework2.systems import SystemResult
 from framework2.tasks.pricing.approval import Decision, PriceApproval, apply_approval, start_deadline
-from framework2.tasks.pricing.market import undercuts
+from framework2.tasks.pricing.elasticity import baseline_units
+from framework2.tasks.pricing.market import category_positions, undercuts
 from framework2.tasks.pricing.report import (
     positioning_chart,
     projected_totals,
@@ -254,6 +255,7 @@ def _publish(
                 totals=totals,
                 quarantined=quarantined,
                 undercuts=alerts,
+                categories=category_positions(positions, inputs.catalogue, _recent_revenue(inputs)),
                 position_changes=changes,
                 previous_run_at=as_utc(previous.started_at).strftime("%Y-%m-%d %H:%M UTC") if previous else None,
                 chart_uri=chart,
@@ -276,6 +278,13 @@ def _publish(
             )
     except Exception as exc:
         logger.warning("results are stored, but publishing artifacts/events failed: %s", exc)
+
+
+def _recent_revenue(inputs: Any) -> pd.Series:
+    """Weights for the category index: recent daily units × current price per SKU."""
+    if inputs.sales.empty:
+        return pd.Series(dtype=float)
+    return baseline_units(inputs.sales) * inputs.catalogue.set_index("sku")["price"]
 
 
 def _ask_for_approval(recs: pd.DataFrame, pending: int, wait: int, logger) -> None:  # type: ignore[no-untyped-def]

@@ -128,6 +128,7 @@ def summary_markdown(
     totals: Totals,
     quarantined: dict[str, int],
     undercuts: pd.DataFrame,
+    categories: pd.DataFrame,
     position_changes: pd.DataFrame | None,
     previous_run_at: str | None,
     chart_uri: str,
@@ -160,6 +161,19 @@ def summary_markdown(
                 f"  - {sku}: {r['competitor']} at {r['competitor_price']:.2f} vs ours {r['our_price']:.2f} "
                 f"({100 * r['gap_pct']:.1f} % below)"
             )
+    if len(categories):
+        lines += [
+            "",
+            "## By category (revenue-weighted price index vs market average)",
+            "",
+            "| Category | SKUs | with competitor data | index | cheapest | above market |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, c in categories.iterrows():
+            index = "—" if pd.isna(c["index_vs_avg"]) else f"{c['index_vs_avg']:.1f}"
+            cheapest = "—" if pd.isna(c["share_cheapest"]) else f"{c['share_cheapest']:.0%}"
+            above = "—" if pd.isna(c["share_above_market"]) else f"{c['share_above_market']:.0%}"
+            lines.append(f"| {name} | {c['n_skus']} | {c['n_skus_with_data']} | {index} | {cheapest} | {above} |")
     lines += ["", "## Competitor feeds", ""]
     lines += [f"- {f.describe()}" for f in feeds] or ["- none configured (own data only)"]
     lines += ["", "## Quarantined input rows", ""]
