@@ -28,7 +28,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 
 bench: $(STAMP)
 	$(BIN)/python bench/pricing_bench.py

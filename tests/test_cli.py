@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -156,3 +157,45 @@ def test_unreachable_prefect_api_is_one_clear_line(tmp_path: Path) -> None:
     env = {"FRAMEWORK2_STORE__URL": f"sqlite:///{tmp_path / 's.db'}", "PREFECT_API_URL": "http://127.0.0.1:1/api"}
     assert_clear_error(framework2("run", env=env, cwd=tmp_path), "cannot reach the Prefect API", "127.0.0.1:1")
     assert_clear_error(framework2("run", "ppis", "--deployment", env=env, cwd=tmp_path), "framework2 start")
+
+
+@pytest.mark.integration
+def test_start_runs_server_and_worker_and_stops_both_on_ctrl_c(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen(
+        [CLI, "start", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        lines: list[str] = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "polling work pool" in line:
+                break
+        assert any(f"http://127.0.0.1:{port}" in line for line in lines), "".join(lines)
+        assert httpx.get(f"{api}/health", timeout=5).status_code == 200
+        deadline = time.monotonic() + 60
+        workers: list = []
+        while not workers and time.monotonic() < deadline:
+            reply = httpx.post(f"{api}/work_pools/framework2-process/workers/filter", json={}, timeout=5)
+            workers = reply.json() if reply.status_code == 200 else []
+            time.sleep(1)
+        assert workers, "the worker never registered with the framework2-process pool"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+    assert proc.returncode == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)

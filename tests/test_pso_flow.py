@@ -107,11 +107,13 @@ def test_automations_notify_on_failure_and_degraded_health(
 
     run_pso(systems=["ppis", "broken"])
 
-    received = http_server.wait_for_requests(3, path="/hook", timeout=90)
+    # failure of broken-system, BROKEN and PPIS health crossing below 95 (one sample feed is broken), undercut
+    received = http_server.wait_for_requests(4, path="/hook", timeout=90)
     texts = [r.json()["text"] for r in received]
     assert any("competitor undercut" in t and "3 SKUs" in t for t in texts), texts
     assert any("flow run failed" in t and "broken-system" in t for t in texts), texts
     assert any("health degraded" in t and "BROKEN" in t for t in texts), texts
+    assert any("health degraded" in t and "PPIS" in t for t in texts), texts
 
 
 def test_only_due_does_not_start_a_second_run_while_one_is_in_progress(prefect_server: str, store_url: str) -> None:
