@@ -145,8 +145,12 @@ def _overrides_model() -> type[BaseModel]:
         name: (field.annotation | None, Field(None, description=field.description))
         for name, field in PricingGuardrails.model_fields.items()
     }
-    model = create_model("GuardrailOverrides", **fields)
-    model.__doc__ = "Guardrails to change for one run; empty fields keep the values from framework2.toml."
+    # Based on Section: camelCase keys are accepted and unknown keys refused, as in framework2.toml.
+    model = create_model("GuardrailOverrides", __base__=Section, **fields)
+    model.__doc__ = (
+        "Guardrails to change for one run; empty fields keep the values from framework2.toml "
+        "(to disable a competitor band, set it to null there)."
+    )
     return model
 
 

@@ -22,7 +22,7 @@ class SystemResult(BaseModel):
 
     system: str
     run_id: str
-    status: Literal["completed", "failed"] = "completed"
+    status: Literal["completed", "failed", "skipped"] = "completed"
     summary: str = Field(description="One or two sentences a person reads in the PSO roll-up.")
     quality: float = Field(1.0, ge=0, le=1, description="The system's own signal of how trustworthy this run is.")
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -45,6 +45,16 @@ class SystemSpec:
     @property
     def flow_name(self) -> str:
         return self.deployment.split("/", 1)[0]
+
+    def in_progress(self, run: Any, settings: Settings, now: Any) -> bool:
+        """Whether a stored ``running`` run is still legitimately going (not a crash left behind)."""
+        if run.status != "running":
+            return False
+        limit = self.max_duration(settings)
+        waited = (run.parameters or {}).get("approval_wait_seconds")
+        if isinstance(waited, int | float):  # a run started with its own, longer approval wait
+            limit = max(limit, timedelta(seconds=waited) + timedelta(minutes=15))
+        return now - run.started_at < limit
 
     def load_flow(self) -> Any:
         """Import the system's flow object."""

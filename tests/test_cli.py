@@ -84,8 +84,6 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     pricing = deployed["ppis-hourly-pricing"]
     assert pricing.schedules[0].schedule.cron == "0 * * * *"
     assert "guardrails" in pricing.parameter_openapi_schema["properties"]  # the UI form
-    assert pricing.global_concurrency_limit.limit == 1  # a run waiting for approval is not overtaken
-    assert pricing.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployed["pso-orchestrator"].parameters == {"execution": "deployment", "only_due": True}
 
     worker = subprocess.Popen(

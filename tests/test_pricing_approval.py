@@ -124,6 +124,17 @@ def test_pending_changes_can_be_approved_after_the_run_and_stale_ones_are_not_ap
     assert prices[moved.sku] == pytest.approx(moved.current_price + 1.0), "a newer price is never overwritten"
 
 
+def test_approval_with_unknown_skus_changes_nothing(prefect_server: str, store_url: str) -> None:
+    seed_store(open_store(), sample_market(n_skus=40, seed=11))
+    result = hourly_pricing(approval_wait_seconds=0)
+    pending = [r for r in recommendations(result.run_id) if r.status == "pending_approval"]
+    with pytest.raises(DataError, match="sku-typo"):
+        approve_prices(approver="bob", decision="approve selected", skus=[pending[0].sku, "sku-typo"])
+    with pytest.raises(DataError, match="needs the SKUs"):
+        approve_prices(approver="bob", decision="approve selected")
+    assert all(r.status == "pending_approval" for r in recommendations(result.run_id) if r.sku == pending[0].sku)
+
+
 def test_approving_an_older_run_is_refused(prefect_server: str, store_url: str) -> None:
     seed_store(open_store(), sample_market(n_skus=30, seed=2))
     old = hourly_pricing(approval_wait_seconds=0)

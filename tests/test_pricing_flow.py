@@ -101,6 +101,15 @@ def test_hourly_pricing_runs_on_a_postgresql_store(
     assert len(snapshots) == 2 * 4
 
 
+def test_a_run_skips_while_an_earlier_one_is_still_in_progress(world) -> None:  # type: ignore[no-untyped-def]
+    from framework2.store.runs import run_status, start_run
+
+    earlier = start_run(open_store(), "ppis", parameters={"approval_wait_seconds": 3000})  # waiting for a person
+    result = hourly_pricing(feeds=world[1], approval_wait_seconds=0)
+    assert result.status == "skipped" and earlier in result.summary
+    assert run_status(open_store(), result.run_id) == "skipped"
+
+
 def test_programmatic_api_answers_from_the_store(world) -> None:  # type: ignore[no-untyped-def]
     import framework2
 

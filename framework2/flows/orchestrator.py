@@ -133,7 +133,7 @@ def not_due_reason(spec: SystemSpec, settings: Any) -> str | None:
     interval = spec.expected_interval(settings)
     now = utcnow()
     for run in recent_runs(engine, spec.code, limit=5):
-        if run.status == "running" and now - run.started_at < spec.max_duration(settings):
+        if spec.in_progress(run, settings, now):
             minutes = int((now - run.started_at).total_seconds() // 60)
             return f"not due: a run started {minutes} min ago is still in progress"
         if run.status == "completed" and run.finished_at is not None:

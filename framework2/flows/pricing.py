@@ -30,8 +30,9 @@ from framework2.errors import DataError
 from framework2.events import emit
 from framework2.store import pricing as store
 from framework2.store.engine import open_store
-from framework2.store.runs import as_utc, finish_run, run_status, start_run
-from framework2.systems import SystemResult
+from framework2.store.models import utcnow
+from framework2.store.runs import as_utc, finish_run, recent_runs, run_status, start_run
+from framework2.systems import SYSTEMS, SystemResult
 from framework2.tasks.pricing.approval import Decision, PriceApproval, apply_approval, start_deadline
 from framework2.tasks.pricing.elasticity import baseline_units
 from framework2.tasks.pricing.market import category_positions, undercuts
@@ -110,6 +111,11 @@ def hourly_pricing(
         flow_run_id=str(flow_run.id) if flow_run else None,
         model_version=MODEL_VERSION,
     )
+    if earlier := _earlier_run_in_progress(engine, run_id, settings):
+        summary = f"skipped: pricing run {earlier.id} (started {earlier.started_at:%H:%M} UTC) is still in progress"
+        finish_run(engine, run_id, status="skipped", outcome={"summary": summary})
+        logger.warning(summary)
+        return SystemResult(system=SYSTEM, run_id=run_id, status="skipped", summary=summary)
     progress = create_progress_artifact(0.0, key="ppis-progress", description="PPIS run progress")
     identity: dict[str, Any] = {}
     try:
@@ -175,6 +181,10 @@ def hourly_pricing(
         }
 
         def completion(applied: int, superseded: list[str]) -> dict[str, Any]:
+            # Keep what is reported (metrics, artifacts) equal to what is stored.
+            recs.loc[recs.index.isin(superseded), "status"] = "superseded"
+            status_counts.clear()
+            status_counts.update({str(k): int(v) for k, v in recs["status"].value_counts().items()})
             metrics.update(applied=applied, superseded=superseded)
             outcome = {
                 "summary": _summary(gaps, len(inputs.catalogue), applied, status_counts, market.feeds, totals),
@@ -216,6 +226,27 @@ def hourly_pricing(
         if run_status(engine, run_id) == "running":
             finish_run(engine, run_id, status="failed", inputs=identity, error=f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _earlier_run_in_progress(engine: Any, run_id: str, settings: Any) -> Any:
+    """An earlier pricing run still going (e.g. waiting for approval): one run at a time prices the catalogue.
+
+    Both runs are already recorded when they look, so of two that start together exactly one (the
+    earlier, ties broken by id) goes on.
+    """
+    runs = recent_runs(engine, SYSTEM, limit=20)
+    mine = next((r for r in runs if r.id == run_id), None)
+    if mine is None:
+        return None
+    now = utcnow()
+    earlier = [
+        run
+        for run in runs
+        if run.id != run_id
+        and SYSTEMS[SYSTEM].in_progress(run, settings, now)
+        and (run.started_at, run.id) < (mine.started_at, mine.id)
+    ]
+    return earlier[0] if earlier else None
 
 
 def _summary(gaps: list[str], n_skus: int, applied: int, counts: dict[str, int], feeds: list, totals: Any) -> str:
@@ -332,7 +363,7 @@ def _quality(feeds, offers: int, quarantined: int) -> float:  # type: ignore[no-
 @flow(name="ppis-approve-prices", description="PPIS: decide price changes a pricing run left waiting for approval.")
 def approve_prices(
     approver: str,
-    decision: Decision = "approve selected",
+    decision: Decision,
     skus: list[str] | None = None,
     note: str = "",
     run_id: str | None = None,
@@ -340,7 +371,8 @@ def approve_prices(
     """Approve or reject the pending changes of the newest pricing run (or ``run_id`` if it is the newest).
 
     Only the newest run's changes can be applied: an older run's prices were computed from a market that
-    has moved on. A price that changed since the run read it is not overwritten (``superseded``).
+    has moved on. A price that changed since the run read it is not overwritten (``superseded``). SKUs
+    that are not waiting for approval are refused before anything changes.
     """
     logger = get_run_logger()
     engine = open_store()
@@ -351,6 +383,10 @@ def approve_prices(
         raise DataError(
             f"run {run_id} is not the newest pricing run ({newest.id}); its prices are out of date",
             hint="decide the pending changes of the newest run instead (leave run_id empty)",
+        )
+    if decision == "approve selected" and not skus:
+        raise DataError(
+            "'approve selected' needs the SKUs to approve", hint="list them in skus, or pick another decision"
         )
     answer = PriceApproval(decision=decision, approved_skus=skus or [], approver=approver, note=note)
     counts = store.decide_pending(engine, newest.id, answer)

@@ -39,7 +39,7 @@ class AnalysisRun(SQLModel, table=True):
     flow_run_id: str | None = Field(default=None, max_length=36)
     started_at: datetime = _ts(default_factory=utcnow, index=True)
     finished_at: datetime | None = _ts(default=None)
-    status: str = Field(default="running", max_length=16, description="running | completed | failed")
+    status: str = Field(default="running", max_length=16, description="running | completed | failed | skipped")
     parameters: dict[str, Any] = _json()
     inputs: dict[str, Any] = _json()
     outcome: dict[str, Any] = _json()

@@ -292,16 +292,28 @@ def save_results(
 
 
 def decide_pending(engine: Engine, run_id: str, approval: Any) -> dict[str, int]:
-    """Apply a person's decision to a run's pending changes, after the run ended (one transaction)."""
+    """Apply a person's decision to a run's pending changes, after the run ended (one transaction).
+
+    The pending rows are locked (PostgreSQL) and only rows still pending are decided, so two people
+    deciding at once cannot relabel each other's applied prices.
+    """
+    from framework2.errors import DataError
     from framework2.tasks.pricing.approval import apply_approval
 
     with session_scope(engine) as session:
-        rows = session.scalars(
-            select(PriceRecommendation).where(
-                PriceRecommendation.run_id == run_id, PriceRecommendation.status == "pending_approval"
+        query = select(PriceRecommendation).where(
+            PriceRecommendation.run_id == run_id, PriceRecommendation.status == "pending_approval"
+        )
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update()
+        rows = session.scalars(query).all()
+        status, unmatched = apply_approval(pd.Series({r.sku: r.status for r in rows}, dtype=object), approval)
+        if unmatched:
+            raise DataError(
+                f"not waiting for approval in run {run_id}: {', '.join(unmatched[:20])}"
+                + (f" and {len(unmatched) - 20} more" if len(unmatched) > 20 else ""),
+                hint="nothing was changed; check the SKUs (case matters) against the ppis-approval-request artifact",
             )
-        ).all()
-        status, _unmatched = apply_approval(pd.Series({r.sku: r.status for r in rows}, dtype=object), approval)
         approved = [r for r in rows if status[r.sku] == "approved"]
         changes = pd.DataFrame(
             {
@@ -316,13 +328,12 @@ def decide_pending(engine: Engine, run_id: str, approval: Any) -> dict[str, int]
                 continue
             r.status = "superseded" if r.sku in superseded else status[r.sku]
             r.decided_by, r.decision_note = approval.approver, approval.note
-    counts = {
+    return {
         "approved": len(approved) - len(superseded),
         "rejected": int((status == "rejected").sum()),
         "superseded": len(superseded),
         "still_pending": int((status == "pending_approval").sum()),
     }
-    return counts
 
 
 def previous_completed_run(engine: Engine, system: str, before: str) -> AnalysisRun | None:

@@ -61,9 +61,6 @@ def load_catalogue_csv(engine: Engine, path: Path) -> LoadReport:
 
     def validate(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         valid, bad = validate_catalogue(frame)
-        for column in ("min_markup", "max_markup", "max_change_pct", "price_ending"):
-            if column in valid.columns:
-                valid[column] = pd.to_numeric(valid[column], errors="coerce")
         if "name" not in valid.columns:
             valid["name"] = ""
         return valid, bad

@@ -1,0 +1,45 @@
+"""Our own inputs: bad catalogue and sales rows are quarantined with a reason a person can act on."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from framework2.config import GuardrailOverrides
+from framework2.tasks.pricing.inputs import validate_catalogue, validate_sales
+
+
+def test_per_sku_guardrails_out_of_range_are_quarantined() -> None:
+    catalogue = pd.DataFrame(
+        {
+            "sku": ["A", "B", "C", "D", "E"],
+            "category": "kitchen",
+            "cost": "1.0",
+            "price": "2.0",
+            "max_change_pct": ["0.05", "10%", "5", None, ""],
+            "min_markup": ["0.1", None, None, "-3", None],
+            "max_markup": [None, None, None, None, "0.5"],
+        }
+    )
+    catalogue.loc[4, "min_markup"] = "0.6"  # max_markup 0.5 below it
+    valid, bad = validate_catalogue(catalogue)
+    assert valid["sku"].tolist() == ["A"]
+    assert valid.loc[0, "max_change_pct"] == 0.05 and valid.loc[0, "min_markup"] == 0.1
+    assert bad.set_index("sku")["reason"].to_dict() == {
+        "B": "max_change_pct must be a number",
+        "C": "max_change_pct must be a fraction in (0, 1] (0.1 = 10 %)",
+        "D": "min_markup must be zero or more (0.05 = cost + 5 %)",
+        "E": "max_markup must exceed min_markup",
+    }
+
+
+def test_the_same_day_written_two_ways_is_a_duplicate() -> None:
+    sales = pd.DataFrame({"sku": ["A", "A"], "day": ["2026-01-05", "2026-1-5"], "price": 1.0, "units": 1})
+    valid, bad = validate_sales(sales, pd.Index(["A"]))
+    assert len(valid) == 1 and bad["reason"].tolist() == ["duplicate day for this sku"]
+
+
+def test_guardrail_overrides_accept_seed_keys_and_refuse_typos() -> None:
+    assert GuardrailOverrides.model_validate({"maxChangePct": 0.2}).max_change_pct == 0.2
+    with pytest.raises(ValueError, match="max_change"):
+        GuardrailOverrides.model_validate({"max_change": 0.3})
