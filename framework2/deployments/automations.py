@@ -59,53 +59,47 @@ def notification_block_id(settings: Settings):  # type: ignore[no-untyped-def]
     return block._block_document_id
 
 
+def _notify(block_id, name: str, description: str, subject: str, body: str, **trigger: object) -> Automation:  # type: ignore[no-untyped-def]
+    """An automation that sends one notification each time a matching event arrives."""
+    return Automation(
+        name=name,
+        description=description,
+        trigger=EventTrigger(posture="Reactive", threshold=1, within=timedelta(0), **trigger),
+        actions=[SendNotification(block_document_id=block_id, subject=subject, body=body)],
+    )
+
+
 def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untyped-def]
     """The automations Framework Set 2 wants, pointing at the notification block ``block_id``."""
-    failure = Automation(
-        name=FAILURE_AUTOMATION,
-        description="A Framework Set 2 system flow run failed.",
-        trigger=EventTrigger(
+    return [
+        _notify(
+            block_id,
+            FAILURE_AUTOMATION,
+            "A Framework Set 2 system flow run failed.",
+            "Framework Set 2: flow run failed",
+            FAILURE_BODY,
             expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": monitored_flow_names()},
-            posture="Reactive",
-            threshold=1,
-            within=timedelta(0),
         ),
-        actions=[
-            SendNotification(block_document_id=block_id, subject="Framework Set 2: flow run failed", body=FAILURE_BODY)
-        ],
-    )
-    health = Automation(
-        name=HEALTH_AUTOMATION,
-        description="A system's health score dropped below the configured threshold.",
-        trigger=EventTrigger(
+        _notify(
+            block_id,
+            HEALTH_AUTOMATION,
+            "A system's health score dropped below the configured threshold.",
+            "Framework Set 2: health degraded",
+            HEALTH_BODY,
             expect={f"framework2.{code}.health.degraded" for code in SYSTEMS},
             match={"prefect.resource.id": "framework2.system.*"},
-            posture="Reactive",
-            threshold=1,
-            within=timedelta(0),
         ),
-        actions=[
-            SendNotification(block_document_id=block_id, subject="Framework Set 2: health degraded", body=HEALTH_BODY)
-        ],
-    )
-    undercut = Automation(
-        name=UNDERCUT_AUTOMATION,
-        description="A competitor's in-stock price is far below ours.",
-        trigger=EventTrigger(
+        _notify(
+            block_id,
+            UNDERCUT_AUTOMATION,
+            "A competitor's in-stock price is far below ours.",
+            "Framework Set 2: competitor undercut",
+            UNDERCUT_BODY,
             expect={"framework2.ppis.competitor.undercut"},
             match={"prefect.resource.id": "framework2.system.ppis"},
-            posture="Reactive",
-            threshold=1,
-            within=timedelta(0),
         ),
-        actions=[
-            SendNotification(
-                block_document_id=block_id, subject="Framework Set 2: competitor undercut", body=UNDERCUT_BODY
-            )
-        ],
-    )
-    return [failure, health, undercut]
+    ]
 
 
 def ensure_automations(settings: Settings) -> list[str]:

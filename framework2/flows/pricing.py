@@ -206,18 +206,18 @@ def hourly_pricing(
         # The results are committed; what follows informs people, and its failure must not undo them.
         _publish(
             logger,
-            recs,
-            positions,
-            inputs,
-            market,
-            totals,
-            status_counts,
-            quarantined,
-            alerts,
-            changes,
-            previous,
-            new_undercuts,
-            cfg.undercut_alert_pct,
+            recs=recs,
+            positions=positions,
+            inputs=inputs,
+            market=market,
+            totals=totals,
+            status_counts=status_counts,
+            quarantined=quarantined,
+            alerts=alerts,
+            changes=changes,
+            previous=previous,
+            new_undercuts=new_undercuts,
+            threshold=cfg.undercut_alert_pct,
         )
         update_progress_artifact(progress, 100.0)
         logger.info(summary)
@@ -260,19 +260,20 @@ def _summary(gaps: list[str], n_skus: int, applied: int, counts: dict[str, int],
 
 
 def _publish(
-    logger,
-    recs,
-    positions,
-    inputs,
-    market,
-    totals,
-    status_counts,
-    quarantined,
-    alerts,
-    changes,  # type: ignore[no-untyped-def]
-    previous,
-    new_undercuts,
-    threshold,
+    logger: Any,
+    *,
+    recs: pd.DataFrame,
+    positions: pd.DataFrame,
+    inputs: Any,
+    market: Any,
+    totals: Any,
+    status_counts: dict[str, int],
+    quarantined: dict[str, int],
+    alerts: pd.DataFrame,
+    changes: pd.DataFrame | None,
+    previous: Any,
+    new_undercuts: list[str],
+    threshold: float,
 ) -> None:
     """Artifacts and events for people and automations; best-effort once the results are stored."""
     try:
