@@ -1,0 +1,1 @@
+"""PLOS launch operations: cluster preflight, release analysis and the statistical judge, as plain functions."""

@@ -1,0 +1,230 @@
+"""PLOS preflight against the cluster: reachable, permitted, which colour is live, and the release lock.
+
+The lock is a ``coordination.k8s.io/v1`` Lease named ``plos-release-<app>``: creating it is atomic in
+the API server (a second create answers 409), it names its holder and expires, so two release runs of
+one app cannot interleave and a crashed run does not block the app forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, Field, field_validator
+
+from framework2.errors import Framework2Error
+
+COLOURS = ("blue", "green")
+COLOUR_LABEL = "framework2.io/colour"
+
+# (verb, API group, resource) PLOS needs in the namespace it releases into; k8s/plos-rbac.yaml grants these.
+REQUIRED_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("get", "", "services"),
+    ("patch", "", "services"),
+    ("list", "", "pods"),
+    ("get", "apps", "deployments"),
+    ("create", "apps", "deployments"),
+    ("patch", "apps", "deployments"),
+    ("delete", "apps", "deployments"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("delete", "coordination.k8s.io", "leases"),
+    ("get", "autoscaling", "horizontalpodautoscalers"),
+    ("create", "autoscaling", "horizontalpodautoscalers"),
+    ("patch", "autoscaling", "horizontalpodautoscalers"),
+)
+
+
+class ClusterError(Framework2Error):
+    """The cluster cannot be used for this release as it is (unreachable, forbidden, missing objects)."""
+
+
+class ReleaseInProgress(ClusterError):
+    """Another release of the same app holds the lock."""
+
+
+class ReleaseTarget(BaseModel):
+    """Where a release goes: the app and the two Services of blue-green."""
+
+    namespace: str = Field(..., min_length=1, description="Namespace of the app.")
+    app: str = Field(..., min_length=1, description="App name; Deployments are <app>-blue and <app>-green.")
+    active_service: str = Field(..., min_length=1, description="Service that carries production traffic.")
+    preview_service: str = Field(..., min_length=1, description="Service pointing at the new colour for analysis.")
+
+    @field_validator("namespace", "app", "active_service", "preview_service")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if value != value.lower() or not value.replace("-", "").isalnum() or value.startswith("-"):
+            raise ValueError(f"{value!r} is not a valid Kubernetes name (lower-case letters, digits and '-')")
+        return value
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}".strip()
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+def server_version(api: client.ApiClient) -> str:
+    """The API server's version; a ClusterError when it cannot be reached."""
+    try:
+        return str(client.VersionApi(api).get_code(_request_timeout=10).git_version)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterError(
+            f"cannot reach the Kubernetes API at {api.configuration.host}: {_reason(exc)}",
+            hint="check the kubernetes-cluster block (address, token, CA) and that the cluster is up",
+        ) from exc
+
+
+def missing_permissions(api: client.ApiClient, namespace: str) -> list[str]:
+    """Which of the required verbs PLOS may not use in ``namespace`` (asked with SelfSubjectAccessReview)."""
+    auth = client.AuthorizationV1Api(api)
+    missing = []
+    for verb, group, resource in REQUIRED_PERMISSIONS:
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb=verb, group=group, resource=resource
+                )
+            )
+        )
+        answer = auth.create_self_subject_access_review(review)
+        if not (answer.status and answer.status.allowed):
+            missing.append(f"{verb} {resource}{'.' + group if group else ''}")
+    return missing
+
+
+def active_colour(api: client.ApiClient, target: ReleaseTarget) -> str | None:
+    """The colour the active Service selects now (None on a first release with no colour yet)."""
+    try:
+        service = client.CoreV1Api(api).read_namespaced_service(target.active_service, target.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise ClusterError(
+                f"service {target.active_service!r} does not exist in namespace {target.namespace!r}",
+                hint="create the active and preview Services first (see k8s/example-app.yaml) or fix the names",
+            ) from exc
+        raise
+    colour = (service.spec.selector or {}).get(COLOUR_LABEL)
+    if colour is not None and colour not in COLOURS:
+        raise ClusterError(
+            f"service {target.active_service!r} selects {COLOUR_LABEL}={colour!r}, not blue or green",
+            hint=f"set its selector to {COLOUR_LABEL}: blue (or green) before the first PLOS release",
+        )
+    return colour
+
+
+def other_colour(colour: str | None) -> str:
+    """The colour the next release deploys to."""
+    return "green" if colour == "blue" else "blue"
+
+
+@dataclass(frozen=True)
+class ReleaseLock:
+    namespace: str
+    name: str
+    holder: str
+    expires_at: datetime
+
+
+def lock_name(app: str) -> str:
+    return f"plos-release-{app}"
+
+
+def _lease_expiry(lease: Any) -> datetime:
+    spec = lease.spec
+    start = spec.renew_time or spec.acquire_time or datetime.now(UTC)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return start + timedelta(seconds=spec.lease_duration_seconds or 0)
+
+
+def acquire_release_lock(api: client.ApiClient, target: ReleaseTarget, holder: str, ttl: timedelta) -> ReleaseLock:
+    """Take the app's release lock, or raise ReleaseInProgress naming who holds it and until when.
+
+    An expired lock (its holder crashed) is taken over once; the same holder may take its own lock again,
+    so a re-run of a crashed release resumes instead of locking itself out.
+    """
+    leases = client.CoordinationV1Api(api)
+    name = lock_name(target.app)
+    for _attempt in range(2):
+        now = datetime.now(UTC).replace(microsecond=0)
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name, namespace=target.namespace, labels={"app": target.app}),
+            spec=client.V1LeaseSpec(
+                holder_identity=holder,
+                lease_duration_seconds=int(ttl.total_seconds()),
+                acquire_time=now,
+                renew_time=now,
+            ),
+        )
+        try:
+            leases.create_namespaced_lease(target.namespace, body)
+            return ReleaseLock(target.namespace, name, holder, now + ttl)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        current = leases.read_namespaced_lease(name, target.namespace)
+        expires = _lease_expiry(current)
+        if current.spec.holder_identity == holder:
+            return ReleaseLock(target.namespace, name, holder, expires)
+        if expires > datetime.now(UTC):
+            raise ReleaseInProgress(
+                f"another release of {target.app!r} is in progress: held by {current.spec.holder_identity!r} "
+                f"until {expires:%Y-%m-%d %H:%M:%S} UTC",
+                hint="wait for it to finish, or run plos-rollback / plos-release-status for that release",
+            )
+        try:  # expired: its holder died; take it over
+            leases.delete_namespaced_lease(name, target.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    raise ReleaseInProgress(f"could not take the release lock of {target.app!r}", hint="try again")
+
+
+def release_lock(api: client.ApiClient, lock: ReleaseLock) -> None:
+    """Give the lock back, only if we still hold it."""
+    leases = client.CoordinationV1Api(api)
+    try:
+        current = leases.read_namespaced_lease(lock.name, lock.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    if current.spec.holder_identity == lock.holder:
+        leases.delete_namespaced_lease(lock.name, lock.namespace)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    server_version: str
+    active_colour: str | None
+    next_colour: str
+    lock: ReleaseLock
+
+
+def preflight(api: client.ApiClient, target: ReleaseTarget, holder: str, ttl: timedelta) -> Preflight:
+    """Everything checked before a release changes anything; the lock is taken last."""
+    version = server_version(api)
+    missing = missing_permissions(api, target.namespace)
+    if missing:
+        raise ClusterError(
+            f"PLOS may not {', '.join(missing)} in namespace {target.namespace!r}",
+            hint="apply k8s/plos-rbac.yaml for this namespace (or grant these verbs to the PLOS service account)",
+        )
+    colour = active_colour(api, target)
+    try:
+        client.CoreV1Api(api).read_namespaced_service(target.preview_service, target.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise ClusterError(
+                f"preview service {target.preview_service!r} does not exist in namespace {target.namespace!r}",
+                hint="create it (see k8s/example-app.yaml) or fix the name",
+            ) from exc
+        raise
+    lock = acquire_release_lock(api, target, holder, ttl)
+    return Preflight(version, colour, other_colour(colour), lock)
