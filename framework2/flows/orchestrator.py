@@ -76,12 +76,8 @@ async def run_as_subflow(spec: SystemSpec, parameters: dict[str, Any]) -> System
     state = await asyncio.to_thread(flow_obj, **parameters, return_state=True)
     flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     if state.is_completed():
-        return _outcome_from_result(spec, await _maybe_await(state.result()), flow_run_id)
+        return _outcome_from_result(spec, await state.aresult(), flow_run_id)
     return SystemOutcome(system=spec.code, status="failed", flow_run_id=flow_run_id, error=await _error_text(state))
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if asyncio.iscoroutine(value) else value
 
 
 async def run_as_deployment(spec: SystemSpec, parameters: dict[str, Any]) -> SystemOutcome:

@@ -18,8 +18,3 @@ def figure_to_data_uri(fig: Figure) -> str:
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def markdown_image(uri: str, alt: str) -> str:
-    """Markdown that renders the image inline in the Prefect UI."""
-    return f"![{alt}]({uri})"

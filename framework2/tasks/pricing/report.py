@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -44,7 +44,6 @@ class Totals:
     profit_high: float
     revenue: float
     changes: int
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 _Z90 = 1.6448536269514722
