@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   — create .venv, install, run the PSO master flow over the sample world (SQLite, ephemeral Prefect)
-#   make test   — create .venv, install, make sure PostgreSQL answers, lint, run the whole test suite
+#   make test   — create .venv, install, make sure PostgreSQL answers and Prometheus is installed, lint, run
+#                 the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,6 +28,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-prometheus.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 

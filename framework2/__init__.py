@@ -6,13 +6,14 @@ Programmatic use (the seed's API in snake_case)::
     framework2.ppis.get_recommendations(status="pending_approval")
     framework2.ppis.explain("SKU-000042")
     framework2.pso.get_system_health()
+    framework2.plos.generate_deployment_plan("web", "registry.example.com/web:1.4.2")
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ppis", "pso"]
+__all__ = ["plos", "ppis", "pso"]
 
 
 def __getattr__(name: str) -> Any:

@@ -89,5 +89,30 @@ class OrchestratorAPI:
         return asyncio.run(orchestrate(**parameters))
 
 
+class LaunchAPI:
+    """PLOS: release plans, history and runs."""
+
+    def generate_deployment_plan(self, app: str, image: str, **request: Any) -> dict[str, Any]:
+        """The steps and manifests of a blue-green release of ``image`` (no cluster needed)."""
+        from framework2.tasks.launch.plan import release_plan
+        from framework2.tasks.launch.release import ReleaseRequest
+
+        return release_plan(ReleaseRequest(app=app, image=image, **request)).model_dump()
+
+    def get_releases(self, app: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Stored releases, newest first, with their decision and evidence."""
+        from framework2.store.releases import recent_releases
+
+        return [r.model_dump() for r in recent_releases(open_store(), app, limit)]
+
+    def release(self, app: str, image: str, **request: Any) -> Any:
+        """Run a blue-green release now in this process; returns its ``ReleaseOutcome``."""
+        from framework2.flows.launch import blue_green_release
+        from framework2.tasks.launch.release import ReleaseRequest
+
+        return blue_green_release(ReleaseRequest(app=app, image=image, **request))
+
+
 ppis = PricingAPI()
+plos = LaunchAPI()
 pso = OrchestratorAPI()

@@ -210,10 +210,26 @@ class ProjectOpsSettings(Section):
     resource_optimization: bool = True
 
 
+class LaunchApp(Section):
+    """An app PLOS watches (release status in every PLOS system run)."""
+
+    app: str = Field(..., min_length=1)
+    namespace: str = "default"
+    image: str | None = Field(None, description="Image the plan shows when no cluster is configured.")
+
+
 class LaunchSettings(Section):
     deployment_strategy: Literal["blue-green"] = "blue-green"
-    rollback_threshold: float = Field(0.1, ge=0, le=1, description="Failed-measurement ratio that rolls back.")
-    auto_scaling: bool = True
+    rollback_threshold: float = Field(
+        0.1, ge=0, le=1, description="Error-rate bound after promotion; above it the release rolls back."
+    )
+    auto_scaling: bool = Field(True, description="Create/retarget the HPA for the new colour after promotion.")
+    cluster_block: str = Field("plos", description="Name of the kubernetes-cluster block; missing: plans only.")
+    prometheus_url: str | None = Field(None, description="Prometheus base URL for release analysis.")
+    success_threshold: float = Field(
+        0.7, ge=0, le=1, description="Below this predicted launch success a release waits for approval."
+    )
+    apps: list[LaunchApp] = Field(default_factory=list, description="Apps whose release status PLOS reports.")
 
 
 class ContextSettings(Section):

@@ -73,6 +73,14 @@ SYSTEMS: dict[str, SystemSpec] = {
             expected_interval=lambda s: s.ppis.market_analysis_interval,
             max_duration=lambda s: s.ppis.approval_wait + timedelta(minutes=15),
         ),
+        SystemSpec(
+            code="plos",
+            title="Launch operations",
+            flow="framework2.flows.launch:launch_operations",
+            deployment="plos-launch-operations/plos-launch-operations",
+            expected_interval=lambda s: timedelta(minutes=15),
+            max_duration=lambda s: timedelta(minutes=10),
+        ),
     ]
 }
 

@@ -14,6 +14,7 @@ from framework2.config import get_settings
 from framework2.deployments.automations import (
     FAILURE_AUTOMATION,
     HEALTH_AUTOMATION,
+    ROLLED_BACK_AUTOMATION,
     UNDERCUT_AUTOMATION,
     ensure_automations,
 )
@@ -96,13 +97,15 @@ def test_automations_notify_on_failure_and_degraded_health(
     monkeypatch.setenv("FRAMEWORK2_NOTIFICATIONS__BLOCK", "custom-webhook/f2-ops")
     get_settings.cache_clear()
 
-    assert ensure_automations(get_settings()) == [
+    done = ensure_automations(get_settings())
+    assert done[1:] == [
         f"created automation {FAILURE_AUTOMATION!r}",
         f"created automation {HEALTH_AUTOMATION!r}",
         f"created automation {UNDERCUT_AUTOMATION!r}",
+        f"created automation {ROLLED_BACK_AUTOMATION!r}",
     ]
     # idempotent: a second init updates in place instead of duplicating
-    assert ensure_automations(get_settings())[0].startswith("updated")
+    assert ensure_automations(get_settings())[1].startswith("updated")
     assert Automation.read(name=FAILURE_AUTOMATION).enabled
 
     run_pso(systems=["ppis", "broken"])

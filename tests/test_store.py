@@ -45,9 +45,16 @@ def _fill_core(engine) -> str:  # type: ignore[no-untyped-def]
 def test_upgrade_from_previous_schema_keeps_every_row(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     engine = make_engine(url)
-    upgrade(engine, "0001_core")  # the previous release's schema
-    assert "product" not in inspect(engine).get_table_names()
+    upgrade(engine, "0002_pricing")  # the previous release's schema
+    assert "release" not in inspect(engine).get_table_names()
     run_id = _fill_core(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO product (sku, name, category, cost, price, currency, active, updated_at) "
+                "VALUES ('SKU-1', 'Kettle', 'kitchen', 10, 20, 'EUR', true, '2026-11-01 00:00:00+00')"
+            )
+        )
 
     upgrade(engine)  # what `framework2 init` / every run does on start
 
@@ -57,7 +64,8 @@ def test_upgrade_from_previous_schema_keeps_every_row(backend: str, tmp_path, re
     assert runs[0].quarantined == 1 and runs[0].outcome == {"quality": 0.9}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM quarantined_row")).scalar() == 1
-    assert "product" in inspect(engine).get_table_names()
+        assert conn.execute(text("SELECT price FROM product WHERE sku = 'SKU-1'")).scalar() == 20
+    assert "release" in inspect(engine).get_table_names()
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -3,13 +3,16 @@
 - A system flow run fails → notify through the configured notification block.
 - A system's health drops below the threshold (``framework2.<system>.health.degraded``) → notify.
 - A competitor undercuts us beyond ``ppis.undercutAlertPct`` (``framework2.ppis.competitor.undercut``) → notify.
+- A release is rolled back (``framework2.plos.release.rolled_back``) → notify.
+- A release flow run fails, crashes or is cancelled → run ``plos-rollback`` for that app with the run's own
+  parameters (the seed's "deployment failure → auto-rollback"). This one needs no notification block.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect.automations import Automation, EventTrigger, SendNotification
+from prefect.automations import Automation, EventTrigger, RunDeployment, SendNotification
 from prefect.blocks.core import Block
 
 from framework2.config import Settings
@@ -19,6 +22,10 @@ from framework2.systems import SYSTEMS
 FAILURE_AUTOMATION = "framework2: notify on system flow failure"
 HEALTH_AUTOMATION = "framework2: notify on degraded system health"
 UNDERCUT_AUTOMATION = "framework2: notify on competitor undercut"
+ROLLED_BACK_AUTOMATION = "framework2: notify on release rolled back"
+AUTO_ROLLBACK_AUTOMATION = "framework2: roll back a failed release"
+RELEASE_FLOW = "plos-blue-green-release"
+ROLLBACK_DEPLOYMENT = "plos-rollback/plos-rollback"
 
 FAILURE_BODY = (
     "Framework Set 2: flow run {{ flow_run.name }} of {{ flow.name }} failed.\n"
@@ -28,6 +35,11 @@ FAILURE_BODY = (
 UNDERCUT_BODY = (
     "Framework Set 2 pricing: {{ event.payload.count }} SKUs are undercut by a competitor by more than "
     "{{ (event.payload.threshold * 100) | round(1) }} %. See the ppis-summary artifact for the list."
+)
+ROLLED_BACK_BODY = (
+    "Framework Set 2 release: {{ event.payload.app }} {{ event.payload.image }} was rolled back; traffic is on "
+    "{{ event.payload.colour }}.\nWhy: {{ event.payload.reason }}\nSee the plos-release-{{ event.payload.app }} "
+    "artifact for the measurements and thresholds."
 )
 HEALTH_BODY = (
     "Framework Set 2: {{ event.resource.get('prefect.resource.name') }} health is {{ event.payload.score }} "
@@ -99,26 +111,81 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             expect={"framework2.ppis.competitor.undercut"},
             match={"prefect.resource.id": "framework2.system.ppis"},
         ),
+        _notify(
+            block_id,
+            ROLLED_BACK_AUTOMATION,
+            "A PLOS release was rolled back.",
+            "Framework Set 2: release rolled back",
+            ROLLED_BACK_BODY,
+            expect={"framework2.plos.release.rolled_back"},
+            match={"prefect.resource.id": "framework2.system.plos"},
+        ),
     ]
+
+
+def auto_rollback_automation(rollback_deployment_id) -> Automation:  # type: ignore[no-untyped-def]
+    """A failed, crashed or cancelled release run → ``plos-rollback`` with that run's parameters.
+
+    The rollback is idempotent: a release that already rolled itself back is reported as such.
+    """
+    return Automation(
+        name=AUTO_ROLLBACK_AUTOMATION,
+        description="A PLOS release run ended without finishing: roll the app back (plos-rollback).",
+        trigger=EventTrigger(
+            posture="Reactive",
+            threshold=1,
+            within=timedelta(0),
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": RELEASE_FLOW},
+        ),
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=rollback_deployment_id,
+                parameters={
+                    "request": "{{ flow_run.parameters.request }}",
+                    "reason": "release run {{ flow_run.name }} ended {{ flow_run.state.name }}: "
+                    "{{ flow_run.state.message }}",
+                },
+            )
+        ],
+    )
+
+
+def _deployment_id(name: str):  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(name).id
+        except ObjectNotFound:
+            return None
+
+
+def _upsert(wanted: Automation) -> str:
+    try:
+        existing = Automation.read(name=wanted.name)
+    except ValueError:
+        wanted.create()
+        return f"created automation {wanted.name!r}"
+    existing.description = wanted.description
+    existing.trigger = wanted.trigger
+    existing.actions = wanted.actions
+    existing.enabled = True
+    existing.update()
+    return f"updated automation {wanted.name!r}"
 
 
 def ensure_automations(settings: Settings) -> list[str]:
     """Create the automations, or bring existing ones (same name) up to date. Returns what was done."""
+    done = []
+    rollback_id = _deployment_id(ROLLBACK_DEPLOYMENT)
+    if rollback_id is None:
+        done.append(f"auto-rollback skipped: deployment {ROLLBACK_DEPLOYMENT!r} not found (run framework2 init)")
+    else:
+        done.append(_upsert(auto_rollback_automation(rollback_id)))
     block_id = notification_block_id(settings)
     if block_id is None:
-        return ["automations skipped: set [notifications] block in framework2.toml to receive alerts"]
-    done = []
-    for wanted in desired_automations(block_id):
-        try:
-            existing = Automation.read(name=wanted.name)
-        except ValueError:
-            wanted.create()
-            done.append(f"created automation {wanted.name!r}")
-            continue
-        existing.description = wanted.description
-        existing.trigger = wanted.trigger
-        existing.actions = wanted.actions
-        existing.enabled = True
-        existing.update()
-        done.append(f"updated automation {wanted.name!r}")
-    return done
+        return [*done, "notifications skipped: set [notifications] block in framework2.toml to receive alerts"]
+    return done + [_upsert(wanted) for wanted in desired_automations(block_id)]

@@ -196,3 +196,44 @@ class PriceRecommendation(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=200)
     decision_note: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+# --- PLOS: launch operations -------------------------------------------------------------------------
+
+
+class Release(SQLModel, table=True):
+    """One blue-green release of one app: what went out, what happened, and the evidence for the decision.
+
+    ``features`` and ``outcome`` are the launch-success model's training data: the facts known before the
+    release and whether it was promoted and kept (``succeeded``).
+    """
+
+    __tablename__ = "release"
+    __table_args__ = (Index("ix_release_app_started", "app", "started_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    run_id: str | None = Field(default=None, foreign_key="analysis_run.id", max_length=36)
+    flow_run_id: str | None = Field(default=None, max_length=36)
+    namespace: str = Field(max_length=63)
+    app: str = Field(max_length=63)
+    image: str = Field(max_length=500)
+    revision: str = Field(max_length=63)
+    from_colour: str | None = Field(default=None, max_length=8)
+    to_colour: str = Field(max_length=8)
+    previous_image: str | None = Field(default=None, max_length=500)
+    previous_revision: str | None = Field(default=None, max_length=63)
+    status: str = Field(
+        default="running",
+        index=True,
+        max_length=16,
+        description="planned | running | promoted | rolled_back | failed | aborted | paused",
+    )
+    phase: str = Field(default="preflight", max_length=24, description="Last step reached.")
+    started_at: datetime = _ts(default_factory=utcnow)
+    promoted_at: datetime | None = _ts(default=None)
+    finished_at: datetime | None = _ts(default=None)
+    predicted_success: float | None = None
+    succeeded: bool | None = None
+    reason: str = ""
+    features: dict[str, Any] = _json()
+    evidence: dict[str, Any] = _json()

@@ -7,6 +7,8 @@ one app cannot interleave and a crashed run does not block the app forever.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,16 +28,19 @@ REQUIRED_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("get", "", "services"),
     ("patch", "", "services"),
     ("list", "", "pods"),
+    ("watch", "", "pods"),
     ("get", "apps", "deployments"),
     ("create", "apps", "deployments"),
     ("patch", "apps", "deployments"),
     ("delete", "apps", "deployments"),
     ("get", "coordination.k8s.io", "leases"),
     ("create", "coordination.k8s.io", "leases"),
+    ("patch", "coordination.k8s.io", "leases"),
     ("delete", "coordination.k8s.io", "leases"),
     ("get", "autoscaling", "horizontalpodautoscalers"),
     ("create", "autoscaling", "horizontalpodautoscalers"),
     ("patch", "autoscaling", "horizontalpodautoscalers"),
+    ("delete", "autoscaling", "horizontalpodautoscalers"),
 )
 
 
@@ -143,11 +148,19 @@ def _lease_expiry(lease: Any) -> datetime:
     return start + timedelta(seconds=spec.lease_duration_seconds or 0)
 
 
-def acquire_release_lock(api: client.ApiClient, target: ReleaseTarget, holder: str, ttl: timedelta) -> ReleaseLock:
+def acquire_release_lock(
+    api: client.ApiClient,
+    target: ReleaseTarget,
+    holder: str,
+    ttl: timedelta,
+    *,
+    holder_alive: Callable[[str], bool | None] | None = None,
+) -> ReleaseLock:
     """Take the app's release lock, or raise ReleaseInProgress naming who holds it and until when.
 
-    An expired lock (its holder crashed) is taken over once; the same holder may take its own lock again,
-    so a re-run of a crashed release resumes instead of locking itself out.
+    An expired lock (its holder stopped renewing it) is taken over once; the same holder may take its own
+    lock again, so a re-run of a crashed release resumes instead of locking itself out. ``holder_alive``
+    may say sooner that a holder is gone (False: its flow run ended), so the lock need not run out first.
     """
     leases = client.CoordinationV1Api(api)
     name = lock_name(target.app)
@@ -172,18 +185,61 @@ def acquire_release_lock(api: client.ApiClient, target: ReleaseTarget, holder: s
         expires = _lease_expiry(current)
         if current.spec.holder_identity == holder:
             return ReleaseLock(target.namespace, name, holder, expires)
-        if expires > datetime.now(UTC):
+        alive = holder_alive(current.spec.holder_identity or "") if holder_alive else None
+        if expires > datetime.now(UTC) and alive is not False:
             raise ReleaseInProgress(
                 f"another release of {target.app!r} is in progress: held by {current.spec.holder_identity!r} "
                 f"until {expires:%Y-%m-%d %H:%M:%S} UTC",
                 hint="wait for it to finish, or run plos-rollback / plos-release-status for that release",
             )
-        try:  # expired: its holder died; take it over
+        try:  # expired or its holder's run ended: take it over
             leases.delete_namespaced_lease(name, target.namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
     raise ReleaseInProgress(f"could not take the release lock of {target.app!r}", hint="try again")
+
+
+def renew_release_lock(api: client.ApiClient, lock: ReleaseLock) -> bool:
+    """Move the lock's renew time to now; False if someone else holds it now (we lost it)."""
+    leases = client.CoordinationV1Api(api)
+    current = leases.read_namespaced_lease(lock.name, lock.namespace)
+    if current.spec.holder_identity != lock.holder:
+        return False
+    now = datetime.now(UTC).replace(microsecond=0)
+    leases.patch_namespaced_lease(lock.name, lock.namespace, {"spec": {"renewTime": now.isoformat()}})
+    return True
+
+
+class LockKeeper:
+    """Renews a release lock in the background while a release runs (also while it is paused).
+
+    When the process dies the renewals stop and the lock runs out after its TTL, so a re-run or
+    ``plos-rollback`` can take over without anyone deleting the lock by hand.
+    """
+
+    def __init__(self, api: client.ApiClient, lock: ReleaseLock, ttl: timedelta) -> None:
+        self.api, self.lock, self.period = api, lock, max(1.0, ttl.total_seconds() / 3)
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lock-{lock.name}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                if not renew_release_lock(self.api, self.lock):
+                    self.lost = True
+                    return
+            except Exception:  # a blip of the API server: try again next period, the TTL has slack
+                continue
+
+    def __enter__(self) -> LockKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def release_lock(api: client.ApiClient, lock: ReleaseLock) -> None:
@@ -204,11 +260,19 @@ class Preflight:
     server_version: str
     active_colour: str | None
     next_colour: str
-    lock: ReleaseLock
+    lock: ReleaseLock | None
 
 
-def preflight(api: client.ApiClient, target: ReleaseTarget, holder: str, ttl: timedelta) -> Preflight:
-    """Everything checked before a release changes anything; the lock is taken last."""
+def preflight(
+    api: client.ApiClient,
+    target: ReleaseTarget,
+    holder: str,
+    ttl: timedelta,
+    *,
+    holder_alive: Callable[[str], bool | None] | None = None,
+    take_lock: bool = True,
+) -> Preflight:
+    """Everything checked before a release changes anything; the lock is taken last (not on a dry run)."""
     version = server_version(api)
     missing = missing_permissions(api, target.namespace)
     if missing:
@@ -226,5 +290,5 @@ def preflight(api: client.ApiClient, target: ReleaseTarget, holder: str, ttl: ti
                 hint="create it (see k8s/example-app.yaml) or fix the name",
             ) from exc
         raise
-    lock = acquire_release_lock(api, target, holder, ttl)
+    lock = acquire_release_lock(api, target, holder, ttl, holder_alive=holder_alive) if take_lock else None
     return Preflight(version, colour, other_colour(colour), lock)

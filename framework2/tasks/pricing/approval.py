@@ -7,16 +7,16 @@ completes, and the changes stay ``pending_approval`` for ``ppis-approve-prices``
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from typing import Literal
 from uuid import UUID
 
 import pandas as pd
-from prefect.flow_runs import resume_flow_run
 from prefect.input import RunInput
 from pydantic import Field
+
+from framework2.tasks.deadline import answer_at_deadline
 
 Decision = Literal["leave pending", "approve all", "reject all", "approve selected"]
 
@@ -47,18 +47,5 @@ def apply_approval(status: pd.Series, approval: PriceApproval) -> tuple[pd.Serie
 
 def start_deadline(flow_run_id: UUID, wait_seconds: float, logger: logging.Logger) -> threading.Timer:
     """Answer the form with "leave pending" after ``wait_seconds`` unless a person answered first."""
-    context = contextvars.copy_context()  # the run's Prefect settings (API URL) for the timer thread
-
-    def leave_pending() -> None:
-        answer = PriceApproval(
-            decision="leave pending", approver=f"framework2: no decision within {wait_seconds:.0f} s"
-        )
-        try:
-            resume_flow_run(flow_run_id, run_input=answer.model_dump())
-        except Exception as exc:  # a person answered at the same moment: nothing to do
-            logger.debug("deadline resume not needed: %s", exc)
-
-    timer = threading.Timer(wait_seconds, lambda: context.run(leave_pending))
-    timer.daemon = True
-    timer.start()
-    return timer
+    answer = PriceApproval(decision="leave pending", approver=f"framework2: no decision within {wait_seconds:.0f} s")
+    return answer_at_deadline(flow_run_id, wait_seconds, answer.model_dump(), logger)
