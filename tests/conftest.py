@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.http_fixtures import http_server  # noqa: E402,F401  (fixture re-export)
 from tests.k8s_fixtures import cluster  # noqa: E402,F401  (fixture re-export)
+from tests.prom_fixtures import demo_app, prometheus  # noqa: E402,F401  (fixture re-export)
 
 BIN = Path(sys.executable).parent
 

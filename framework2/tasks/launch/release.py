@@ -459,28 +459,42 @@ def roll_back(
     """Undo every recorded step, newest first: traffic goes back before anything is scaled down.
 
     Scaling the new colour to zero waits ``teardown_delay_seconds`` (an abort keeps it for debugging);
-    the traffic switch never waits.
+    the traffic switch never waits. An undo that fails does not stop the others; the release then stays
+    ``rolling_back`` and a ClusterError names what is left, for ``plos-rollback`` to finish.
     """
     state.phase = "rolling_back"
     state.reason = reason
     write_state(api, target, state)
+    failures: list[str] = []
+
+    def undo(step: Step) -> None:
+        try:
+            _undo(api, target, state, step)
+        except Exception as exc:
+            step.undone_at = None
+            failures.append(f"{step.action}: {type(exc).__name__} {str(exc).splitlines()[0][:120]}")
+            return
+        if note:
+            traffic = step.undo.colour if step.undo and step.undo.op == "select" else None
+            note("rollback", f"undone: {step.action}", traffic)
+
     deferred: list[Step] = []
     for step in state.pending_undos():
         if step.undo and step.undo.op == "scale" and teardown_delay_seconds > 0:
             deferred.append(step)
             continue
-        _undo(api, target, state, step)
-        if note:
-            traffic = step.undo.colour if step.undo and step.undo.op == "select" else None
-            note("rollback", f"undone: {step.action}", traffic)
+        undo(step)
     if deferred:
         if note:
             note("rollback", f"new colour kept {teardown_delay_seconds:.0f} s for inspection, then scaled to 0", None)
         sleep(teardown_delay_seconds)
         for step in deferred:
-            _undo(api, target, state, step)
-            if note:
-                note("rollback", f"undone: {step.action}", None)
+            undo(step)
+    if failures:
+        raise ClusterError(
+            f"rollback of release {state.release_id} is incomplete: {'; '.join(failures)}",
+            hint="run plos-rollback for this app again once the API server answers; it resumes where this stopped",
+        )
     state.phase = "rolled_back"
     write_state(api, target, state)
     clear_abort(api, target)
