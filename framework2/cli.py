@@ -311,7 +311,14 @@ def demo(
 ) -> None:
     """Generate the sample world (store + loopback competitor feeds) and run every system on it."""
     from framework2.flows.orchestrator import orchestrate
-    from framework2.sample.world import FeedServer, build_routes, sample_market, save_feed_blocks, seed_store
+    from framework2.sample.world import (
+        FeedServer,
+        build_routes,
+        sample_market,
+        save_feed_blocks,
+        seed_release_history,
+        seed_store,
+    )
     from framework2.store.engine import open_store, redact
 
     _prefect_env()
@@ -321,10 +328,11 @@ def demo(
     with console.status("generating the sample world…"):
         market = sample_market(skus, seed)
         seed_store(engine, market)
+        releases = seed_release_history(engine, seed=seed)
         routes, feeds = build_routes(market)
     console.print(
         f"sample world: {len(market.catalogue)} SKUs, {len(market.sales)} sales rows, "
-        f"{len(feeds)} competitor feeds, store {redact(str(engine.url))}"
+        f"{len(feeds)} competitor feeds, {releases} past releases, store {redact(str(engine.url))}"
     )
     with FeedServer(routes) as server:
         names = save_feed_blocks(feeds, server.base_url)
@@ -336,6 +344,23 @@ def demo(
         )
     _print_report(report)
     _print_pricing(engine)
+    _print_launch_plan(engine)
+
+
+def _print_launch_plan(engine) -> None:  # type: ignore[no-untyped-def]
+    from framework2.flows.launch import DEMO_APP, predict
+    from framework2.tasks.launch.plan import release_plan
+    from framework2.tasks.launch.release import ReleaseRequest
+
+    request = ReleaseRequest(app=DEMO_APP.app, namespace=DEMO_APP.namespace, image=DEMO_APP.image or "web:1")
+    prediction, _ = predict(engine, request)
+    console.print(
+        f"\n[bold]PLOS:[/bold] no cluster configured, so this is the plan for {request.image}, not a release."
+    )
+    for i, step in enumerate(release_plan(request).steps, 1):
+        console.print(f"  {i}. {step}", highlight=False)
+    console.print(f"  Launch-success prediction: {prediction.summary()}", highlight=False)
+    console.print(f"  {prediction.reason}", highlight=False)
 
 
 def _print_pricing(engine) -> None:  # type: ignore[no-untyped-def]

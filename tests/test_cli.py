@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+from framework2.flows.launch import RollbackRequest, blue_green_release
 from framework2.flows.orchestrator import orchestrate
 from framework2.store.engine import open_store
 from framework2.store.runs import run_for_flow_run
+from framework2.tasks.launch.release import ReleaseRequest
 
 CLI = str(Path(sys.executable).with_name("framework2"))
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -80,6 +83,11 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
 
     deployed = asyncio.run(deployments())
     assert {"pso-orchestrator", "ppis-hourly-pricing", "ppis-approve-prices"} <= set(deployed)
+    assert {"plos-launch-operations", "plos-blue-green-release", "plos-rollback", "plos-release-status"} <= set(
+        deployed
+    )
+    release_form = deployed["plos-blue-green-release"].parameter_openapi_schema
+    assert "request" in release_form["required"] and "ReleaseRequest" in release_form["definitions"]
     assert "approver" in deployed["ppis-approve-prices"].parameter_openapi_schema["required"]
     pricing = deployed["ppis-hourly-pricing"]
     assert pricing.schedules[0].schedule.cron == "0 * * * *"
@@ -103,6 +111,29 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     stored = run_for_flow_run(open_store(), outcome.flow_run_id)
     assert stored is not None and stored.status == "completed"
     assert "CATALOGUE IS EMPTY" in outcome.summary  # nothing seeded: said plainly, not crashed
+
+    # The seed's "deployment failure → auto-rollback": a failed release run starts plos-rollback for its app.
+    rollback_id = deployed["plos-rollback"].id
+    failed = blue_green_release(
+        ReleaseRequest(cluster_block="no-such-cluster", namespace="shop", app="web", image="web:2"), return_state=True
+    )
+    assert failed.is_failed() and "no-such-cluster" in failed.message
+
+    async def rollback_runs() -> list:
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[rollback_id]))
+            )
+
+    deadline = time.monotonic() + 30
+    while not (runs := asyncio.run(rollback_runs())):
+        assert time.monotonic() < deadline, "the auto-rollback automation did not start plos-rollback"
+        time.sleep(0.5)
+    assert runs[0].parameters["request"]["app"] == "web"
+    assert runs[0].parameters["request"]["namespace"] == "shop"
+    assert "Failed" in runs[0].parameters["reason"]
+    assert runs[0].parameters["release_run_id"] == str(failed.state_details.flow_run_id)
+    RollbackRequest.model_validate(runs[0].parameters["request"])  # the release form fits the rollback form
 
 
 def test_load_validates_quarantines_and_upserts(tmp_path: Path) -> None:

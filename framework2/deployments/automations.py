@@ -144,6 +144,7 @@ def auto_rollback_automation(rollback_deployment_id) -> Automation:  # type: ign
                 deployment_id=rollback_deployment_id,
                 parameters={
                     "request": "{{ flow_run.parameters.request }}",
+                    "release_run_id": "{{ flow_run.id }}",
                     "reason": "release run {{ flow_run.name }} ended {{ flow_run.state.name }}: "
                     "{{ flow_run.state.message }}",
                 },

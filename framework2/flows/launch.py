@@ -36,7 +36,9 @@ from framework2.systems import SystemResult
 from framework2.tasks.deadline import answer_at_deadline
 from framework2.tasks.launch.cluster import (
     LockKeeper,
+    ReleaseInProgress,
     ReleaseTarget,
+    acquire_release_lock,
     active_colour,
     preflight,
     release_lock,
@@ -243,10 +245,15 @@ def blue_green_release(request: ReleaseRequest) -> ReleaseOutcome:
     api = cluster.api_client()
     holder = _flow_run_id()
     ttl = timedelta(seconds=request.lock_ttl_seconds)
-    checked = preflight(api, target, holder, ttl, holder_alive=flow_run_alive, take_lock=not request.dry_run)
+    try:
+        checked = preflight(api, target, holder, ttl, holder_alive=flow_run_alive, take_lock=not request.dry_run)
+    except BaseException:
+        api.close()
+        raise
     logger.info("preflight ok: Kubernetes %s, live colour %s", checked.server_version, checked.active_colour)
     if request.dry_run:
         note = f"Dry run: preflight passed against Kubernetes {checked.server_version}; nothing was changed."
+        api.close()
         publish_plan(request, checked.active_colour, prediction, [note])
         return ReleaseOutcome(
             app=request.app,
@@ -570,11 +577,15 @@ class RollbackOutcome(BaseModel):
 
 
 @flow(name="plos-rollback", description="PLOS: take an app's latest release back (instantly when still possible).")
-def rollback(request: RollbackRequest, reason: str = "rollback requested") -> RollbackOutcome:
+def rollback(
+    request: RollbackRequest, reason: str = "rollback requested", release_run_id: str | None = None
+) -> RollbackOutcome:
     """Roll back the app's latest release: ask a running release to abort, finish an interrupted one, or undo
-    a completed one (an instant switch within the window while the old colour is up, else a redeploy)."""
-    from framework2.tasks.launch.cluster import acquire_release_lock
+    a completed one (an instant switch within the window while the old colour is up, else a redeploy).
 
+    ``release_run_id`` (set by the auto-rollback automation) limits it to the release that flow run drove,
+    so a run that failed before changing anything never rolls back someone else's good release.
+    """
     logger = _logger()
     engine = open_store()
     cluster = load_cluster(request.cluster_block)
@@ -589,34 +600,23 @@ def rollback(request: RollbackRequest, reason: str = "rollback requested") -> Ro
     try:
         server_version(api)
         state, selected = read_state(api, target)
-        if state is None:
-            return RollbackOutcome(
-                app=target.app,
-                action="nothing",
-                detail=f"no PLOS release recorded on the {target.active_service} Service",
-                live_colour=selected,
-            )
-        if state.phase == "rolled_back":
-            return RollbackOutcome(
-                app=target.app,
-                action="nothing",
-                detail=f"release {state.release_id} ({state.image}) is already rolled back: {state.reason}",
-                live_colour=selected,
-            )
-        holder_alive = flow_run_alive(state.holder) if state.holder else None
-        try:
-            lock = acquire_release_lock(api, target, _flow_run_id(), ttl, holder_alive=flow_run_alive)
-        except Framework2Error:
-            # A live release holds the lock: ask it to roll itself back and wait for it.
-            request_abort(api, target, state.release_id, reason)
-            logger.info(
-                "release %s is running (holder %s, alive=%s); abort requested",
-                state.release_id,
-                state.holder,
-                holder_alive,
-            )
-            deadline = time.monotonic() + request.wait_for_release_seconds
-            while time.monotonic() < deadline:
+        nothing = _nothing_to_roll_back(target, state, selected, release_run_id)
+        if nothing is not None:
+            return nothing
+        assert state is not None
+        deadline = time.monotonic() + request.wait_for_release_seconds
+        asked = False
+        while True:
+            try:
+                lock = acquire_release_lock(api, target, _flow_run_id(), ttl, holder_alive=flow_run_alive)
+                break
+            except ReleaseInProgress:
+                # A live release holds the lock: ask it to roll itself back, and wait for that (or for its
+                # lock to run out if its worker died, and then undo it here).
+                if not asked:
+                    request_abort(api, target, state.release_id, reason)
+                    logger.info("release %s is running (holder %s); abort requested", state.release_id, state.holder)
+                    asked = True
                 current, selected = read_state(api, target)
                 if current is not None and current.phase == "rolled_back":
                     return RollbackOutcome(
@@ -625,24 +625,42 @@ def rollback(request: RollbackRequest, reason: str = "rollback requested") -> Ro
                         live_colour=selected,
                         detail=f"the running release rolled back on request: {current.reason}",
                     )
+                if time.monotonic() > deadline:
+                    return RollbackOutcome(
+                        app=target.app,
+                        action="abort_requested",
+                        live_colour=selected,
+                        detail="abort requested; the running release has not rolled back yet",
+                    )
                 time.sleep(1)
-            return RollbackOutcome(
-                app=target.app,
-                action="abort_requested",
-                live_colour=selected,
-                detail="abort requested; the running release has not rolled back yet",
-            )
         try:
             with LockKeeper(api, lock, ttl):
-                return _rollback_locked(api, engine, request, target, reason, redeploy_previous)
+                return _rollback_locked(api, engine, request, target, reason)
         finally:
             release_lock(api, lock)
     finally:
         api.close()
 
 
+def _nothing_to_roll_back(
+    target: ReleaseTarget, state: ReleaseState | None, selected: str | None, release_run_id: str | None
+) -> RollbackOutcome | None:
+    if state is None:
+        detail = f"no PLOS release recorded on the {target.active_service} Service"
+    elif release_run_id and state.holder != release_run_id:
+        detail = (
+            f"flow run {release_run_id} changed nothing in the cluster: the latest release "
+            f"{state.release_id} ({state.image}, {state.phase}) belongs to run {state.holder}"
+        )
+    elif state.phase == "rolled_back":
+        detail = f"release {state.release_id} ({state.image}) is already rolled back: {state.reason}"
+    else:
+        return None
+    return RollbackOutcome(app=target.app, action="nothing", detail=detail, live_colour=selected)
+
+
 def _rollback_locked(
-    api: Any, engine: Any, request: RollbackRequest, target: ReleaseTarget, reason: str, redeploy_previous: Any
+    api: Any, engine: Any, request: RollbackRequest, target: ReleaseTarget, reason: str
 ) -> RollbackOutcome:
     logger = _logger()
     state, selected = read_state(api, target)

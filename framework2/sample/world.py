@@ -191,3 +191,39 @@ def sample_market(n_skus: int = 300, seed: int = 7) -> SampleMarket:
     """The demo's market: a few hundred SKUs, four competitors, 90 days."""
     start = pd.Timestamp.now(tz="UTC").normalize().tz_localize(None) - pd.Timedelta(days=90)
     return generate_market(n_skus=n_skus, n_competitors=4, n_days=90, seed=seed, start=start)
+
+
+def seed_release_history(engine: Engine, n: int = 150, seed: int = 7) -> int:
+    """Store ``n`` plausible past releases (PLOS's launch-success model trains on them); returns how many.
+
+    Idempotent for a seed: the ids derive from it, so a second demo run updates instead of duplicating.
+    """
+    import uuid
+
+    from framework2.store.models import Release
+    from framework2.store.releases import HISTORY_COLUMNS, save_release
+    from framework2.tasks.launch.prediction import synthetic_history
+
+    history = synthetic_history(n, seed=seed)
+    for i, row in enumerate(history.itertuples(index=False)):
+        facts = {c: getattr(row, c) for c in HISTORY_COLUMNS if c not in ("app", "started_at", "succeeded")}
+        started = row.started_at.to_pydatetime()
+        save_release(
+            engine,
+            Release(
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"framework2-sample-release/{seed}/{i}")),
+                namespace="shop",
+                app=row.app,
+                image=f"registry.example.com/{row.app}:sample-{i}",
+                revision=f"sample-{i}",
+                to_colour="blue" if i % 2 else "green",
+                status="promoted" if row.succeeded else "rolled_back",
+                phase="completed" if row.succeeded else "rolled_back",
+                started_at=started,
+                finished_at=started,
+                succeeded=bool(row.succeeded),
+                reason="sample history",
+                features={k: (None if v != v else v) for k, v in facts.items()},  # NaN → null
+            ),
+        )
+    return len(history)
