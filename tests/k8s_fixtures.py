@@ -460,8 +460,12 @@ class FakeCluster:
         return len(self.emulator[f"{method.lower()} {path}"])
 
 
-@pytest.fixture
-def cluster() -> Iterator[FakeCluster]:
+@contextlib.contextmanager
+def running_cluster() -> Iterator[FakeCluster]:
+    """The API emulator on a loopback port, served from a background thread, until the block ends.
+
+    What the ``cluster`` fixture yields, usable without pytest (the benchmarks use it).
+    """
     ready = threading.Event()
     box: dict = {}
 
@@ -478,7 +482,8 @@ def cluster() -> Iterator[FakeCluster]:
 
     thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
     thread.start()
-    assert ready.wait(15), "the Kubernetes API emulator did not start"
+    if not ready.wait(15):
+        raise RuntimeError("the Kubernetes API emulator did not start")
     fake = FakeCluster(box["emulator"], box["url"])
     for resource in RESOURCES:
         fake.emulator.resources[resource] = {}
@@ -492,3 +497,9 @@ def cluster() -> Iterator[FakeCluster]:
         finally:
             box["loop"].call_soon_threadsafe(box["stop"].set)
             thread.join(timeout=10)
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeCluster]:
+    with running_cluster() as fake:
+        yield fake

@@ -20,6 +20,7 @@ so a gap in CI cannot pass unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -125,17 +126,34 @@ def demo_app(request: pytest.FixtureRequest) -> Iterator[DemoApp]:
     app.reset()
 
 
+class PrometheusStartError(RuntimeError):
+    """Prometheus is not installed, exited, or did not start scraping in time."""
+
+
 @pytest.fixture(name="prometheus", scope="session")
 def prometheus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping the demo app every second, up and with the first scrape landed."""
+    app = _session_demo_app(request.config)
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_prometheus(app, tmp_path_factory.mktemp("prometheus")))
+        except PrometheusStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield server
+
+
+@contextlib.contextmanager
+def running_prometheus(app: DemoApp, home: Path) -> Iterator[PrometheusServer]:
+    """Prometheus scraping ``app`` every second, config and data in ``home``, until the block ends.
+
+    What the ``prometheus`` fixture yields, usable without pytest (the benchmarks use it); raises
+    PrometheusStartError when the binary is missing or it does not start scraping.
+    """
     binary = shutil.which("prometheus") or PROMETHEUS_BINARY
     if not Path(binary).is_file():
-        pytest.fail(
-            "the prometheus binary is missing; install it with scripts/ensure-prometheus.sh (as root)",
-            pytrace=False,
+        raise PrometheusStartError(
+            "the prometheus binary is missing; install it with scripts/ensure-prometheus.sh (as root)"
         )
-    app = _session_demo_app(request.config)
-    home = tmp_path_factory.mktemp("prometheus")
     config = home / "prometheus.yml"
     config.write_text(_CONFIG.format(interval=SCRAPE_INTERVAL_SECONDS, target=f"127.0.0.1:{app.port}"))
     port = _free_port()
@@ -172,7 +190,7 @@ def _wait_until_scraping(server: PrometheusServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while True:
         if server.process.poll() is not None:
-            pytest.fail(f"prometheus exited with {server.process.returncode}:\n{server.log()}", pytrace=False)
+            raise PrometheusStartError(f"prometheus exited with {server.process.returncode}:\n{server.log()}")
         try:
             ready = server.client.get(f"{server.url}/-/ready").status_code == 200
             # `up` is 1 once a scrape of the demo app succeeded, so the first samples are queryable.
@@ -182,5 +200,5 @@ def _wait_until_scraping(server: PrometheusServer) -> None:
             pass
         if time.monotonic() > deadline:
             server.process.kill()
-            pytest.fail(f"prometheus not scraping within {START_TIMEOUT_SECONDS}s:\n{server.log()}", pytrace=False)
+            raise PrometheusStartError(f"prometheus not scraping within {START_TIMEOUT_SECONDS}s:\n{server.log()}")
         time.sleep(0.2)

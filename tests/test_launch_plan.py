@@ -48,10 +48,24 @@ def test_programmatic_plan_api_needs_no_server() -> None:
     assert plan["new_colour"] == "blue" and plan["manifests"][0]["kind"] == "Deployment"
 
 
+def _forget_cluster_block() -> None:
+    from prefect.client.orchestration import get_client
+
+    from framework2.blocks.kubernetes_cluster import KubernetesCluster
+
+    try:
+        block = KubernetesCluster.load("plos")
+    except ValueError:
+        return
+    with get_client(sync_client=True) as client:
+        client.delete_block_document(block._block_document_id)
+
+
 @pytest.mark.integration
 def test_run_plos_without_a_cluster_renders_the_plan_and_says_so(
     prefect_server: str, store_url: str, tmp_path: Path
 ) -> None:
+    _forget_cluster_block()  # other tests in the session save one
     result = run_cli("run", "plos", env={"COLUMNS": "200"}, cwd=tmp_path)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -379,3 +380,47 @@ def test_status_warns_when_both_colours_are_up_without_a_release(world: World) -
     assert status.live_colour == "blue"
     assert any("both colours are scaled up" in w for w in status.warnings)
     assert json.loads(status.model_dump_json())["colours"]["green"]["replicas"] == 2
+
+
+def test_missing_prometheus_url_is_refused_before_anything_changes(world: World) -> None:
+    request = world.request("registry.example.com/web:1.1.0")
+    request.analysis.prometheus_url = None
+    with pytest.raises(Framework2Error, match="no prometheus_url is set"):
+        blue_green_release(request)
+    assert read_colour(world.api, TARGET, "green") is None and world.selected() == "blue"
+
+
+def test_rollback_never_scales_down_the_colour_still_carrying_traffic(world: World, tmp_path: Path) -> None:
+    request = world.request("registry.example.com/web:1.1.0", lock_ttl_seconds=5)
+    request.analysis.post_promotion_intervals = 60
+    _kill_when_promoted(world, request, tmp_path)
+    _wait_for_lock_to_expire(world)
+    # the API server refuses every switch back (more than the retries)
+    world.cluster.fail_next("patch", "/api/v1/namespaces/shop/services/web-active", status=500, times=40)
+
+    state = rollback(RollbackRequest(namespace="shop", app="web"), reason="test", return_state=True)
+
+    assert state.is_failed() and "incomplete" in state.message
+    assert world.selected() == "green"
+    assert read_colour(world.api, TARGET, "green").replicas == 2  # still serving: not scaled away
+
+
+def test_auto_rollback_leaves_a_kept_release_alone(world: World) -> None:
+    blue_green_release(world.request("registry.example.com/web:1.1.0"))
+    holder = read_state(world.api, TARGET)[0].holder  # type: ignore[union-attr]
+
+    outcome = rollback(RollbackRequest(namespace="shop", app="web"), reason="run failed late", release_run_id=holder)
+
+    assert outcome.action == "nothing" and "passed its analysis and was kept" in outcome.detail
+    assert world.selected() == "green"
+
+
+def test_lease_times_carry_microseconds_as_the_api_server_requires(world: World) -> None:
+    from framework2.tasks.launch.cluster import acquire_release_lock, lease_now
+
+    acquire_release_lock(world.api, TARGET, "someone", timedelta(seconds=30))
+    [created] = list(world.cluster.emulator["post /apis/coordination.k8s.io/v1/namespaces/shop/leases"])
+    spec = created.data["spec"]
+    for key in ("acquireTime", "renewTime"):  # RFC 3339 with exactly six fractional digits
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)", spec[key]), spec[key]
+    assert lease_now().microsecond != 0

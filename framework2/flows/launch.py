@@ -40,11 +40,12 @@ from framework2.tasks.launch.cluster import (
     ReleaseTarget,
     acquire_release_lock,
     active_colour,
+    lock_name,
     preflight,
     release_lock,
     server_version,
 )
-from framework2.tasks.launch.metrics import AnalysisEndpoints, make_measure
+from framework2.tasks.launch.metrics import AnalysisEndpoints, check_metrics, make_measure
 from framework2.tasks.launch.plan import release_plan
 from framework2.tasks.launch.prediction import Prediction, features_from_history, predict_success
 from framework2.tasks.launch.release import (
@@ -66,7 +67,7 @@ from framework2.tasks.launch.release import (
 )
 from framework2.tasks.launch.report import metrics_chart, plan_markdown, timeline_markdown
 from framework2.tasks.launch.rollout import read_colour, read_hpa_target
-from framework2.tasks.launch.state import ReleaseState, read_state, request_abort
+from framework2.tasks.launch.state import ReleaseState, clear_abort, read_state, request_abort, write_state
 
 SYSTEM = "plos"
 MODEL_VERSION = "plos-blue-green-1"
@@ -242,6 +243,23 @@ def blue_green_release(request: ReleaseRequest) -> ReleaseOutcome:
             predicted_success=prediction.probability,
         )
 
+    # Settings that would make every measurement error are refused before anything is touched.
+    if request.analysis.prometheus_url is None:
+        request.analysis.prometheus_url = get_settings().plos.prometheus_url
+    post = request.analysis.post_promotion_metric()
+    check_metrics(
+        [*request.analysis.pre_promotion, *([post] if post else [])],
+        AnalysisEndpoints(prometheus_url=request.analysis.prometheus_url, preview_url=request.analysis.preview_url),
+        {
+            "app": target.app,
+            "namespace": target.namespace,
+            "colour": "green",
+            "baseline_colour": "blue",
+            "revision": request.revision or "",
+            "preview_service": target.preview_service,
+            "active_service": target.active_service,
+        },
+    )
     api = cluster.api_client()
     holder = _flow_run_id()
     ttl = timedelta(seconds=request.lock_ttl_seconds)
@@ -268,18 +286,27 @@ def blue_green_release(request: ReleaseRequest) -> ReleaseOutcome:
         engine, SYSTEM, parameters=request.model_dump(mode="json"), flow_run_id=holder, model_version=MODEL_VERSION
     )
     try:
-        with LockKeeper(api, checked.lock, ttl):
+        with LockKeeper(api, checked.lock, ttl) as keeper:
             outcome = _release_locked(
-                api, engine, request, target, holder, checked.active_colour, (prediction, features), run_id
+                api, engine, request, target, keeper, checked.active_colour, (prediction, features), run_id
             )
     except BaseException as exc:
         finish_run(engine, run_id, status="failed", error=str(exc)[:2000])
         raise
     finally:
-        release_lock(api, checked.lock)
+        _give_back(api, checked.lock)
         api.close()
     finish_run(engine, run_id, status="completed", outcome=outcome.model_dump(mode="json"))
     return outcome
+
+
+def _give_back(api: Any, lock: Any) -> None:
+    # The release's outcome is decided by now; a failure to delete the lock must not turn a kept release
+    # into a failed run (and so into an automatic rollback). An unreleased lock runs out by itself.
+    try:
+        release_lock(api, lock)
+    except Exception as exc:
+        _logger().warning("could not give the release lock back (it expires by itself): %s", exc)
 
 
 def _release_locked(
@@ -287,19 +314,23 @@ def _release_locked(
     engine: Any,
     request: ReleaseRequest,
     target: ReleaseTarget,
-    holder: str,
+    keeper: LockKeeper,
     live: str | None,
     predicted: tuple[Prediction, dict[str, Any]],
     run_id: str,
 ) -> ReleaseOutcome:
     logger = _logger()
+    holder = keeper.lock.holder
     prediction, features = predicted
+    read_hpa_target(api, target)  # an HPA named for the app that targets something else: refuse now
     state, selected = read_state(api, target)
+    clear_abort(api, target)  # a request left from an earlier release is not meant for this one
     run: ReleaseRun | None = None
     if state is not None and state.in_flight:
         if state.image == request.image and state.revision == request.revision and state.phase != "rolling_back":
             state.holder = holder
-            run = ReleaseRun(api, target, state, log=logger.info)
+            write_state(api, target, state)  # the new owner, at once: the auto-rollback looks for it
+            run = ReleaseRun(api, target, state, log=logger.info, guard=keeper.check)
             run.note(
                 "resume",
                 f"resuming interrupted release {state.release_id} from phase {state.phase} (traffic on {selected})",
@@ -312,13 +343,12 @@ def _release_locked(
                 state.image,
                 state.phase,
             )
-            roll_back(api, target, state, f"interrupted in phase {state.phase}, superseded by {request.image}")
-            update_release(
+            interrupted = ReleaseRun(api, target, state, log=logger.info, guard=keeper.check)
+            _roll_back_and_record(
+                interrupted,
                 engine,
-                state.release_id,
-                status="rolled_back",
-                phase="rolled_back",
-                reason=f"interrupted; rolled back before releasing {request.image}",
+                f"interrupted in phase {state.phase}; rolled back before releasing {request.image}",
+                0,
             )
             live = read_state(api, target)[1]
 
@@ -351,7 +381,7 @@ def _release_locked(
             previous.image if previous else None,
             previous.revision if previous else None,
         )
-        run = ReleaseRun(api, target, state, log=logger.info)
+        run = ReleaseRun(api, target, state, log=logger.info, guard=keeper.check)
         save_release(
             engine,
             Release(
@@ -381,9 +411,13 @@ def _release_locked(
 
     try:
         return _drive(run, request, engine, prediction)
-    except ReleaseRolledBack:
-        raise
+    except (ReleaseRolledBack, ReleaseInProgress):
+        raise  # rolled back already, or the release is no longer ours to undo
     except BaseException as exc:
+        if run.state.phase in ("completed", "rolled_back"):
+            # Kept (or already undone): an error now — a lost artifact, a failed scale-down — is reported,
+            # never answered by switching traffic away from a release that passed its analysis.
+            raise
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         logger.error("release failed (%s); rolling back", reason)
         _roll_back_and_record(run, engine, reason, teardown=0)
@@ -401,10 +435,12 @@ def _drive(run: ReleaseRun, request: ReleaseRequest, engine: Any, prediction: Pr
     )
     with httpx.Client(timeout=10) as http:
         measure = make_measure(endpoints, measure_context(run), http)
+        post = request.analysis.post_promotion_metric()
         if state.phase in ("deploying", "analysing"):
             deploy_new_colour(run, request, on_progress=_progress_reporter(request.replicas, state.to_colour))
             update_release(engine, state.release_id, phase="analysing")
             open_preview(run)
+            passed = "no pre-promotion analysis configured"
             if request.analysis.pre_promotion:
                 result, aborted = analyse(run, "pre-promotion", request.analysis.pre_promotion, measure)
                 if aborted:
@@ -412,11 +448,13 @@ def _drive(run: ReleaseRun, request: ReleaseRequest, engine: Any, prediction: Pr
                 if result.phase != "successful":
                     if result.phase == "failed" or not _person_promotes(run, request, result.reason):
                         return _rolled_back(run, engine, f"pre-promotion analysis {result.phase}: {result.reason}", 0)
-                elif not request.auto_promotion and not _person_promotes(run, request, "analysis passed", auto=True):
-                    return _rolled_back(run, engine, "promotion declined", request.abort_teardown_delay_seconds)
+                    passed = ""  # a person just decided to promote
+                else:
+                    passed = "analysis passed"
+            if passed and not request.auto_promotion and not _person_promotes(run, request, passed, auto=True):
+                return _rolled_back(run, engine, "promotion not approved", request.abort_teardown_delay_seconds)
             promote(run)
             update_release(engine, state.release_id, phase="promoted", promoted_at=state.promoted_at)
-        post = request.analysis.post_promotion_metric()
         if state.phase == "promoted" and post is not None:
             result, aborted = analyse(run, "post-promotion", [post], measure)
             if aborted:
@@ -614,7 +652,7 @@ def rollback(
                 # A live release holds the lock: ask it to roll itself back, and wait for that (or for its
                 # lock to run out if its worker died, and then undo it here).
                 if not asked:
-                    request_abort(api, target, state.release_id, reason)
+                    request_abort(api, target, reason, release_id=state.release_id, holder=_lock_holder(api, target))
                     logger.info("release %s is running (holder %s); abort requested", state.release_id, state.holder)
                     asked = True
                 current, selected = read_state(api, target)
@@ -634,12 +672,22 @@ def rollback(
                     )
                 time.sleep(1)
         try:
-            with LockKeeper(api, lock, ttl):
-                return _rollback_locked(api, engine, request, target, reason)
+            with LockKeeper(api, lock, ttl) as keeper:
+                return _rollback_locked(api, engine, request, target, reason, keeper)
         finally:
-            release_lock(api, lock)
+            _give_back(api, lock)
     finally:
         api.close()
+
+
+def _lock_holder(api: Any, target: ReleaseTarget) -> str | None:
+    from kubernetes import client
+
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(lock_name(target.app), target.namespace)
+    except Exception:
+        return None
+    return lease.spec.holder_identity
 
 
 def _nothing_to_roll_back(
@@ -654,18 +702,23 @@ def _nothing_to_roll_back(
         )
     elif state.phase == "rolled_back":
         detail = f"release {state.release_id} ({state.image}) is already rolled back: {state.reason}"
+    elif release_run_id and state.phase == "completed":
+        detail = (
+            f"release {state.release_id} ({state.image}) passed its analysis and was kept; its run failed "
+            "afterwards, which is no reason to take it back (run plos-rollback by hand to do so)"
+        )
     else:
         return None
     return RollbackOutcome(app=target.app, action="nothing", detail=detail, live_colour=selected)
 
 
 def _rollback_locked(
-    api: Any, engine: Any, request: RollbackRequest, target: ReleaseTarget, reason: str
+    api: Any, engine: Any, request: RollbackRequest, target: ReleaseTarget, reason: str, keeper: LockKeeper
 ) -> RollbackOutcome:
     logger = _logger()
     state, selected = read_state(api, target)
     assert state is not None
-    run = ReleaseRun(api, target, state, log=logger.info)
+    run = ReleaseRun(api, target, state, log=logger.info, guard=keeper.check)
     if state.in_flight:
         _roll_back_and_record(run, engine, f"{reason} (release interrupted in phase {state.phase})", 0)
         publish_timeline(run, f"rolled back: {reason}")
@@ -691,7 +744,14 @@ def _rollback_locked(
         )
     logger.info("no instant rollback (%s); redeploying the previous revision", why)
     detail = redeploy_previous(run, request.progress_deadline_seconds, reason)
-    update_release(engine, state.release_id, status="rolled_back", reason=f"{reason}: {detail}")
+    update_release(
+        engine,
+        state.release_id,
+        status="rolled_back",
+        phase="rolled_back",
+        reason=f"{reason}: {detail}",
+        evidence=_evidence(run),
+    )
     emit(
         SYSTEM,
         "release.rolled_back",
@@ -700,6 +760,7 @@ def _rollback_locked(
             "namespace": target.namespace,
             "image": state.image,
             "reason": reason,
+            "colour": state.from_colour,
             "release_id": state.release_id,
         },
     )
@@ -857,6 +918,8 @@ def launch_operations() -> SystemResult:
             if lines:
                 create_markdown_artifact(key="plos-status", markdown="\n\n".join(lines), description="PLOS app status")
             summary = (
+                "cluster configured, but no apps are listed under [plos] apps to watch; " if not settings.apps else ""
+            ) + (
                 f"{len(settings.apps)} app(s) checked, {len(warnings)} warning(s)"
                 + (f": {'; '.join(warnings[:3])}" if warnings else "")
                 + f"; {len(finished)} recent releases, {quality:.0%} kept."

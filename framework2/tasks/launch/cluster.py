@@ -8,6 +8,7 @@ one app cannot interleave and a crashed run does not block the app forever.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator
 
 from framework2.errors import Framework2Error
+from framework2.tasks.launch.kapi import with_retries
 
 COLOURS = ("blue", "green")
 COLOUR_LABEL = "framework2.io/colour"
@@ -140,6 +142,18 @@ def lock_name(app: str) -> str:
     return f"plos-release-{app}"
 
 
+def micro_time(moment: datetime) -> str:
+    """A Lease time as the API server parses it (MicroTime: always six fractional digits, UTC)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_now() -> datetime:
+    """Now, never on a whole second: the client writes datetimes with isoformat(), which drops the fraction
+    when the microseconds are zero, and the API server refuses a Lease time without its six digits."""
+    now = datetime.now(UTC)
+    return now if now.microsecond else now.replace(microsecond=1)
+
+
 def _lease_expiry(lease: Any) -> datetime:
     spec = lease.spec
     start = spec.renew_time or spec.acquire_time or datetime.now(UTC)
@@ -165,7 +179,7 @@ def acquire_release_lock(
     leases = client.CoordinationV1Api(api)
     name = lock_name(target.app)
     for _attempt in range(2):
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = lease_now()
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(name=name, namespace=target.namespace, labels={"app": target.app}),
             spec=client.V1LeaseSpec(
@@ -176,12 +190,12 @@ def acquire_release_lock(
             ),
         )
         try:
-            leases.create_namespaced_lease(target.namespace, body)
+            with_retries(leases.create_namespaced_lease, target.namespace, body)
             return ReleaseLock(target.namespace, name, holder, now + ttl)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        current = leases.read_namespaced_lease(name, target.namespace)
+        current = with_retries(leases.read_namespaced_lease, name, target.namespace)
         expires = _lease_expiry(current)
         if current.spec.holder_identity == holder:
             return ReleaseLock(target.namespace, name, holder, expires)
@@ -192,10 +206,15 @@ def acquire_release_lock(
                 f"until {expires:%Y-%m-%d %H:%M:%S} UTC",
                 hint="wait for it to finish, or run plos-rollback / plos-release-status for that release",
             )
-        try:  # expired or its holder's run ended: take it over
-            leases.delete_namespaced_lease(name, target.namespace)
+        try:  # expired or its holder's run ended: take it over — only that very lock, not a newer one
+            preconditions = client.V1Preconditions(
+                uid=current.metadata.uid, resource_version=current.metadata.resource_version
+            )
+            leases.delete_namespaced_lease(
+                name, target.namespace, body=client.V1DeleteOptions(preconditions=preconditions)
+            )
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):  # gone, or someone else took it over first: try again
                 raise
     raise ReleaseInProgress(f"could not take the release lock of {target.app!r}", hint="try again")
 
@@ -206,8 +225,7 @@ def renew_release_lock(api: client.ApiClient, lock: ReleaseLock) -> bool:
     current = leases.read_namespaced_lease(lock.name, lock.namespace)
     if current.spec.holder_identity != lock.holder:
         return False
-    now = datetime.now(UTC).replace(microsecond=0)
-    leases.patch_namespaced_lease(lock.name, lock.namespace, {"spec": {"renewTime": now.isoformat()}})
+    leases.patch_namespaced_lease(lock.name, lock.namespace, {"spec": {"renewTime": micro_time(datetime.now(UTC))}})
     return True
 
 
@@ -219,8 +237,10 @@ class LockKeeper:
     """
 
     def __init__(self, api: client.ApiClient, lock: ReleaseLock, ttl: timedelta) -> None:
-        self.api, self.lock, self.period = api, lock, max(1.0, ttl.total_seconds() / 3)
+        self.api, self.lock, self.ttl = api, lock, ttl.total_seconds()
+        self.period = max(1.0, self.ttl / 3)
         self.lost = False
+        self._renewed = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lock-{lock.name}", daemon=True)
 
@@ -230,8 +250,18 @@ class LockKeeper:
                 if not renew_release_lock(self.api, self.lock):
                     self.lost = True
                     return
+                self._renewed = time.monotonic()
             except Exception:  # a blip of the API server: try again next period, the TTL has slack
-                continue
+                if time.monotonic() - self._renewed > self.ttl:
+                    self.lost = True  # it may have run out and been taken over meanwhile
+
+    def check(self) -> None:
+        """Raise if the lock may no longer be ours, before a change another release could be making too."""
+        if self.lost:
+            raise ReleaseInProgress(
+                f"lost the release lock {self.lock.name} (not renewed within its TTL, or taken over)",
+                hint="another run may be releasing this app now; see plos-release-status before acting",
+            )
 
     def __enter__(self) -> LockKeeper:
         self._thread.start()
@@ -252,7 +282,7 @@ def release_lock(api: client.ApiClient, lock: ReleaseLock) -> None:
             return
         raise
     if current.spec.holder_identity == lock.holder:
-        leases.delete_namespaced_lease(lock.name, lock.namespace)
+        with_retries(leases.delete_namespaced_lease, lock.name, lock.namespace)
 
 
 @dataclass(frozen=True)

@@ -162,12 +162,11 @@ class ReleaseRequest(BaseModel):
     auto_promotion_seconds: int = Field(
         0, ge=0, description="With auto-promotion off: promote anyway after this many seconds (0 = wait for a person)."
     )
-    scale_down_delay_seconds: float = Field(30, ge=0, description="Seconds the old colour stays up after promotion.")
+    scale_down_delay_seconds: float = Field(
+        30, ge=0, description="Seconds the old colour stays up after promotion: the window of instant rollback."
+    )
     abort_teardown_delay_seconds: float = Field(
         30, ge=0, description="Seconds an aborted new colour stays up (for debugging) before it is scaled to zero."
-    )
-    fast_rollback_window_seconds: float = Field(
-        600, ge=0, description="After promotion, rollback is an instant switch within this window (old colour up)."
     )
     hpa: HpaSettings | None = Field(
         default_factory=HpaSettings, description="HorizontalPodAutoscaler for the new colour; empty for none."
@@ -231,6 +230,8 @@ class ReleaseRun:
     timeline: list[TimelineEntry] = field(default_factory=list)
     analyses: dict[str, AnalysisResult] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    # Raises when this run may no longer own the release (its lock was lost); called before every change.
+    guard: Callable[[], None] = lambda: None
 
     def note(self, step: str, detail: str, traffic: str | None = None) -> None:
         """Add a line to the timeline (and the run's log)."""
@@ -261,6 +262,7 @@ def new_state(
 
 
 def _record(run: ReleaseRun, action: str, undo: Undo | None) -> None:
+    run.guard()
     # A resumed release records each step once: an identical step not yet undone is already in the log.
     for step in run.state.steps:
         if step.action == action and step.undo == undo and step.undone_at is None:
@@ -340,7 +342,11 @@ def abortable_sleep(run: ReleaseRun, poll_seconds: float = 1.0) -> tuple[Callabl
 
     def aborted() -> bool:
         if not reason:
-            found = abort_requested(run.api, run.target, run.state.release_id)
+            try:
+                found = abort_requested(run.api, run.target, run.state.release_id, run.state.holder)
+            except Exception as exc:  # cannot read the request now: that is not a request to roll back
+                run.log(f"could not check for an abort request: {type(exc).__name__}: {exc}")
+                found = None
             if found:
                 reason.append(found)
         return bool(reason)
@@ -375,6 +381,7 @@ def analyse(
 
 def promote(run: ReleaseRun) -> None:
     """Switch production traffic to the new colour: selector and state in one PATCH."""
+    run.guard()
     state = run.state
     undo = Undo(op="select", colour=state.from_colour)
     if not any(s.undo == undo and s.undone_at is None for s in state.steps):
@@ -387,9 +394,16 @@ def promote(run: ReleaseRun) -> None:
 
 def complete(run: ReleaseRun, hpa: HpaSettings | None) -> None:
     """Keep the release: point the autoscaler at the new colour and mark the release completed."""
+    run.guard()
     state = run.state
+    existing = read_hpa_target(run.api, run.target)
+    if hpa is None and existing and existing != state.to_colour:
+        # No HPA asked for, but one exists: left on the old colour it would scale that colour back up.
+        _record(run, f"autoscaler → {state.to_colour} (existing limits)", Undo(op="hpa_target", colour=existing))
+        retarget_hpa(run.api, run.target, state.to_colour)
+        run.note("autoscale", f"existing HPA {run.target.app} → {state.to_colour}", traffic=state.to_colour)
     if hpa is not None:
-        before = read_hpa_target(run.api, run.target)
+        before = existing
         undo = Undo(op="hpa_target", colour=before) if before else Undo(op="hpa_delete")
         _record(
             run,
@@ -417,9 +431,12 @@ def scale_down_old(api: client.ApiClient, target: ReleaseTarget, release_id: str
         return "skipped: the release is no longer the completed live release (rolled back or superseded)"
     if selected != state.to_colour or not state.from_colour:
         return f"skipped: traffic is on {selected}, not {state.to_colour}"
+    now = datetime.now(UTC)
+    state.close_log(now)  # from here on a rollback must bring the old revision back up: a redeploy
+    state.steps.append(Step(action=f"scale {state.from_colour} to 0", at=now))
+    write_state(api, target, state)
     scale(api, target, state.from_colour, 0)
     state.old_scaled_down_at = datetime.now(UTC)
-    state.steps.append(Step(action=f"scale {state.from_colour} to 0", at=state.old_scaled_down_at))
     write_state(api, target, state)
     return f"{state.from_colour} scaled to 0"
 
@@ -429,6 +446,12 @@ def _undo(api: client.ApiClient, target: ReleaseTarget, state: ReleaseState, ste
     assert undo is not None
     step.undone_at = datetime.now(UTC)
     if undo.op == "select":
+        if undo.colour and not colour_ready(api, target, undo.colour):
+            step.undone_at = None
+            raise ClusterError(
+                f"will not switch traffic back to {undo.colour}: it has no ready pods",
+                hint=f"traffic stays on {state.to_colour}; run plos-rollback, which redeploys the previous revision",
+            )
         # Traffic and state change together; a first release had no colour to go back to.
         write_state(api, target, state, selector={COLOUR_LABEL: undo.colour})
         return
@@ -464,26 +487,36 @@ def roll_back(
     """
     state.phase = "rolling_back"
     state.reason = reason
-    write_state(api, target, state)
+    try:
+        write_state(api, target, state)
+    except Exception as exc:
+        raise ClusterError(
+            f"rollback of release {state.release_id} is incomplete: it could not even start "
+            f"({type(exc).__name__} {str(exc).splitlines()[0][:120]}); nothing was changed",
+            hint="run plos-rollback for this app again once the API server answers",
+        ) from exc
     failures: list[str] = []
 
-    def undo(step: Step) -> None:
+    def undo(step: Step) -> bool:
         try:
             _undo(api, target, state, step)
         except Exception as exc:
             step.undone_at = None
             failures.append(f"{step.action}: {type(exc).__name__} {str(exc).splitlines()[0][:120]}")
-            return
+            return False
         if note:
             traffic = step.undo.colour if step.undo and step.undo.op == "select" else None
             note("rollback", f"undone: {step.action}", traffic)
+        return True
 
     deferred: list[Step] = []
     for step in state.pending_undos():
         if step.undo and step.undo.op == "scale" and teardown_delay_seconds > 0:
             deferred.append(step)
             continue
-        undo(step)
+        if not undo(step) and step.undo and step.undo.op == "select":
+            deferred = []  # traffic is still on the new colour: scaling anything down now would be an outage
+            break
     if deferred:
         if note:
             note("rollback", f"new colour kept {teardown_delay_seconds:.0f} s for inspection, then scaled to 0", None)
@@ -499,6 +532,12 @@ def roll_back(
     write_state(api, target, state)
     clear_abort(api, target)
     return state
+
+
+def colour_ready(api: client.ApiClient, target: ReleaseTarget, colour: str) -> bool:
+    """True when ``colour`` has a Deployment with replicas and all of them ready."""
+    live = read_colour(api, target, colour)
+    return bool(live is not None and live.replicas > 0 and live.ready_replicas >= live.replicas)
 
 
 def old_colour_ready(api: client.ApiClient, target: ReleaseTarget, state: ReleaseState) -> bool:
@@ -530,40 +569,59 @@ def fast_rollback_possible(
 
 def redeploy_previous(run: ReleaseRun, progress_deadline_seconds: int, reason: str) -> str:
     """Roll back a completed release whose old colour is gone: bring the previous revision up on the idle
-    colour, wait for it, then switch traffic and the autoscaler to it and scale the bad colour to zero."""
+    colour, wait for it, then switch traffic and the autoscaler to it and scale the bad colour to zero.
+
+    If the previous revision does not come up, it is scaled back to zero and the release stays completed
+    (traffic never left it), and a ClusterError says so.
+    """
     state, api, target = run.state, run.api, run.target
     if not state.previous_image or not state.previous_revision or not state.from_colour:
         raise ClusterError(
             f"release {state.release_id} recorded no previous revision, so there is nothing to go back to",
             hint="release the image you want with plos-blue-green-release",
         )
+    run.guard()
     bad = read_colour(api, target, state.to_colour)
     replicas = max(1, bad.replicas if bad else 1)
-    state.phase = "rolling_back"
-    state.reason = reason
-    write_state(api, target, state)
-    apply_colour(
-        api,
-        target,
-        state.from_colour,
-        state.previous_image,
-        state.previous_revision,
-        replicas,
-        progress_deadline_seconds,
-        template=bad.template if bad else None,
-    )
-    run.note("redeploy", f"{state.from_colour} → {state.previous_image} ×{replicas}", traffic=state.to_colour)
-    progress = wait_for_rollout(
-        api, target, state.from_colour, state.previous_revision, replicas, progress_deadline_seconds
-    )
-    state.phase = "rolled_back"
+    previous, old = state.previous_revision, state.from_colour
     state.steps.append(
-        Step(action=f"traffic → {state.from_colour} (redeployed {state.previous_revision})", at=datetime.now(UTC))
+        Step(
+            action=f"redeploy {old} {state.previous_image} ×{replicas}",
+            at=datetime.now(UTC),
+            undo=Undo(op="scale", colour=old, replicas=0),
+        )
     )
-    write_state(api, target, state, selector={COLOUR_LABEL: state.from_colour})
-    run.note("switch", f"traffic → {state.from_colour} ({progress.ready} pods ready)", traffic=state.from_colour)
+    write_state(api, target, state)
+    try:
+        apply_colour(
+            api,
+            target,
+            old,
+            state.previous_image,
+            previous,
+            replicas,
+            progress_deadline_seconds,
+            template=bad.template if bad else None,
+        )
+        run.note("redeploy", f"{old} → {state.previous_image} ×{replicas}", traffic=state.to_colour)
+        progress = wait_for_rollout(api, target, old, previous, replicas, progress_deadline_seconds)
+    except Exception as exc:
+        scale(api, target, old, 0)
+        state.steps[-1].undone_at = datetime.now(UTC)
+        write_state(api, target, state)
+        raise ClusterError(
+            f"rollback of {state.image} failed: the previous revision {previous} did not come up on {old} "
+            f"({str(exc).splitlines()[0][:200]}); traffic stays on {state.to_colour}",
+            hint="fix the cause (see the message), then run plos-rollback again or release a fixed image",
+        ) from exc
+    state.phase = "rolled_back"
+    state.reason = reason
+    state.close_log(datetime.now(UTC))
+    state.steps.append(Step(action=f"traffic → {old} (redeployed {previous})", at=datetime.now(UTC)))
+    write_state(api, target, state, selector={COLOUR_LABEL: old})
+    run.note("switch", f"traffic → {old} ({progress.ready} pods ready)", traffic=old)
     if read_hpa_target(api, target) == state.to_colour:
-        retarget_hpa(api, target, state.from_colour)
+        retarget_hpa(api, target, old)
     scale(api, target, state.to_colour, 0)
-    run.note("scale down", f"{state.to_colour} → 0", traffic=state.from_colour)
-    return f"previous revision {state.previous_revision} redeployed on {state.from_colour} and live"
+    run.note("scale down", f"{state.to_colour} → 0", traffic=old)
+    return f"previous revision {previous} redeployed on {old} and live"

@@ -56,6 +56,9 @@ class Step(BaseModel):
     at: datetime
     undo: Undo | None = None
     undone_at: datetime | None = None
+    closed_at: datetime | None = Field(
+        None, description="When the undo stopped applying (the old colour was scaled down: nothing to go back to)."
+    )
 
 
 class TimelineEntry(BaseModel):
@@ -93,7 +96,12 @@ class ReleaseState(BaseModel):
 
     def pending_undos(self) -> list[Step]:
         """Steps not yet undone, newest first (the order a rollback takes them back in)."""
-        return [s for s in reversed(self.steps) if s.undo is not None and s.undone_at is None]
+        return [s for s in reversed(self.steps) if s.undo is not None and s.undone_at is None and s.closed_at is None]
+
+    def close_log(self, at: datetime) -> None:
+        """The release is kept for good: its undos no longer apply (rollback is a redeploy from now on)."""
+        for step in self.pending_undos():
+            step.closed_at = at
 
 
 def _service(api: client.ApiClient, target: ReleaseTarget, name: str | None = None) -> Any:
@@ -158,8 +166,12 @@ def record_step(
     return step
 
 
-def abort_requested(api: client.ApiClient, target: ReleaseTarget, release_id: str) -> str | None:
-    """The reason someone asked this release to stop (``plos-rollback`` writes it), or None."""
+def abort_requested(api: client.ApiClient, target: ReleaseTarget, release_id: str, holder: str) -> str | None:
+    """The reason someone asked this release (or the run holding the lock) to stop, or None.
+
+    ``plos-rollback`` names the lock's holder, since it cannot know the id of a release that has not written
+    its state yet (one paused for approval, say); a request for an earlier release or run is ignored.
+    """
     annotations = _service(api, target).metadata.annotations or {}
     raw = annotations.get(ABORT_ANNOTATION)
     if not raw:
@@ -168,18 +180,20 @@ def abort_requested(api: client.ApiClient, target: ReleaseTarget, release_id: st
         request = json.loads(raw)
     except ValueError:
         return f"abort requested ({raw})"
-    if request.get("release_id") not in (None, release_id):
+    if request.get("release_id") != release_id and request.get("holder") != holder:
         return None  # a stale request for an earlier release
     return str(request.get("reason") or "abort requested")
 
 
-def request_abort(api: client.ApiClient, target: ReleaseTarget, release_id: str, reason: str) -> None:
-    """Ask the release that holds the lock to roll back at its next check."""
+def request_abort(
+    api: client.ApiClient, target: ReleaseTarget, reason: str, *, release_id: str | None, holder: str | None
+) -> None:
+    """Ask the release (or the run holding the release lock) to roll back at its next check."""
     body = {
         "metadata": {
             "annotations": {
                 ABORT_ANNOTATION: json.dumps(
-                    {"release_id": release_id, "reason": reason, "at": datetime.now(UTC).isoformat()}
+                    {"release_id": release_id, "holder": holder, "reason": reason, "at": datetime.now(UTC).isoformat()}
                 )
             }
         }
