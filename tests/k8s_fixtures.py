@@ -12,7 +12,8 @@ over HTTP, that turns Deployments into Pods and reports their status. What the p
 image: ``crashloop``, ``unschedulable`` or ``stuck`` in the image name; anything else becomes Ready.
 
 ``cluster.fail_next(method, path, status=..., times=...)`` makes the next requests of the code under test
-to one path answer with an error, for retry tests.
+to one path answer with an error, for retry tests. ``running_cluster()`` is the ``cluster`` fixture as a
+context manager, for use without pytest (the benchmarks).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ rather than assuming the window holds only its own traffic.
 
 ``prometheus`` is Debian's ``/usr/bin/prometheus`` on a free loopback port with a throw-away config and
 data directory. A missing binary fails the test (run ``scripts/ensure-prometheus.sh``); it never skips,
-so a gap in CI cannot pass unnoticed.
+so a gap in CI cannot pass unnoticed. ``running_prometheus(app, home)`` is the same without pytest (for
+the benchmarks); it raises PrometheusStartError where the fixture fails the test.
 """
 
 from __future__ import annotations
