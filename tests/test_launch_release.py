@@ -28,7 +28,7 @@ from framework2.flows.launch import RollbackRequest, blue_green_release, release
 from framework2.store.engine import open_store
 from framework2.store.releases import recent_releases
 from framework2.tasks.launch.analysis import MetricSpec
-from framework2.tasks.launch.cluster import COLOUR_LABEL, ReleaseTarget, lock_name
+from framework2.tasks.launch.cluster import COLOUR_LABEL, ReleaseInProgress, ReleaseTarget, lock_name
 from framework2.tasks.launch.release import AnalysisSettings, ReleaseRequest
 from framework2.tasks.launch.rollout import apply_colour, read_colour, read_hpa_target, wait_for_rollout
 from framework2.tasks.launch.state import read_state
@@ -205,14 +205,29 @@ def test_crash_looping_release_fails_fast_naming_the_pod(world: World) -> None:
     assert world.selected() == "blue"
 
 
-def test_second_release_of_the_same_app_refuses_while_one_holds_the_lock(world: World) -> None:
-    from framework2.tasks.launch.cluster import ReleaseInProgress, acquire_release_lock
+def test_second_release_of_the_same_app_refuses_while_one_is_running(world: World) -> None:
+    first = world.request("registry.example.com/web:1.1.0")
+    first.analysis.post_promotion_intervals = 6
+    context = contextvars.copy_context()
+    result: dict = {}
+    running = threading.Thread(target=lambda: result.update(outcome=context.run(blue_green_release, first)))
+    running.start()
+    leases = client.CoordinationV1Api(world.api)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            holder = leases.read_namespaced_lease(lock_name("web"), "shop").spec.holder_identity
+            break
+        except client.exceptions.ApiException:
+            assert time.monotonic() < deadline, "the first release never took the lock"
+            time.sleep(0.05)
 
-    acquire_release_lock(world.api, TARGET, "release-run-A", timedelta(minutes=5))
-    with pytest.raises(ReleaseInProgress, match="held by 'release-run-A'"):
-        blue_green_release(world.request("registry.example.com/web:1.1.0"))
-    assert read_colour(world.api, TARGET, "green") is None  # nothing was changed
-    assert world.selected() == "blue"
+    with pytest.raises(ReleaseInProgress, match=f"held by '{holder}'"):
+        blue_green_release(world.request("registry.example.com/web:1.2.0"))
+    running.join(timeout=90)
+
+    assert result["outcome"].status == "promoted" and result["outcome"].image.endswith(":1.1.0")
+    assert read_colour(world.api, TARGET, "green").image.endswith(":1.1.0")  # the second changed nothing
 
 
 def test_transient_api_errors_mid_release_are_retried(world: World) -> None:

@@ -144,7 +144,9 @@ def auto_rollback_automation(rollback_deployment_id) -> Automation:  # type: ign
                 deployment_id=rollback_deployment_id,
                 parameters={
                     "request": "{{ flow_run.parameters.request }}",
-                    "release_run_id": "{{ flow_run.id }}",
+                    # A plain string template: the single-expression form would go through tojson, which
+                    # cannot encode the run's UUID.
+                    "release_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"},
                     "reason": "release run {{ flow_run.name }} ended {{ flow_run.state.name }}: "
                     "{{ flow_run.state.message }}",
                 },

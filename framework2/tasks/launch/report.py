@@ -79,7 +79,7 @@ def metrics_chart(analyses: dict[str, AnalysisResult], specs: dict[str, tuple[st
             ax.plot([t for t, _ in good], [v for _, v in good], marker="o", color="#1f77b4", label="measured")
         for m in points:
             if m.value is None:  # errors and no-data are shown where they happened, not silently skipped
-                ax.axvline(m.at, color="#999999", linestyle=":", linewidth=1)
+                ax.axvline(m.at, color="#999999", linestyle=":", linewidth=1, label=f"{m.phase.replace('_', ' ')}")
         success, failure = specs.get(name, (None, None))
         for value in _thresholds(success):
             ax.axhline(value, color="#2ca02c", linestyle="--", linewidth=1, label=f"success {success}")
