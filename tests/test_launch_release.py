@@ -29,7 +29,7 @@ from framework2.store.engine import open_store
 from framework2.store.releases import recent_releases
 from framework2.tasks.launch.analysis import MetricSpec
 from framework2.tasks.launch.cluster import COLOUR_LABEL, ReleaseInProgress, ReleaseTarget, lock_name
-from framework2.tasks.launch.release import AnalysisSettings, ReleaseRequest
+from framework2.tasks.launch.release import AnalysisSettings, JudgeSpec, ReleaseRequest
 from framework2.tasks.launch.rollout import apply_colour, read_colour, read_hpa_target, wait_for_rollout
 from framework2.tasks.launch.state import read_state
 from tests.k8s_fixtures import FakeCluster
@@ -439,3 +439,33 @@ def test_lease_times_carry_microseconds_as_the_api_server_requires(world: World)
     for key in ("acquireTime", "renewTime"):  # RFC 3339 with exactly six fractional digits
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)", spec[key]), spec[key]
     assert lease_now().microsecond != 0
+
+
+P50_LATENCY = (
+    'histogram_quantile(0.5, sum by (le) (rate(demo_http_request_duration_seconds_bucket{colour="{{colour}}"}[3s])))'
+)
+
+
+def test_statistical_judge_rolls_back_a_release_slower_than_the_live_colour(world: World) -> None:
+    request = world.request("registry.example.com/web:1.1.0-slow")  # 0.6 s instead of 5 ms, no errors
+    request.analysis.pre_promotion[1].count = 4  # long enough for the window to hold only the new image
+    request.analysis.judges = [
+        JudgeSpec(name="latency-vs-live", query=P50_LATENCY, window_seconds=3, step_seconds=0.5, min_samples=5)
+    ]
+    state = blue_green_release(request, return_state=True)
+
+    assert state.is_failed() and "judge failed" in state.message and "latency-vs-live" in state.message
+    assert world.selected() == "blue"
+    verdict = stored_release().evidence["judgements"]["latency-vs-live"]
+    assert verdict["phase"] == "failed" and verdict["candidate_median"] > 10 * verdict["baseline_median"]
+
+
+def test_judge_without_prometheus_is_refused_before_anything_changes(world: World) -> None:
+    request = world.request("registry.example.com/web:1.1.0")
+    request.analysis.judges = [JudgeSpec(name="latency-vs-live", query=P50_LATENCY)]
+    request.analysis.pre_promotion = [m for m in request.analysis.pre_promotion if m.kind == "http"]
+    request.analysis.post_promotion_intervals = 0
+    request.analysis.prometheus_url = None
+    with pytest.raises(Framework2Error, match="judge 'latency-vs-live' compares Prometheus samples"):
+        blue_green_release(request)
+    assert read_colour(world.api, TARGET, "green") is None

@@ -45,7 +45,7 @@ from framework2.tasks.launch.cluster import (
     release_lock,
     server_version,
 )
-from framework2.tasks.launch.metrics import AnalysisEndpoints, check_metrics, make_measure
+from framework2.tasks.launch.metrics import AnalysisEndpoints, check_metrics, make_measure, render, sample_series
 from framework2.tasks.launch.plan import release_plan
 from framework2.tasks.launch.prediction import Prediction, features_from_history, predict_success
 from framework2.tasks.launch.release import (
@@ -57,6 +57,7 @@ from framework2.tasks.launch.release import (
     complete,
     deploy_new_colour,
     fast_rollback_possible,
+    judge_against_live,
     measure_context,
     new_state,
     open_preview,
@@ -212,6 +213,7 @@ def _evidence(run: ReleaseRun) -> dict[str, Any]:
     return {
         "timeline": [e.model_dump(mode="json") for e in run.timeline],
         "analyses": {k: v.model_dump(mode="json") for k, v in run.analyses.items()},
+        "judgements": {k: v.model_dump(mode="json") for k, v in run.judgements.items()},
         "steps": [s.model_dump(mode="json") for s in run.state.steps],
     }
 
@@ -243,23 +245,7 @@ def blue_green_release(request: ReleaseRequest) -> ReleaseOutcome:
             predicted_success=prediction.probability,
         )
 
-    # Settings that would make every measurement error are refused before anything is touched.
-    if request.analysis.prometheus_url is None:
-        request.analysis.prometheus_url = get_settings().plos.prometheus_url
-    post = request.analysis.post_promotion_metric()
-    check_metrics(
-        [*request.analysis.pre_promotion, *([post] if post else [])],
-        AnalysisEndpoints(prometheus_url=request.analysis.prometheus_url, preview_url=request.analysis.preview_url),
-        {
-            "app": target.app,
-            "namespace": target.namespace,
-            "colour": "green",
-            "baseline_colour": "blue",
-            "revision": request.revision or "",
-            "preview_service": target.preview_service,
-            "active_service": target.active_service,
-        },
-    )
+    _check_analysis(request, target)
     api = cluster.api_client()
     holder = _flow_run_id()
     ttl = timedelta(seconds=request.lock_ttl_seconds)
@@ -298,6 +284,36 @@ def blue_green_release(request: ReleaseRequest) -> ReleaseOutcome:
         api.close()
     finish_run(engine, run_id, status="completed", outcome=outcome.model_dump(mode="json"))
     return outcome
+
+
+def _check_analysis(request: ReleaseRequest, target: ReleaseTarget) -> None:
+    """Refuse, before anything is touched, settings that would make every measurement error."""
+    if request.analysis.prometheus_url is None:
+        request.analysis.prometheus_url = get_settings().plos.prometheus_url
+    endpoints = AnalysisEndpoints(
+        prometheus_url=request.analysis.prometheus_url, preview_url=request.analysis.preview_url
+    )
+    context = {
+        "app": target.app,
+        "namespace": target.namespace,
+        "colour": "green",
+        "baseline_colour": "blue",
+        "revision": request.revision or "",
+        "preview_service": target.preview_service,
+        "active_service": target.active_service,
+    }
+    post = request.analysis.post_promotion_metric()
+    check_metrics([*request.analysis.pre_promotion, *([post] if post else [])], endpoints, context)
+    for judge in request.analysis.judges:
+        if endpoints.prometheus_url is None:
+            raise ConfigError(
+                f"judge {judge.name!r} compares Prometheus samples but no prometheus_url is set",
+                hint="set prometheus_url in the analysis settings (or [plos] prometheusUrl), or remove the judge",
+            )
+        try:
+            render(judge.query, context)
+        except ValueError as exc:
+            raise ConfigError(f"judge {judge.name!r}: {exc}", hint="fix the placeholders in its query") from exc
 
 
 def _give_back(api: Any, lock: Any) -> None:
@@ -451,6 +467,13 @@ def _drive(run: ReleaseRun, request: ReleaseRequest, engine: Any, prediction: Pr
                     passed = ""  # a person just decided to promote
                 else:
                     passed = "analysis passed"
+            verdict, why = judge_against_live(
+                run,
+                request.analysis.judges,
+                lambda q, a, b, c: sample_series(http, endpoints.prometheus_url or "", q, a, b, c),
+            )
+            if verdict == "failed" or (verdict == "inconclusive" and not _person_promotes(run, request, why)):
+                return _rolled_back(run, engine, f"judge {verdict}: {why}", 0)
             if passed and not request.auto_promotion and not _person_promotes(run, request, passed, auto=True):
                 return _rolled_back(run, engine, "promotion not approved", request.abort_teardown_delay_seconds)
             promote(run)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from framework2.tasks.launch.analysis import AnalysisResult, MetricSpec, run_analysis
 from framework2.tasks.launch.cluster import ClusterError, ReleaseTarget
+from framework2.tasks.launch.judge import JudgeResult, compare_samples
+from framework2.tasks.launch.metrics import render
 from framework2.tasks.launch.rollout import (
     HpaSettings,
     apply_colour,
@@ -87,6 +89,23 @@ def default_pre_promotion() -> list[MetricSpec]:
     ]
 
 
+class JudgeSpec(BaseModel):
+    """A statistical comparison of the new colour with the live one (Mann-Whitney U), before promotion."""
+
+    name: str = Field(..., min_length=1, description="Name shown in results, e.g. 'latency-vs-live'.")
+    query: str = Field(
+        ..., min_length=1, description="PromQL of one colour's value over time; {{colour}} is filled for each colour."
+    )
+    higher_is_worse: bool = Field(True, description="True for latency or errors, False for e.g. throughput.")
+    effect_tolerance: float = Field(
+        0.1, ge=0, description="Relative worsening of the median tolerated even when significant (0.1 = 10 %)."
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the one-sided test.")
+    window_seconds: float = Field(60, gt=0, description="Seconds of history compared, ending now.")
+    step_seconds: float = Field(5, gt=0, description="Seconds between samples in that window.")
+    min_samples: int = Field(5, ge=1, description="Fewer samples on either side: inconclusive.")
+
+
 class AnalysisSettings(BaseModel):
     """What is measured before and after promotion, and where."""
 
@@ -104,6 +123,10 @@ class AnalysisSettings(BaseModel):
     )
     post_promotion_intervals: int = Field(5, ge=0, description="Error-rate measurements after promotion; 0 skips.")
     post_promotion_interval_seconds: float = Field(30, gt=0, description="Seconds between those measurements.")
+    judges: list[JudgeSpec] = Field(
+        default_factory=list,
+        description="Statistical comparisons of the new colour with the live one after the pre-promotion analysis.",
+    )
 
     def post_promotion_metric(self) -> MetricSpec | None:
         """The error-rate check run while the new colour carries production traffic."""
@@ -229,6 +252,7 @@ class ReleaseRun:
     state: ReleaseState
     timeline: list[TimelineEntry] = field(default_factory=list)
     analyses: dict[str, AnalysisResult] = field(default_factory=dict)
+    judgements: dict[str, JudgeResult] = field(default_factory=dict)
     log: Callable[[str], None] = print
     # Raises when this run may no longer own the release (its lock was lost); called before every change.
     guard: Callable[[], None] = lambda: None
@@ -377,6 +401,44 @@ def analyse(
         traffic=traffic,
     )
     return result, reason
+
+
+def judge_against_live(
+    run: ReleaseRun, specs: list[JudgeSpec], sample: Callable[[str, float, float, float], list[float]]
+) -> tuple[str, str]:
+    """Compare the new colour's samples with the live colour's for each judge; the worst verdict decides.
+
+    ``sample(promql, start, end, step)`` returns a series' values (``metrics.sample_series`` bound to an
+    HTTP client and Prometheus). Returns (phase, reason) with phase successful, failed or inconclusive.
+    """
+    state = run.state
+    if not specs:
+        return "successful", "no judges configured"
+    if not state.from_colour:
+        return "successful", "first release: no live colour to compare with"
+    verdicts = []
+    for spec in specs:
+        end = time.time()
+        start = end - spec.window_seconds
+        context = measure_context(run)
+        baseline = sample(render(spec.query, context | {"colour": state.from_colour}), start, end, spec.step_seconds)
+        candidate = sample(render(spec.query, context), start, end, spec.step_seconds)
+        result = compare_samples(
+            baseline,
+            candidate,
+            higher_is_worse=spec.higher_is_worse,
+            effect_tolerance=spec.effect_tolerance,
+            alpha=spec.alpha,
+            min_samples=spec.min_samples,
+        )
+        run.judgements[spec.name] = result
+        run.note(f"judge {spec.name}", f"{result.phase}: {result.reason}", traffic=state.from_colour)
+        verdicts.append((spec.name, result))
+    for phase in ("failed", "inconclusive"):
+        hit = [f"{name}: {r.reason}" for name, r in verdicts if r.phase == phase]
+        if hit:
+            return phase, "; ".join(hit)
+    return "successful", "; ".join(f"{name}: {r.reason}" for name, r in verdicts)
 
 
 def promote(run: ReleaseRun) -> None:
