@@ -12,21 +12,10 @@ from sqlalchemy.engine import Engine
 from framework2.store.engine import session_scope
 from framework2.store.models import Release, utcnow
 from framework2.store.runs import as_utc, jsonable
+from framework2.tasks.launch.prediction import HISTORY_COLUMNS
 
 # A release counts as a success when it was promoted and kept; these end it.
 FINAL = {"promoted": True, "rolled_back": False, "failed": False, "aborted": False}
-HISTORY_COLUMNS = [
-    "app",
-    "started_at",
-    "change_size_lines",
-    "files_changed",
-    "test_pass_rate",
-    "hours_since_last_release",
-    "recent_failure_rate",
-    "hour_of_day",
-    "day_of_week",
-    "succeeded",
-]
 
 
 def save_release(engine: Engine, release: Release) -> Release:

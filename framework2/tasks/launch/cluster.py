@@ -105,17 +105,22 @@ def missing_permissions(api: client.ApiClient, namespace: str) -> list[str]:
     return missing
 
 
-def active_colour(api: client.ApiClient, target: ReleaseTarget) -> str | None:
-    """The colour the active Service selects now (None on a first release with no colour yet)."""
+def read_service(api: client.ApiClient, target: ReleaseTarget, name: str) -> Any:
+    """A Service of the release; a ClusterError saying what to do when it does not exist."""
     try:
-        service = client.CoreV1Api(api).read_namespaced_service(target.active_service, target.namespace)
+        return with_retries(client.CoreV1Api(api).read_namespaced_service, name, target.namespace)
     except ApiException as exc:
         if exc.status == 404:
             raise ClusterError(
-                f"service {target.active_service!r} does not exist in namespace {target.namespace!r}",
+                f"service {name!r} does not exist in namespace {target.namespace!r}",
                 hint="create the active and preview Services first (see k8s/example-app.yaml) or fix the names",
             ) from exc
         raise
+
+
+def active_colour(api: client.ApiClient, target: ReleaseTarget) -> str | None:
+    """The colour the active Service selects now (None on a first release with no colour yet)."""
+    service = read_service(api, target, target.active_service)
     colour = (service.spec.selector or {}).get(COLOUR_LABEL)
     if colour is not None and colour not in COLOURS:
         raise ClusterError(
@@ -311,14 +316,6 @@ def preflight(
             hint="apply k8s/plos-rbac.yaml for this namespace (or grant these verbs to the PLOS service account)",
         )
     colour = active_colour(api, target)
-    try:
-        client.CoreV1Api(api).read_namespaced_service(target.preview_service, target.namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise ClusterError(
-                f"preview service {target.preview_service!r} does not exist in namespace {target.namespace!r}",
-                hint="create it (see k8s/example-app.yaml) or fix the name",
-            ) from exc
-        raise
+    read_service(api, target, target.preview_service)
     lock = acquire_release_lock(api, target, holder, ttl, holder_alive=holder_alive) if take_lock else None
     return Preflight(version, colour, other_colour(colour), lock)

@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, Field, ValidationError
 
-from framework2.tasks.launch.cluster import COLOUR_LABEL, ClusterError, ReleaseTarget
+from framework2.tasks.launch.cluster import COLOUR_LABEL, ClusterError, ReleaseTarget, read_service
 from framework2.tasks.launch.kapi import with_retries
 
 RELEASE_ANNOTATION = "framework2.io/release"
@@ -104,17 +103,8 @@ class ReleaseState(BaseModel):
             step.closed_at = at
 
 
-def _service(api: client.ApiClient, target: ReleaseTarget, name: str | None = None) -> Any:
-    core = client.CoreV1Api(api)
-    try:
-        return with_retries(core.read_namespaced_service, name or target.active_service, target.namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise ClusterError(
-                f"service {name or target.active_service!r} does not exist in namespace {target.namespace!r}",
-                hint="create the active and preview Services first (see k8s/example-app.yaml) or fix the names",
-            ) from exc
-        raise
+def _service(api: client.ApiClient, target: ReleaseTarget) -> Any:
+    return read_service(api, target, target.active_service)
 
 
 def read_state(api: client.ApiClient, target: ReleaseTarget) -> tuple[ReleaseState | None, str | None]:
