@@ -469,3 +469,24 @@ def test_judge_without_prometheus_is_refused_before_anything_changes(world: Worl
     with pytest.raises(Framework2Error, match="judge 'latency-vs-live' compares Prometheus samples"):
         blue_green_release(request)
     assert read_colour(world.api, TARGET, "green") is None
+
+
+def test_rollback_requested_while_the_new_colour_rolls_out_stops_the_release(world: World) -> None:
+    request = world.request("registry.example.com/web:1.1.0-stuck", progress_deadline_seconds=120)
+    context = contextvars.copy_context()
+    result: dict = {}
+    release = threading.Thread(
+        target=lambda: result.update(state=context.run(blue_green_release, request, return_state=True)), daemon=True
+    )
+    release.start()
+    deadline = time.monotonic() + 30
+    while read_colour(world.api, TARGET, "green") is None:
+        assert time.monotonic() < deadline, "the release never deployed green"
+        time.sleep(0.05)
+
+    outcome = rollback(RollbackRequest(namespace="shop", app="web"), reason="wrong image")
+    release.join(timeout=30)
+
+    assert outcome.action == "abort_requested" and "rolled back on request" in outcome.detail
+    assert result["state"].is_failed() and "wrong image" in result["state"].message
+    assert world.selected() == "blue" and read_colour(world.api, TARGET, "green").replicas == 0

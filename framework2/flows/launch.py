@@ -67,7 +67,7 @@ from framework2.tasks.launch.release import (
     scale_down_old,
 )
 from framework2.tasks.launch.report import metrics_chart, plan_markdown, timeline_markdown
-from framework2.tasks.launch.rollout import read_colour, read_hpa_target
+from framework2.tasks.launch.rollout import RolloutAborted, read_colour, read_hpa_target
 from framework2.tasks.launch.state import ReleaseState, clear_abort, read_state, request_abort, write_state
 
 SYSTEM = "plos"
@@ -453,7 +453,10 @@ def _drive(run: ReleaseRun, request: ReleaseRequest, engine: Any, prediction: Pr
         measure = make_measure(endpoints, measure_context(run), http)
         post = request.analysis.post_promotion_metric()
         if state.phase in ("deploying", "analysing"):
-            deploy_new_colour(run, request, on_progress=_progress_reporter(request.replicas, state.to_colour))
+            try:
+                deploy_new_colour(run, request, on_progress=_progress_reporter(request.replicas, state.to_colour))
+            except RolloutAborted as exc:
+                return _rolled_back(run, engine, f"aborted: {exc.reason}", request.abort_teardown_delay_seconds)
             update_release(engine, state.release_id, phase="analysing")
             open_preview(run)
             passed = "no pre-promotion analysis configured"

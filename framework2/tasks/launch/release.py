@@ -320,6 +320,7 @@ def deploy_new_colour(run: ReleaseRun, request: ReleaseRequest, on_progress: Cal
         f"{state.to_colour} → {state.image} (revision {state.revision}), {request.replicas} replicas",
         traffic=state.from_colour,
     )
+    _, aborted = abortable_sleep(run)
     progress = wait_for_rollout(
         run.api,
         run.target,
@@ -328,6 +329,7 @@ def deploy_new_colour(run: ReleaseRun, request: ReleaseRequest, on_progress: Cal
         request.replicas,
         request.progress_deadline_seconds,
         on_progress=on_progress,
+        stop_reason=lambda: aborted.reason[0] if aborted() else None,  # type: ignore[attr-defined]
     )
     run.note(
         "rollout",

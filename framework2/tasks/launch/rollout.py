@@ -63,6 +63,14 @@ class RolloutFailed(ClusterError):
         self.pod = pod
 
 
+class RolloutAborted(ClusterError):
+    """Someone asked the release to stop while its new colour was rolling out."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message, hint="the release rolls back; see plos-release-status")
+        self.reason = reason
+
+
 class RolloutTimedOut(ClusterError):
     """The new colour did not become ready within its progress deadline."""
 
@@ -408,12 +416,14 @@ def wait_for_rollout(
     *,
     on_progress: Callable[[RolloutProgress], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stop_reason: Callable[[], str | None] | None = None,
 ) -> RolloutProgress:
     """Wait until ``replicas`` pods of ``revision`` are Ready; fail fast on a pod that cannot start.
 
     ``on_progress`` is called with the first count and whenever the ready count changes. Raises
     RolloutFailed (a pod's reason), RolloutTimedOut (``deadline_seconds`` passed, or the Deployment's own
     progress deadline was exceeded) or ClusterError (the Deployment vanished or runs another revision).
+    ``stop_reason`` is asked about once a second; a reason ends the wait with RolloutAborted.
     """
     core = client.CoreV1Api(api)
     name = deployment_name(target.app, colour)
@@ -477,6 +487,9 @@ def wait_for_rollout(
             )
         if _deadline_exceeded(deployment):
             raise timed_out(progress, "the Deployment's progress deadline was exceeded")
+        reason = stop_reason() if stop_reason is not None else None
+        if reason:
+            raise RolloutAborted(f"{name} revision {revision}: rollout stopped on request: {reason}", reason=reason)
         remaining = deadline - clock()
         if remaining <= 0:
             raise timed_out(progress, f"not ready within {deadline_seconds:g}s")
