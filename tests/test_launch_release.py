@@ -153,6 +153,10 @@ def test_healthy_release_is_promoted_autoscaled_and_old_colour_scaled_down(world
     with pytest.raises(client.exceptions.ApiException):  # the lock is given back
         client.CoordinationV1Api(world.api).read_namespaced_lease(lock_name("web"), "shop")
 
+    again = blue_green_release(world.request("registry.example.com/web:1.1.0"))  # idempotent
+    assert again.status == "promoted" and "already live" in again.reason
+    assert len(recent_releases(open_store(), "web")) == 1 and world.selected() == "green"
+
 
 def test_failing_smoke_test_rolls_back_before_any_traffic_moves(world: World) -> None:
     world.cluster.on_ready.append(

@@ -41,6 +41,7 @@ from framework2.tasks.launch.cluster import (
     acquire_release_lock,
     active_colour,
     lock_name,
+    other_colour,
     preflight,
     release_lock,
     server_version,
@@ -367,6 +368,29 @@ def _release_locked(
                 0,
             )
             live = read_state(api, target)[1]
+    elif (
+        state is not None
+        and state.phase == "completed"
+        and (state.image, state.revision) == (request.image, request.revision)
+        and selected == state.to_colour
+    ):
+        # The same release again (a re-run after its worker died in the scale-down window, say): it is
+        # live already, so only what is left of it is done.
+        run = ReleaseRun(api, target, state, log=logger.info, guard=keeper.check)
+        run.note("already live", f"{state.image} is live on {state.to_colour} (release {state.release_id})")
+        if state.old_scaled_down_at is None:
+            state.holder = holder
+            write_state(api, target, state)
+            _keep_old_colour_for_fast_rollback(run, request, engine)
+        return ReleaseOutcome(
+            release_id=state.release_id,
+            app=target.app,
+            image=state.image,
+            status="promoted",
+            reason=f"already live on {state.to_colour}; nothing to release",
+            live_colour=state.to_colour,
+            predicted_success=prediction.probability,
+        )
 
     if run is None:
         if prediction.needs_approval and not request.force:
@@ -393,7 +417,7 @@ def _release_locked(
             request,
             holder,
             live,
-            "green" if live == "blue" else "blue",
+            other_colour(live),
             previous.image if previous else None,
             previous.revision if previous else None,
         )
