@@ -128,6 +128,17 @@ def when_traffic_moves_to(world: World, colour: str, action: Callable[[], None])
     return thread
 
 
+def release_in_background(request: ReleaseRequest) -> tuple[threading.Thread, dict]:
+    """Run a release in a thread (with this test's Prefect settings); its final state lands in ["state"]."""
+    context = contextvars.copy_context()
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(state=context.run(blue_green_release, request, return_state=True)), daemon=True
+    )
+    thread.start()
+    return thread, result
+
+
 def stored_release():  # type: ignore[no-untyped-def]
     [release] = recent_releases(open_store(), "web", limit=1)
     return release
@@ -212,10 +223,7 @@ def test_crash_looping_release_fails_fast_naming_the_pod(world: World) -> None:
 def test_second_release_of_the_same_app_refuses_while_one_is_running(world: World) -> None:
     first = world.request("registry.example.com/web:1.1.0")
     first.analysis.post_promotion_intervals = 6
-    context = contextvars.copy_context()
-    result: dict = {}
-    running = threading.Thread(target=lambda: result.update(outcome=context.run(blue_green_release, first)))
-    running.start()
+    running, result = release_in_background(first)
     leases = client.CoordinationV1Api(world.api)
     deadline = time.monotonic() + 30
     while True:
@@ -230,7 +238,7 @@ def test_second_release_of_the_same_app_refuses_while_one_is_running(world: Worl
         blue_green_release(world.request("registry.example.com/web:1.2.0"))
     running.join(timeout=90)
 
-    assert result["outcome"].status == "promoted" and result["outcome"].image.endswith(":1.1.0")
+    assert result["state"].is_completed() and result["state"].result().image.endswith(":1.1.0")
     assert read_colour(world.api, TARGET, "green").image.endswith(":1.1.0")  # the second changed nothing
 
 
@@ -285,12 +293,7 @@ def test_dry_run_checks_and_plans_but_changes_nothing(world: World) -> None:
 
 def test_rollback_during_the_scale_down_delay_is_an_instant_switch(world: World) -> None:
     request = world.request("registry.example.com/web:1.1.0", scale_down_delay_seconds=60)
-    context = contextvars.copy_context()
-    result: dict = {}
-    release = threading.Thread(
-        target=lambda: result.update(state=context.run(blue_green_release, request, return_state=True)), daemon=True
-    )
-    release.start()
+    release, result = release_in_background(request)
     deadline = time.monotonic() + 60
     while getattr(read_state(world.api, TARGET)[0], "phase", None) != "completed":
         assert time.monotonic() < deadline, "release did not complete"
@@ -477,12 +480,7 @@ def test_judge_without_prometheus_is_refused_before_anything_changes(world: Worl
 
 def test_rollback_requested_while_the_new_colour_rolls_out_stops_the_release(world: World) -> None:
     request = world.request("registry.example.com/web:1.1.0-stuck", progress_deadline_seconds=120)
-    context = contextvars.copy_context()
-    result: dict = {}
-    release = threading.Thread(
-        target=lambda: result.update(state=context.run(blue_green_release, request, return_state=True)), daemon=True
-    )
-    release.start()
+    release, result = release_in_background(request)
     deadline = time.monotonic() + 30
     while read_colour(world.api, TARGET, "green") is None:
         assert time.monotonic() < deadline, "the release never deployed green"
