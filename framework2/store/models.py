@@ -237,3 +237,77 @@ class Release(SQLModel, table=True):
     reason: str = ""
     features: dict[str, Any] = _json()
     evidence: dict[str, Any] = _json()
+
+
+# --- PPMS: project management --------------------------------------------------------------------------
+
+
+class PmProject(SQLModel, table=True):
+    """A project read from a source (GitHub repository, Jira project, CSV)."""
+
+    __tablename__ = "pm_project"
+
+    key: str = Field(primary_key=True, max_length=200)
+    name: str = Field(max_length=200)
+    source: str = Field(max_length=16)
+    target_date: date | None = None
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class PmTask(SQLModel, table=True):
+    """A work item with what prioritisation, assignment and forecasting need."""
+
+    __tablename__ = "pm_task"
+
+    key: str = Field(primary_key=True, max_length=200)
+    project: str = Field(foreign_key="pm_project.key", index=True, max_length=200)
+    title: str = ""
+    status: str = Field(max_length=16, index=True, description="todo | in_progress | done")
+    type: str = Field(default="task", max_length=32)
+    labels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    estimate_days: float | None = None
+    assignee: str | None = Field(default=None, max_length=200)
+    required_skills: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+    started_at: datetime | None = _ts(default=None)
+    done_at: datetime | None = _ts(default=None)
+    updated_at: datetime = _ts()
+    milestone: str | None = Field(default=None, max_length=200)
+    business_value: float | None = None
+    time_criticality: float | None = None
+    risk_reduction: float | None = None
+    reach: float | None = None
+    impact: float | None = None
+    confidence: float | None = None
+
+
+class PmDependency(SQLModel, table=True):
+    """``task`` cannot start before ``depends_on`` is done; either may be in another project."""
+
+    __tablename__ = "pm_dependency"
+    __table_args__ = (UniqueConstraint("task", "depends_on", name="uq_pm_dependency"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(index=True, max_length=200)
+    depends_on: str = Field(index=True, max_length=200)
+
+
+class PmPerson(SQLModel, table=True):
+    """Someone who can be assigned work: skills, weekly capacity and time off."""
+
+    __tablename__ = "pm_person"
+
+    handle: str = Field(primary_key=True, max_length=200)
+    name: str = ""
+    skills: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    weekly_capacity_days: float = 4.0
+    time_off: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class PmSourceCursor(SQLModel, table=True):
+    """Where the last incremental read of a source stopped (its newest updated-at)."""
+
+    __tablename__ = "pm_source_cursor"
+
+    source: str = Field(primary_key=True, max_length=200)
+    cursor: datetime = _ts()
