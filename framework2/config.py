@@ -248,6 +248,14 @@ class ProjectManagementSettings(Section):
     task_automation: bool = True
     predictive_timelines: bool = True
     stakeholder_communication: Literal["auto", "manual"] = "auto"
+    github_sources: list[str] = Field(default_factory=list, description="Names of github-source blocks to read.")
+    jira_sources: list[str] = Field(default_factory=list, description="Names of jira-source blocks to read.")
+    tasks_csv: Path | None = Field(None, description="A CSV of tasks to read on every sync.")
+    people_csv: Path | None = Field(None, description="A CSV of people (skills, weekly capacity, time off).")
+    priority_method: Literal["wsjf", "rice"] = Field("wsjf", description="How the backlog is scored.")
+    assignment_horizon_days: int = Field(10, ge=1, le=90, description="Working days an assignment plans ahead.")
+    forecast_trials: int = Field(10_000, ge=100, le=1_000_000, description="Monte Carlo trials per forecast.")
+    min_history_items: int = Field(30, ge=5, description="Completed tasks needed before history drives forecasts.")
 
 
 class AlertSettings(Section):

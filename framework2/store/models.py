@@ -311,3 +311,54 @@ class PmSourceCursor(SQLModel, table=True):
 
     source: str = Field(primary_key=True, max_length=200)
     cursor: datetime = _ts()
+
+
+class PmBacklogEntry(SQLModel, table=True):
+    """One task's place in a prioritisation run, with the parts of its score and why."""
+
+    __tablename__ = "pm_backlog_entry"
+    __table_args__ = (UniqueConstraint("run_id", "task", name="uq_pm_backlog_run_task"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    task: str = Field(max_length=200)
+    rank: int
+    score: float
+    ready: bool
+    parts: dict[str, Any] = _json()
+    why: str = ""
+
+
+class PmAssignment(SQLModel, table=True):
+    """A task given to a person by an assignment run, or left unstaffed (person None) with the reason."""
+
+    __tablename__ = "pm_assignment"
+    __table_args__ = (UniqueConstraint("run_id", "task", name="uq_pm_assignment_run_task"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    task: str = Field(max_length=200)
+    person: str | None = Field(default=None, max_length=200)
+    why: str = ""
+
+
+class PmForecast(SQLModel, table=True):
+    """A completion forecast of a project (or one of its milestones) from one forecast run."""
+
+    __tablename__ = "pm_forecast"
+    __table_args__ = (Index("ix_pm_forecast_project_created", "project", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    project: str = Field(max_length=200)
+    milestone: str | None = Field(default=None, max_length=200)
+    method: str = Field(max_length=24)
+    p50: date | None = None
+    p85: date | None = None
+    p95: date | None = None
+    target_date: date | None = None
+    probability_on_time: float | None = None
+    remaining_tasks: int = 0
+    reason: str = ""
+    details: dict[str, Any] = _json()
+    created_at: datetime = _ts(default_factory=utcnow)

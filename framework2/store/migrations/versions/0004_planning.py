@@ -1,4 +1,5 @@
-"""PPMS project management tables: projects, tasks, dependencies, people, source cursors.
+"""PPMS project management tables: projects, tasks, dependencies, people, source cursors, and results
+(ranked backlog, assignments, forecasts).
 
 Revision ID: 0004_planning
 Revises: 0003_releases
@@ -72,9 +73,53 @@ def upgrade() -> None:
         sa.Column("source", sa.String(200), primary_key=True),
         sa.Column("cursor", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "pm_backlog_entry",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("run_id", sa.String(36), sa.ForeignKey("analysis_run.id"), nullable=False),
+        sa.Column("task", sa.String(200), nullable=False),
+        sa.Column("rank", sa.Integer(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("ready", sa.Boolean(), nullable=False),
+        sa.Column("parts", sa.JSON(), nullable=False),
+        sa.Column("why", sa.String(), nullable=False),
+        sa.UniqueConstraint("run_id", "task", name="uq_pm_backlog_run_task"),
+    )
+    op.create_index("ix_pm_backlog_entry_run_id", "pm_backlog_entry", ["run_id"])
+    op.create_table(
+        "pm_assignment",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("run_id", sa.String(36), sa.ForeignKey("analysis_run.id"), nullable=False),
+        sa.Column("task", sa.String(200), nullable=False),
+        sa.Column("person", sa.String(200), nullable=True),
+        sa.Column("why", sa.String(), nullable=False),
+        sa.UniqueConstraint("run_id", "task", name="uq_pm_assignment_run_task"),
+    )
+    op.create_index("ix_pm_assignment_run_id", "pm_assignment", ["run_id"])
+    op.create_table(
+        "pm_forecast",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("run_id", sa.String(36), sa.ForeignKey("analysis_run.id"), nullable=False),
+        sa.Column("project", sa.String(200), nullable=False),
+        sa.Column("milestone", sa.String(200), nullable=True),
+        sa.Column("method", sa.String(24), nullable=False),
+        sa.Column("p50", sa.Date(), nullable=True),
+        sa.Column("p85", sa.Date(), nullable=True),
+        sa.Column("p95", sa.Date(), nullable=True),
+        sa.Column("target_date", sa.Date(), nullable=True),
+        sa.Column("probability_on_time", sa.Float(), nullable=True),
+        sa.Column("remaining_tasks", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.String(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_pm_forecast_run_id", "pm_forecast", ["run_id"])
+    op.create_index("ix_pm_forecast_project_created", "pm_forecast", ["project", "created_at"])
 
 
 def downgrade() -> None:
+    for table in ("pm_forecast", "pm_assignment", "pm_backlog_entry"):
+        op.drop_table(table)
     op.drop_table("pm_source_cursor")
     op.drop_table("pm_person")
     op.drop_index("ix_pm_dependency_depends_on", table_name="pm_dependency")
