@@ -46,7 +46,13 @@ def store_batch(engine: Engine, batch: Batch, source: str, run_id: str | None = 
                 existing.updated_at = utcnow()
         session.flush()
         for task in checked.tasks:
-            session.merge(PmTask(**task.model_dump()))
+            fields = task.model_dump()
+            existing_task = session.get(PmTask, task.key)
+            if existing_task is not None and existing_task.started_at is not None:
+                # Sources often forget when work started once it is done; the first start seen stays.
+                known = as_utc(existing_task.started_at)
+                fields["started_at"] = min(known, task.started_at) if task.started_at else known
+            session.merge(PmTask(**fields))
         declared = {dep.task for dep in checked.dependencies} | {t.key for t in checked.tasks}
         if declared:
             session.execute(delete(PmDependency).where(PmDependency.task.in_(sorted(declared))))
