@@ -26,8 +26,8 @@ from framework2.tasks.planning.durations import DurationModel, working_days_betw
 from framework2.tasks.planning.montecarlo import (
     Forecast,
     build_forecast,
-    criticality_index,
     critical_for,
+    criticality_index,
     daily_throughput,
     group_finish,
     history_sufficient,
@@ -87,7 +87,8 @@ def forecast_project(
     today = now.date()
     scope, edges = remaining_scope(project, tasks, dependencies)
     if not scope:
-        return unavailable_forecast("dependency-graph", today, f"{project} has no open tasks", target_date=target_date), {}
+        none = unavailable_forecast("dependency-graph", today, f"{project} has no open tasks", target_date=target_date)
+        return none, {}
     estimated = any(t.estimate_days is not None for t in scope)
     if estimated or model.mode == "model":
         draws = model.sample(scope, trials, rng)
@@ -99,12 +100,13 @@ def forecast_project(
         sample = simulate_schedule([t.key for t in scope], np.asfortranarray(draws), edges, workers=workers)
         own = [t.key for t in scope if t.project == project]
         external = len(scope) - len(own)
+        waiting = f" plus {external} open tasks in other projects they wait for" if external else ""
         reason = (
-            f"{len(own)} open tasks" + (f" plus {external} open tasks in other projects they wait for" if external else "")
+            f"{len(own)} open tasks{waiting}"
             + f"; {trials:,} trials through the dependency graph with "
             + (f"{workers} people in parallel" if workers else "unlimited parallelism (no people known)")
             + f". Durations: {model.describe()}"
-        )  # fmt: skip
+        )
         overall = build_forecast(
             group_finish(sample, own),
             method="dependency-graph",
