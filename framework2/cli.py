@@ -316,6 +316,7 @@ def demo(
         build_routes,
         sample_market,
         save_feed_blocks,
+        seed_projects,
         seed_release_history,
         seed_store,
     )
@@ -329,10 +330,12 @@ def demo(
         market = sample_market(skus, seed)
         seed_store(engine, market)
         releases = seed_release_history(engine, seed=seed)
+        projects = seed_projects(engine)
         routes, feeds = build_routes(market)
     console.print(
         f"sample world: {len(market.catalogue)} SKUs, {len(market.sales)} sales rows, "
-        f"{len(feeds)} competitor feeds, {releases} past releases, store {redact(str(engine.url))}"
+        f"{len(feeds)} competitor feeds, {releases} past releases, {projects} project tasks, "
+        f"store {redact(str(engine.url))}"
     )
     with FeedServer(routes) as server:
         names = save_feed_blocks(feeds, server.base_url)

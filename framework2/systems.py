@@ -74,6 +74,14 @@ SYSTEMS: dict[str, SystemSpec] = {
             max_duration=lambda s: s.ppis.approval_wait + timedelta(minutes=15),
         ),
         SystemSpec(
+            code="ppms",
+            title="Project management",
+            flow="framework2.flows.planning:project_management",
+            deployment="ppms-project-management/ppms-project-management",
+            expected_interval=lambda s: timedelta(days=1),
+            max_duration=lambda s: timedelta(minutes=30),
+        ),
+        SystemSpec(
             code="plos",
             title="Launch operations",
             flow="framework2.flows.launch:launch_operations",

@@ -227,3 +227,11 @@ def seed_release_history(engine: Engine, n: int = 150, seed: int = 7) -> int:
             ),
         )
     return len(history)
+
+
+def seed_projects(engine: Engine) -> int:
+    """Store the PPMS sample projects (history, backlog, people, and bad rows to quarantine); returns tasks."""
+    from framework2.sample.projects import sample_projects
+    from framework2.store.planning import store_batch
+
+    return len(store_batch(engine, sample_projects(), "sample").tasks)

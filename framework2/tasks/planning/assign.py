@@ -5,9 +5,11 @@ greedy commits early and cannot undo it. It fills a person with one big task whe
 worth more in total would have fitted, and it gives a generalist work a specialist could have done,
 leaving the task only the generalist could do unstaffed. The MILP weighs all choices at once and
 finds the plan with the most total priority (``tests/test_planning_assign.py`` shows both cases).
-``scipy.optimize.milp`` (HiGHS) is already a dependency, solves these sizes (hundreds of tasks x tens
-of people) in well under a second, and is deterministic for the same input; OR-Tools or PuLP would add
-a dependency for no gain at this size.
+``scipy.optimize.milp`` (HiGHS) is already a dependency and is deterministic for the same input; OR-Tools
+CP-SAT or PuLP would add a dependency for no gain at a team's scale (typically well under a few seconds
+for 200 ready tasks x 20 people). This is a generalised assignment problem, NP-hard, so a hard instance
+stops at ``time_limit_s`` with the best plan found and its proven ``optimality_gap`` (then the result
+depends on machine speed).
 
 Model. A binary ``x[t, p]`` exists only where person ``p`` has every skill ``t`` requires
 (case-insensitive) and has room for it (``estimate <= free``). Constraints: each task to at most one
@@ -25,13 +27,14 @@ Objective (maximised), with scores normalised so the best is 1:
 
     sum over x[t, p] of ( score_t / max score  +  w * (1 + matches_tp / (1 + M)) )  -  w / 2 * u
 
-``w = 0.001 / (number of tasks + 1)``; ``matches_tp`` counts the task's labels that are also the
-person's skills (beyond the required ones), ``M`` the most labels any task has; ``u`` is the highest
+``w = 0.001 / (number of tasks + 1)``; ``matches_tp`` counts the task's labels that are also among the
+person's skills, ``M`` the most labels any task has; ``u`` is the highest
 share of free time any person is given (``used_p / free_p <= u``). So priority decides; among plans of
 (nearly) equal priority the solver staffs more tasks, prefers people whose skills match the labels, and
 then spreads load by keeping the busiest person's utilisation lowest. All bonuses together are below
 0.2 % of the best task's score, and a task's staffing bonus always outweighs its spread penalty, so
-zero-score ready work is still staffed when someone has room.
+zero-score ready work is still staffed when someone has room. The solver stops once the plan is proven
+within ``mip_rel_gap`` (0.01 %) of the best possible, so on large backlogs the tie-breakers are best effort.
 
 Unstaffed tasks get a reason: nobody has the skills; the skilled people have no free time; it is bigger
 than anyone's free time; or the capacity of the people who could do it went to higher-priority work (or
@@ -67,7 +70,8 @@ class Assignment:
     assigned: pd.DataFrame  # index task: person, score, estimate_days, estimate_defaulted, why
     unstaffed: pd.DataFrame  # index task: score, estimate_days, estimate_defaulted, reason
     load: pd.DataFrame  # index person: capacity, already_assigned, used, free, ...
-    solver_status: str  # optimal | time_limit | ... (time_limit: the best plan found in time)
+    solver_status: str  # optimal (within mip_rel_gap) | time_limit (the best plan found in time)
+    optimality_gap: float = 0.0  # proven: the best possible total priority is at most this fraction higher
 
     @property
     def total_score(self) -> float:
@@ -114,7 +118,8 @@ def assign(
     start: date,
     already_assigned_load: dict[str, float] | None = None,
     default_estimate_days: float = 3.0,
-    time_limit_s: float = 20.0,
+    time_limit_s: float = 10.0,
+    mip_rel_gap: float = 1e-4,
 ) -> Assignment:
     """Assign ready tasks (rows of ``score_backlog``, indexed by task key) to ``people`` over the horizon.
 
@@ -122,6 +127,10 @@ def assign(
     Rows whose ``ready`` column is False are not assigned and are reported as unstaffed. Pass only work
     that still needs an owner, and count work people already hold in ``already_assigned_load`` (days
     within the horizon, by handle).
+
+    The solver stops when the plan's total priority is proven within ``mip_rel_gap`` of the best possible
+    (HiGHS's default, 0.01 %) or after ``time_limit_s`` with the best plan found (``solver_status``
+    "time_limit", ``optimality_gap`` says how close it is proven to be).
     """
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
@@ -171,7 +180,9 @@ def assign(
             if need <= have and free[j] > _TOL and est[i] <= free[j] + _TOL:
                 pairs.append((i, j, len(_norm(labels[i]) & have)))
 
-    chosen, status = _solve(pairs, score, est, free, labels, len(tasks), len(staff), time_limit_s)
+    chosen, status, gap = _solve(
+        pairs, score, est, free, labels, len(tasks), len(staff), time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap
+    )
 
     owner = {i: j for (i, j, _) in (pairs[k] for k in chosen)}
     used = np.zeros(len(staff))
@@ -225,9 +236,9 @@ def assign(
             free=free,
             candidates=candidates_of.get(i, []),
             owner=owner,
+            left=free - used,
             score=score,
             keys=keys,
-            status=status,
         )
         unstaffed_rows.append(
             {
@@ -241,7 +252,9 @@ def assign(
 
     assigned = pd.DataFrame(assigned_rows, columns=["task", *ASSIGNED_COLUMNS]).set_index("task")
     unstaffed = pd.DataFrame(unstaffed_rows, columns=["task", *UNSTAFFED_COLUMNS]).set_index("task")
-    return Assignment(assigned=assigned, unstaffed=unstaffed, load=load[LOAD_COLUMNS], solver_status=status)
+    return Assignment(
+        assigned=assigned, unstaffed=unstaffed, load=load[LOAD_COLUMNS], solver_status=status, optimality_gap=gap
+    )
 
 
 def _load(staff: list[PersonRecord], start: date, horizon_days: int, loaded: dict[str, float]) -> pd.DataFrame:
@@ -275,11 +288,13 @@ def _solve(
     labels: list[list[str]],
     n_tasks: int,
     n_people: int,
+    *,
     time_limit_s: float,
-) -> tuple[list[int], str]:
-    """Indices of the chosen pairs, and the solver status (see the module docstring for the model)."""
+    mip_rel_gap: float,
+) -> tuple[list[int], str, float]:
+    """Indices of the chosen pairs, the solver status and proven gap (see the module docstring for the model)."""
     if not pairs:
-        return [], "optimal"
+        return [], "optimal", 0.0
     n = len(pairs)
     top = score.max()
     value = score / top if top > 0 else np.zeros_like(score)
@@ -312,12 +327,13 @@ def _solve(
         integrality=integrality,
         bounds=(0, 1),
         constraints=constraints,
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9, "disp": False},
+        options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "disp": False},
     )
     status = _STATUS.get(res.status, "error")
     if res.x is None:
         raise DataError(f"the assignment solver found no plan ({status}: {res.message})", "report this as a bug")
-    return [k for k in range(n) if res.x[k] > 0.5], status
+    gap = float(res.mip_gap) if res.mip_gap is not None and np.isfinite(res.mip_gap) else 0.0
+    return [k for k in range(n) if res.x[k] > 0.5], status, max(gap, 0.0)
 
 
 def _name(person: PersonRecord) -> str:
@@ -367,9 +383,9 @@ def _why_unstaffed(
     free: np.ndarray,
     candidates: list[int],
     owner: dict[int, int],
+    left: np.ndarray,
     score: np.ndarray,
     keys: list[str],
-    status: str,
 ) -> str:
     """Why task ``i`` got nobody, checked in the order a lead would ask: ready? skills? time? size? priority?"""
     if not ready:
@@ -398,8 +414,13 @@ def _why_unstaffed(
         return f"needs {size}, the most {anyone} has free is {_fmt(most)} ({names})"
     handles = [staff[j].handle for j in candidates]
     taken = sorted((t for t, j in owner.items() if j in candidates), key=lambda t: (-score[t], keys[t]))
-    if not taken or status != "optimal":
-        return f"left out: the solver stopped early ({status}); {_people(handles)} may still have room"
+    room = [staff[j].handle for j in candidates if left[j] >= est - _TOL]
+    if room or not taken:
+        # Only a solver stopped by its time limit leaves a task out while someone still has room for it.
+        return (
+            f"not picked although {', '.join(room)} still has room: the solver stopped within its optimality gap "
+            "or time limit"
+        )
     if all(score[t] >= score[i] - _TOL for t in taken):
         return f"lower priority than what filled the capacity of {_people(handles)}"
     # The MILP preferred several smaller tasks that together are worth more than this one.

@@ -81,14 +81,15 @@ def forecast_project(
     trials: int = 10_000,
     rng: np.random.Generator | int | None = 0,
     min_history_items: int = 30,
-) -> tuple[Forecast, dict[str, Forecast]]:
-    """The project's forecast and one per milestone (by the milestone's own tasks)."""
+) -> tuple[Forecast, dict[str, Forecast], np.ndarray | None]:
+    """The project's forecast, one per milestone (by the milestone's own tasks), and the per-trial finish
+    days behind the project's (None without a forecast), for the chart."""
     rng = np.random.default_rng(rng)
     today = now.date()
     scope, edges = remaining_scope(project, tasks, dependencies)
     if not scope:
         none = unavailable_forecast("dependency-graph", today, f"{project} has no open tasks", target_date=target_date)
-        return none, {}
+        return none, {}, None
     estimated = any(t.estimate_days is not None for t in scope)
     if estimated or model.mode == "model":
         draws = model.sample(scope, trials, rng)
@@ -107,8 +108,9 @@ def forecast_project(
             + (f"{workers} people in parallel" if workers else "unlimited parallelism (no people known)")
             + f". Durations: {model.describe()}"
         )
+        finish = group_finish(sample, own)
         overall = build_forecast(
-            group_finish(sample, own),
+            finish,
             method="dependency-graph",
             start=today,
             target_date=target_date,
@@ -127,23 +129,31 @@ def forecast_project(
                 criticality=index,
                 reason=f"milestone {name}: {len(members)} open tasks",
             )
-        return overall, milestones
+        return overall, milestones, finish
 
     done_dates = [t.done_at.date() for t in tasks if t.project == project and t.done_at is not None]
     enough, why = history_sufficient(done_dates, today, min_items=min_history_items)
     if not enough:
-        return unavailable_forecast(
-            "throughput",
-            today,
-            f"no open task has an estimate and {why}; add estimates or wait for more history",
-            target_date=target_date,
-        ), {}
+        return (
+            unavailable_forecast(
+                "throughput",
+                today,
+                f"no open task has an estimate and {why}; add estimates or wait for more history",
+                target_date=target_date,
+            ),
+            {},
+            None,
+        )
     days = throughput_forecast(daily_throughput(done_dates, today), len(scope), trials, rng)
-    return build_forecast(
+    return (
+        build_forecast(
+            days,
+            method="throughput",
+            start=today,
+            target_date=target_date,
+            workdays=False,
+            reason=f"{len(scope)} open tasks without estimates; resampled daily throughput of the last 5 weeks ({why})",
+        ),
+        {},
         days,
-        method="throughput",
-        start=today,
-        target_date=target_date,
-        workdays=False,
-        reason=f"{len(scope)} open tasks without estimates; resampled daily throughput of the last 5 weeks ({why})",
-    ), {}
+    )

@@ -29,6 +29,7 @@ naming its members.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from graphlib import TopologicalSorter
 from typing import Literal
@@ -164,8 +165,7 @@ def score_backlog(
     known dependencies done) with ``waiting_on``, ``defaults_used`` and ``why``.
     """
     settings = settings or PrioritySettings()
-    seen: set[str] = set()
-    dupes = sorted({t.key for t in tasks if t.key in seen or seen.add(t.key)})
+    dupes = sorted(key for key, n in Counter(t.key for t in tasks).items() if n > 1)
     if dupes:
         raise DataError(f"task key(s) appear more than once: {', '.join(dupes[:5])}", "each task needs a unique key")
     by_key = {t.key: t for t in tasks}
@@ -178,7 +178,8 @@ def score_backlog(
         if dep.task in open_keys and dep.depends_on in open_keys:
             waiting_on[dep.task].add(dep.depends_on)
             dependents[dep.depends_on].add(dep.task)
-    cycle = find_cycle((task, on) for task, ons in waiting_on.items() for on in ons)
+    # Sorted so the same data always reports the same cycle.
+    cycle = find_cycle((task, on) for task in sorted(waiting_on) for on in sorted(waiting_on[task]))
     if cycle is not None:
         raise DataError(
             f"dependency cycle among open tasks: {' → '.join(cycle)}",
@@ -241,7 +242,7 @@ def _inherit(
     index = {k: i for i, k in enumerate(sorted(open_keys))}
     result: dict[str, tuple[float, str | None, int, int, list[str]]] = {}
     below: dict[str, int] = {}  # bitmask of open tasks downstream: counts without double-counting diamonds
-    order = TopologicalSorter({k: dependents[k] for k in open_keys}).static_order()
+    order = TopologicalSorter({k: sorted(dependents[k]) for k in sorted(open_keys)}).static_order()
     for key in order:
         best: tuple[float, int, str] | None = None  # (value, depth, source)
         mask = 0

@@ -1,0 +1,340 @@
+"""PPMS — project management: sync the sources, rank the backlog, assign ready work, forecast completion.
+
+Pipeline of ``ppms-project-management`` (what PSO runs): read GitHub/Jira/CSV sources incrementally
+(bad rows quarantined with their reason) → WSJF/RICE ranking made dependency-aware → assignment of ready
+tasks by skill and capacity (a MILP) → Monte Carlo completion forecast per project and milestone, with
+``framework2.ppms.forecast.slipped`` when P85 moves past a target date. Each step is also its own flow
+(``ppms-sync``, ``ppms-prioritise``, ``ppms-assign``, ``ppms-forecast``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import get_run_context
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from framework2.config import ProjectManagementSettings, get_settings
+from framework2.events import emit
+from framework2.store.engine import open_store, session_scope
+from framework2.store.models import PmAssignment, PmBacklogEntry, PmForecast
+from framework2.store.planning import (
+    load_dependencies,
+    load_people,
+    load_projects,
+    load_tasks,
+    source_cursor,
+    store_batch,
+)
+from framework2.store.runs import finish_run, jsonable, start_run
+from framework2.systems import SystemResult
+from framework2.tasks.planning.assign import assign
+from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.forecast import forecast_project
+from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
+from framework2.tasks.planning.records import Batch
+from framework2.tasks.planning.report import forecast_chart
+
+SYSTEM = "ppms"
+MODEL_VERSION = "ppms-1"
+
+
+def _flow_run_id() -> str | None:
+    context = get_run_context()
+    return str(context.flow_run.id) if getattr(context, "flow_run", None) else None
+
+
+def sync_sources(engine: Engine, settings: ProjectManagementSettings, run_id: str | None) -> list[str]:
+    """Read every configured source since its cursor and store what it read; one line per source."""
+    from framework2.blocks.project_sources import GitHubSource, JiraSource
+    from framework2.tasks.planning.connectors import read_csv, read_github, read_jira, read_people_csv
+
+    lines = []
+
+    def keep(source: str, batch: Batch) -> None:
+        stored = store_batch(engine, batch, source, run_id)
+        lines.append(
+            f"{source}: {len(stored.tasks)} tasks, {len(stored.dependencies)} dependencies, "
+            f"{len(stored.people)} people, {len(stored.rejected)} quarantined"
+        )
+
+    for name in settings.github_sources:
+        source = f"github-source/{name}"
+        keep(source, read_github(GitHubSource.load(name), source_cursor(engine, source)))
+    for name in settings.jira_sources:
+        source = f"jira-source/{name}"
+        keep(source, read_jira(JiraSource.load(name), source_cursor(engine, source)))
+    if settings.tasks_csv:
+        keep(f"csv:{settings.tasks_csv}", read_csv(settings.tasks_csv))
+    if settings.people_csv:
+        keep(f"csv:{settings.people_csv}", read_people_csv(settings.people_csv))
+    return lines
+
+
+def rank_backlog(engine: Engine, settings: ProjectManagementSettings, run_id: str) -> pd.DataFrame:
+    """Score and rank the open backlog, store the ranking with each score's parts, publish the table."""
+    scored = score_backlog(
+        load_tasks(engine), load_dependencies(engine), PrioritySettings(method=settings.priority_method)
+    )
+    parts = [c for c in scored.columns if c not in ("score", "rank", "ready", "why")]
+    with session_scope(engine) as session:
+        for key, row in scored.iterrows():
+            session.add(
+                PmBacklogEntry(
+                    run_id=run_id,
+                    task=str(key),
+                    rank=int(row["rank"]),
+                    score=float(row["score"]),
+                    ready=bool(row["ready"]),
+                    parts=jsonable({c: row[c] for c in parts}),
+                    why=str(row["why"]),
+                )
+            )
+    top = scored.sort_values("rank").head(50)
+    create_table_artifact(
+        key="ppms-backlog",
+        table=[
+            {
+                "rank": int(r["rank"]),
+                "task": str(k),
+                "score": round(float(r["score"]), 2),
+                "ready": bool(r["ready"]),
+                "why": str(r["why"]),
+            }
+            for k, r in top.iterrows()
+        ],
+        description=f"PPMS backlog ranked by {settings.priority_method.upper()} (dependency-aware), top 50",
+    )
+    return scored
+
+
+def assign_ready(engine: Engine, settings: ProjectManagementSettings, run_id: str, scored: pd.DataFrame) -> Any:
+    """Assign the ready, unassigned tasks by skill, capacity and priority; store and publish who does what."""
+    tasks = {t.key: t for t in load_tasks(engine)}
+    ready = scored[
+        scored["ready"] & scored.index.map(lambda k: tasks[k].assignee is None and tasks[k].status == "todo")
+    ]
+    load: dict[str, float] = {}
+    for task in tasks.values():
+        if task.assignee and task.status != "done":
+            load[task.assignee] = load.get(task.assignee, 0.0) + float(task.estimate_days or 0)
+    result = assign(
+        ready,
+        load_people(engine),
+        horizon_days=settings.assignment_horizon_days,
+        start=datetime.now(UTC).date(),
+        already_assigned_load=load,
+    )
+    with session_scope(engine) as session:
+        for row in result.assigned.reset_index().itertuples():
+            session.add(PmAssignment(run_id=run_id, task=str(row.task), person=str(row.person), why=str(row.why)))
+        for row in result.unstaffed.reset_index().itertuples():
+            session.add(PmAssignment(run_id=run_id, task=str(row.task), person=None, why=str(row.reason)))
+    create_table_artifact(
+        key="ppms-assignments",
+        table=[{"task": r.task, "person": r.person, "why": r.why} for r in result.assigned.reset_index().itertuples()]
+        + [
+            {"task": r.task, "person": "—", "why": r.reason}
+            for r in result.unstaffed.head(30).reset_index().itertuples()
+        ],
+        description="PPMS assignment of ready tasks (and what could not be staffed, with why)",
+    )
+    return result
+
+
+def _previous_p85(engine: Engine, project: str) -> Any:
+    with session_scope(engine) as session:
+        row = session.scalars(
+            select(PmForecast)
+            .where(PmForecast.project == project, PmForecast.milestone.is_(None))
+            .order_by(PmForecast.created_at.desc())
+        ).first()
+        return row.p85 if row else None
+
+
+def forecast_all(
+    engine: Engine, settings: ProjectManagementSettings, run_id: str, projects: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Forecast every project (or the named ones); store, chart and emit ``forecast.slipped`` on a slip."""
+    logger = get_run_logger()
+    tasks, deps, people = load_tasks(engine), load_dependencies(engine), load_people(engine)
+    done = [t for t in tasks if t.status == "done"]
+    now = datetime.now(UTC)
+    rows, sections = [], []
+    for project in load_projects(engine):
+        if projects and project.key not in projects:
+            continue
+        model = fit_duration_model(
+            [t for t in done if t.project == project.key], organisation=done, min_items=settings.min_history_items
+        )
+        overall, milestones, finish = forecast_project(
+            project.key,
+            tasks,
+            deps,
+            people,
+            model,
+            now=now,
+            target_date=project.target_date,
+            trials=settings.forecast_trials,
+            rng=np.random.default_rng(abs(hash(run_id)) % 2**32),
+            min_history_items=settings.min_history_items,
+        )
+        previous = _previous_p85(engine, project.key)
+        with session_scope(engine) as session:
+            for milestone, f in [(None, overall), *milestones.items()]:
+                session.add(
+                    PmForecast(
+                        run_id=run_id,
+                        project=project.key,
+                        milestone=milestone,
+                        method=f.method,
+                        p50=f.p50_date,
+                        p85=f.p85_date,
+                        p95=f.p95_date,
+                        target_date=f.target_date,
+                        probability_on_time=f.probability_of_target,
+                        remaining_tasks=sum(1 for t in tasks if t.project == project.key and t.status != "done"),
+                        reason=f.reason,
+                        details=jsonable(f.model_dump(mode="json")),
+                    )
+                )
+        target = project.target_date
+        if target and overall.p85_date and overall.p85_date > target and (previous is None or previous <= target):
+            emit(
+                SYSTEM,
+                "forecast.slipped",
+                {
+                    "project": project.key,
+                    "name": project.name,
+                    "target": target,
+                    "p85": overall.p85_date,
+                    "previous_p85": previous,
+                    "probability_on_time": overall.probability_of_target,
+                },
+            )
+            logger.warning("%s: P85 %s is past the target %s", project.name, overall.p85_date, target)
+        odds = f"{overall.probability_of_target:.0%}" if overall.probability_of_target is not None else "—"
+        rows.append(
+            {
+                "project": project.name,
+                "method": overall.method,
+                "P50": str(overall.p50_date or "—"),
+                "P85": str(overall.p85_date or "—"),
+                "P95": str(overall.p95_date or "—"),
+                "target": str(target or "—"),
+                "on time": odds,
+            }
+        )
+        chart = forecast_chart(project.name, overall, finish) if finish is not None else None
+        critical = ", ".join(f"{c.task} ({c.index:.0%})" for c in overall.criticality[:5]) or "—"
+        lines = [f"## {project.name}", "", overall.reason, ""]
+        if overall.target_note:
+            lines += [f"**Target:** {overall.target_note}", ""]
+        lines += [f"**Most often on the critical path:** {critical}", ""]
+        lines += [
+            f"- milestone {name}: P50 {f.p50_date}, P85 {f.p85_date}, P95 {f.p95_date}"
+            for name, f in milestones.items()
+        ]
+        if chart:
+            lines += ["", f"![forecast of {project.name}]({chart})"]
+        sections.append("\n".join(lines))
+    table = "| project | method | P50 | P85 | P95 | target | on time |\n|---|---|---|---|---|---|---|\n" + "\n".join(
+        f"| {r['project']} | {r['method']} | {r['P50']} | {r['P85']} | {r['P95']} | {r['target']} | {r['on time']} |"
+        for r in rows
+    )
+    create_markdown_artifact(
+        key="ppms-forecast",
+        markdown="# PPMS forecast\n\n" + table + "\n\n" + "\n\n".join(sections),
+        description="PPMS completion forecasts (P50/P85/P95, odds of the target date)",
+    )
+    return rows
+
+
+def _run(step: str, parameters: dict[str, Any], body: Any) -> Any:
+    engine = open_store()
+    run_id = start_run(
+        engine, SYSTEM, parameters={"step": step, **parameters}, flow_run_id=_flow_run_id(), model_version=MODEL_VERSION
+    )
+    try:
+        outcome = body(engine, run_id)
+    except BaseException as exc:
+        finish_run(engine, run_id, status="failed", error=str(exc)[:2000])
+        raise
+    finish_run(engine, run_id, status="completed", outcome=jsonable({"step": step, "result": outcome}))
+    return run_id, outcome
+
+
+@flow(name="ppms-sync", description="PPMS: read GitHub, Jira and CSV sources incrementally into the store.")
+def sync() -> list[str]:
+    """Read every configured source since its last cursor; bad rows are quarantined with their reason."""
+    settings = get_settings().ppms
+    return _run("sync", {}, lambda engine, run_id: sync_sources(engine, settings, run_id))[1]
+
+
+@flow(name="ppms-prioritise", description="PPMS: rank the open backlog by WSJF or RICE, dependency-aware.")
+def prioritise(method: Literal["wsjf", "rice"] | None = None) -> int:
+    """Rank the backlog; returns how many open tasks were ranked (the ppms-backlog artifact shows why)."""
+    settings = get_settings().ppms
+    if method:
+        settings = settings.model_copy(update={"priority_method": method})
+    return _run(
+        "prioritise",
+        {"method": settings.priority_method},
+        lambda engine, run_id: len(rank_backlog(engine, settings, run_id)),
+    )[1]
+
+
+@flow(name="ppms-assign", description="PPMS: assign ready tasks by skill, capacity and priority (MILP).")
+def assign_work(horizon_days: int | None = None) -> dict[str, int]:
+    """Assign ready tasks; returns how many were assigned and how many could not be staffed."""
+    settings = get_settings().ppms
+    if horizon_days:
+        settings = settings.model_copy(update={"assignment_horizon_days": horizon_days})
+
+    def body(engine: Engine, run_id: str) -> dict[str, int]:
+        result = assign_ready(engine, settings, run_id, rank_backlog(engine, settings, run_id))
+        return {"assigned": len(result.assigned), "unstaffed": len(result.unstaffed)}
+
+    return _run("assign", {"horizon_days": settings.assignment_horizon_days}, body)[1]
+
+
+@flow(name="ppms-forecast", description="PPMS: Monte Carlo completion forecasts per project and milestone.")
+def forecast(projects: list[str] | None = None) -> list[dict[str, Any]]:
+    """Forecast the projects (all by default); see the ppms-forecast artifact."""
+    settings = get_settings().ppms
+    return _run(
+        "forecast", {"projects": projects}, lambda engine, run_id: forecast_all(engine, settings, run_id, projects)
+    )[1]
+
+
+@flow(name="ppms-project-management", description="PPMS system run: sync, rank, assign, forecast.")
+def project_management() -> SystemResult:
+    """What PSO runs for PPMS: the whole pipeline, summarised in one line per step."""
+    settings = get_settings().ppms
+
+    def body(engine: Engine, run_id: str) -> dict[str, Any]:
+        synced = sync_sources(engine, settings, run_id)
+        scored = rank_backlog(engine, settings, run_id)
+        assigned = assign_ready(engine, settings, run_id, scored)
+        forecasts = forecast_all(engine, settings, run_id)
+        return {
+            "synced": synced,
+            "ranked": len(scored),
+            "assigned": len(assigned.assigned),
+            "unstaffed": len(assigned.unstaffed),
+            "forecasts": forecasts,
+        }
+
+    run_id, outcome = _run("all", {}, body)
+    odds = "; ".join(f"{f['project']} P85 {f['P85']} ({f['on time']} on time)" for f in outcome["forecasts"])
+    summary = (
+        f"{outcome['ranked']} open tasks ranked, {outcome['assigned']} assigned, {outcome['unstaffed']} "
+        f"not staffable; {odds or 'no projects yet'}"
+    )
+    return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, metrics={"forecasts": outcome["forecasts"]})

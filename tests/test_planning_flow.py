@@ -1,0 +1,42 @@
+"""PPMS end to end on a real Prefect server over the sample projects: ranked, assigned, forecast."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.artifacts import Artifact
+from sqlalchemy import select
+
+from framework2.flows.planning import project_management
+from framework2.sample.world import seed_projects
+from framework2.store.engine import open_store, session_scope
+from framework2.store.models import PmAssignment, PmBacklogEntry, PmForecast, QuarantinedRow
+
+pytestmark = pytest.mark.integration
+
+
+def test_project_management_ranks_assigns_and_forecasts_the_sample_projects(
+    prefect_server: str, store_url: str
+) -> None:
+    engine = open_store()
+    seed_projects(engine)
+
+    result = project_management()
+
+    assert result.system == "ppms" and "assigned" in result.summary
+    with session_scope(engine) as session:
+        reasons = [r.reason for r in session.scalars(select(QuarantinedRow).where(QuarantinedRow.system == "ppms"))]
+        ranked = session.scalars(select(PmBacklogEntry).order_by(PmBacklogEntry.rank)).all()
+        assigned = session.scalars(select(PmAssignment).where(PmAssignment.person.is_not(None))).all()
+        forecasts = session.scalars(select(PmForecast).where(PmForecast.milestone.is_(None))).all()
+    assert any("dependency cycle" in r and "→" in r for r in reasons)
+    assert any("LEGACY-404, which is not a known task" in r for r in reasons)
+    assert any("before it started" in r for r in reasons)
+    assert ranked[0].rank == 1 and ranked[0].why
+    assert assigned and all(a.why for a in assigned)
+    assert {f.project for f in forecasts} == {"sample:shop", "sample:payments"}
+    for f in forecasts:
+        assert f.p50 <= f.p85 <= f.p95 and f.method == "dependency-graph"
+        assert 0 <= f.probability_on_time <= 1
+    report = Artifact.get("ppms-forecast")
+    assert report is not None and "P85" in report.data and "data:image/png;base64," in report.data
+    assert Artifact.get("ppms-backlog") is not None and Artifact.get("ppms-assignments") is not None
