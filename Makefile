@@ -35,6 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pricing_bench.py
 	$(BIN)/python bench/rollback_bench.py
+	$(BIN)/python bench/forecast_bench.py
 
 clean:
 	rm -rf $(VENV) .framework2 .pytest_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from prefect.artifacts import Artifact
 from sqlalchemy import select
@@ -40,3 +42,27 @@ def test_project_management_ranks_assigns_and_forecasts_the_sample_projects(
     report = Artifact.get("ppms-forecast")
     assert report is not None and "P85" in report.data and "data:image/png;base64," in report.data
     assert Artifact.get("ppms-backlog") is not None and Artifact.get("ppms-assignments") is not None
+
+
+def test_forecast_emits_slipped_once_when_p85_moves_past_the_target(
+    prefect_server: str, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import framework2.flows.planning as planning
+    from framework2.store.models import PmProject
+
+    engine = open_store()
+    seed_projects(engine)
+    with session_scope(engine) as session:  # the payments team promised next week: out of reach
+        project = session.get(PmProject, "sample:payments")
+        project.target_date = datetime.now(UTC).date() + timedelta(days=7)
+    emitted: list[tuple[str, dict]] = []
+    real_emit = planning.emit
+    monkeypatch.setattr(planning, "emit", lambda s, e, p: (emitted.append((e, p)), real_emit(s, e, p)))
+
+    planning.forecast()
+    planning.forecast()  # still late: no second alert
+
+    assert [e for e, _ in emitted] == ["forecast.slipped"]
+    payload = emitted[0][1]
+    assert payload["project"] == "sample:payments" and payload["p85"] > payload["target"]
+    assert payload["probability_on_time"] < 0.15

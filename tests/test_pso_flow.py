@@ -15,6 +15,7 @@ from framework2.deployments.automations import (
     FAILURE_AUTOMATION,
     HEALTH_AUTOMATION,
     ROLLED_BACK_AUTOMATION,
+    SLIPPED_AUTOMATION,
     UNDERCUT_AUTOMATION,
     ensure_automations,
 )
@@ -103,6 +104,7 @@ def test_automations_notify_on_failure_and_degraded_health(
         f"created automation {HEALTH_AUTOMATION!r}",
         f"created automation {UNDERCUT_AUTOMATION!r}",
         f"created automation {ROLLED_BACK_AUTOMATION!r}",
+        f"created automation {SLIPPED_AUTOMATION!r}",
     ]
     # idempotent: a second init updates in place instead of duplicating
     assert ensure_automations(get_settings())[1].startswith("updated")

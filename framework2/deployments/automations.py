@@ -4,6 +4,7 @@
 - A system's health drops below the threshold (``framework2.<system>.health.degraded``) → notify.
 - A competitor undercuts us beyond ``ppis.undercutAlertPct`` (``framework2.ppis.competitor.undercut``) → notify.
 - A release is rolled back (``framework2.plos.release.rolled_back``) → notify.
+- A project's P85 moves past its target date (``framework2.ppms.forecast.slipped``) → notify.
 - A release flow run fails, crashes or is cancelled → run ``plos-rollback`` for that app with the run's own
   parameters (the seed's "deployment failure → auto-rollback"). This one needs no notification block.
 """
@@ -23,6 +24,7 @@ FAILURE_AUTOMATION = "framework2: notify on system flow failure"
 HEALTH_AUTOMATION = "framework2: notify on degraded system health"
 UNDERCUT_AUTOMATION = "framework2: notify on competitor undercut"
 ROLLED_BACK_AUTOMATION = "framework2: notify on release rolled back"
+SLIPPED_AUTOMATION = "framework2: notify on forecast slipped"
 AUTO_ROLLBACK_AUTOMATION = "framework2: roll back a failed release"
 RELEASE_FLOW = "plos-blue-green-release"
 ROLLBACK_DEPLOYMENT = "plos-rollback/plos-rollback"
@@ -40,6 +42,11 @@ ROLLED_BACK_BODY = (
     "Framework Set 2 release: {{ event.payload.app }} {{ event.payload.image }} was rolled back; traffic is on "
     "{{ event.payload.colour }}.\nWhy: {{ event.payload.reason }}\nSee the plos-release-{{ event.payload.app }} "
     "artifact for the measurements and thresholds."
+)
+SLIPPED_BODY = (
+    "Framework Set 2 forecast: {{ event.payload.name }} now finishes by {{ event.payload.p85 }} with 85 % "
+    "confidence, after its target {{ event.payload.target }} (was {{ event.payload.previous_p85 }}). "
+    "See the ppms-forecast artifact for the critical path and the risk factors."
 )
 HEALTH_BODY = (
     "Framework Set 2: {{ event.resource.get('prefect.resource.name') }} health is {{ event.payload.score }} "
@@ -119,6 +126,15 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             ROLLED_BACK_BODY,
             expect={"framework2.plos.release.rolled_back"},
             match={"prefect.resource.id": "framework2.system.plos"},
+        ),
+        _notify(
+            block_id,
+            SLIPPED_AUTOMATION,
+            "A project's P85 completion date moved past its target date.",
+            "Framework Set 2: forecast slipped",
+            SLIPPED_BODY,
+            expect={"framework2.ppms.forecast.slipped"},
+            match={"prefect.resource.id": "framework2.system.ppms"},
         ),
     ]
 
