@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from prefect.automations import Automation
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -86,6 +87,9 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     assert {"plos-launch-operations", "plos-blue-green-release", "plos-rollback", "plos-release-status"} <= set(
         deployed
     )
+    # Scope changes and rolled-back releases re-forecast (a deployment trigger from prefect.yaml).
+    reforecast = Automation.read(name="ppms-forecast__automation_1")
+    assert "framework2.pces.requirement.changed" in reforecast.trigger.expect
     release_form = deployed["plos-blue-green-release"].parameter_openapi_schema
     assert "request" in release_form["required"] and "ReleaseRequest" in release_form["definitions"]
     assert "approver" in deployed["ppis-approve-prices"].parameter_openapi_schema["required"]

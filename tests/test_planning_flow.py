@@ -41,6 +41,7 @@ def test_project_management_ranks_assigns_and_forecasts_the_sample_projects(
         assert 0 <= f.probability_on_time <= 1
     report = Artifact.get("ppms-forecast")
     assert report is not None and "P85" in report.data and "data:image/png;base64," in report.data
+    assert "key-person dependency" in report.data and "Risk " in report.data
     assert Artifact.get("ppms-backlog") is not None and Artifact.get("ppms-assignments") is not None
 
 

@@ -40,6 +40,7 @@ from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
 from framework2.tasks.planning.report import forecast_chart
+from framework2.tasks.planning.risk import risk_factors
 
 SYSTEM = "ppms"
 MODEL_VERSION = "ppms-1"
@@ -185,6 +186,7 @@ def forecast_all(
             rng=np.random.default_rng(abs(hash(run_id)) % 2**32),
             min_history_items=settings.min_history_items,
         )
+        risk = risk_factors(project.key, tasks, deps, overall, model, now=now)
         previous = _previous_p85(engine, project.key)
         with session_scope(engine) as session:
             for milestone, f in [(None, overall), *milestones.items()]:
@@ -201,7 +203,12 @@ def forecast_all(
                         probability_on_time=f.probability_of_target,
                         remaining_tasks=sum(1 for t in tasks if t.project == project.key and t.status != "done"),
                         reason=f.reason,
-                        details=jsonable(f.model_dump(mode="json")),
+                        details=jsonable(
+                            {
+                                **f.model_dump(mode="json"),
+                                "risk": risk.model_dump(mode="json") if milestone is None else None,
+                            }
+                        ),
                     )
                 )
         target = project.target_date
@@ -229,6 +236,7 @@ def forecast_all(
                 "P95": str(overall.p95_date or "—"),
                 "target": str(target or "—"),
                 "on time": odds,
+                "risk": f"{risk.total:.0f} ({risk.level})",
             }
         )
         chart = forecast_chart(project.name, overall, finish) if finish is not None else None
@@ -238,14 +246,24 @@ def forecast_all(
             lines += [f"**Target:** {overall.target_note}", ""]
         lines += [f"**Most often on the critical path:** {critical}", ""]
         lines += [
+            f"**Risk {risk.total:.0f}/100 ({risk.level})**, made of:",
+            "",
+            "| factor | measured | points | why |",
+            "|---|---|---:|---|",
+            *(f"| {r.label} | {r.measure} | {r.points:.0f} | {r.explanation} |" for r in risk.top),
+            "",
+        ]
+        lines += [
             f"- milestone {name}: P50 {f.p50_date}, P85 {f.p85_date}, P95 {f.p95_date}"
             for name, f in milestones.items()
         ]
         if chart:
             lines += ["", f"![forecast of {project.name}]({chart})"]
         sections.append("\n".join(lines))
-    table = "| project | method | P50 | P85 | P95 | target | on time |\n|---|---|---|---|---|---|---|\n" + "\n".join(
-        f"| {r['project']} | {r['method']} | {r['P50']} | {r['P85']} | {r['P95']} | {r['target']} | {r['on time']} |"
+    table = "| project | method | P50 | P85 | P95 | target | on time | risk |\n|---|---|---|---|---|---|---|---|\n"
+    table += "\n".join(
+        f"| {r['project']} | {r['method']} | {r['P50']} | {r['P85']} | {r['P95']} | {r['target']} | {r['on time']} "
+        f"| {r['risk']} |"
         for r in rows
     )
     create_markdown_artifact(
