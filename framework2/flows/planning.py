@@ -39,7 +39,7 @@ from framework2.tasks.planning.durations import fit_duration_model
 from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
-from framework2.tasks.planning.report import forecast_chart
+from framework2.tasks.planning.report import burnup_chart, forecast_chart
 from framework2.tasks.planning.risk import risk_factors
 
 SYSTEM = "ppms"
@@ -259,6 +259,9 @@ def forecast_all(
         ]
         if chart:
             lines += ["", f"![forecast of {project.name}]({chart})"]
+        burnup = burnup_chart(project.name, [t for t in tasks if t.project == project.key], overall, now=now)
+        if burnup:
+            lines += ["", f"![burn-up of {project.name}]({burnup})"]
         sections.append("\n".join(lines))
     table = "| project | method | P50 | P85 | P95 | target | on time | risk |\n|---|---|---|---|---|---|---|---|\n"
     table += "\n".join(
