@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pricing_bench.py
 	$(BIN)/python bench/rollback_bench.py
 	$(BIN)/python bench/forecast_bench.py
+	$(BIN)/python bench/portfolio_bench.py
 
 clean:
 	rm -rf $(VENV) .framework2 .pytest_cache

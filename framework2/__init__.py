@@ -7,13 +7,15 @@ Programmatic use (the seed's API in snake_case)::
     framework2.ppis.explain("SKU-000042")
     framework2.pso.get_system_health()
     framework2.plos.generate_deployment_plan("web", "registry.example.com/web:1.4.2")
+    framework2.ppms.get_forecasts("github:octo/shop")
+    framework2.ppos.get_health()
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["plos", "ppis", "pso"]
+__all__ = ["plos", "ppis", "ppms", "ppos", "pso"]
 
 
 def __getattr__(name: str) -> Any:

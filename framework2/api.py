@@ -113,6 +113,95 @@ class LaunchAPI:
         return blue_green_release(ReleaseRequest(app=app, image=image, **request))
 
 
+class ProjectManagementAPI:
+    """PPMS: the latest forecasts, the ranked backlog, and how far past forecasts held."""
+
+    def get_forecasts(self, project: str | None = None) -> list[dict[str, Any]]:
+        """The newest forecast of each project (and its milestones), with the risk factors and the reason."""
+        from framework2.store.models import PmForecast
+
+        with session_scope(open_store()) as session:
+            query = select(PmForecast).order_by(PmForecast.created_at.desc())
+            if project:
+                query = query.where(PmForecast.project == project)
+            rows = session.scalars(query).all()
+            newest_run = {}
+            for row in rows:
+                newest_run.setdefault(row.project, row.run_id)
+            return [r.model_dump() for r in rows if newest_run[r.project] == r.run_id]
+
+    def get_backlog(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ranking of the open backlog, best first, with each score's parts and why."""
+        from framework2.store.models import PmBacklogEntry
+
+        with session_scope(open_store()) as session:
+            latest = session.scalars(select(PmBacklogEntry.run_id).order_by(PmBacklogEntry.id.desc())).first()
+            rows = session.scalars(
+                select(PmBacklogEntry).where(PmBacklogEntry.run_id == latest).order_by(PmBacklogEntry.rank).limit(limit)
+            ).all()
+            return [r.model_dump() for r in rows]
+
+    def get_calibration(self) -> dict[str, Any] | None:
+        """The newest calibration backtest: how often past P50/P85/P95 dates held, and the verdict."""
+        from framework2.flows.planning import latest_calibration
+
+        return latest_calibration(open_store())
+
+    def forecast(self, projects: list[str] | None = None) -> Any:
+        """Forecast now in this process (all projects by default); returns the summary rows."""
+        from framework2.flows.planning import forecast
+
+        return forecast(projects)
+
+
+class ProjectOpsAPI:
+    """PPOS: the newest health, slip risk and allocation of the portfolio."""
+
+    def _latest_run(self) -> AnalysisRun | None:
+        return _latest_completed("ppos")
+
+    def get_health(self, project: str | None = None) -> list[dict[str, Any]]:
+        """The newest health of every project (and of "portfolio") with its components and top reason."""
+        from framework2.store.models import PpHealth
+
+        run = self._latest_run()
+        if run is None:
+            return []
+        with session_scope(open_store()) as session:
+            query = select(PpHealth).where(PpHealth.run_id == run.id).order_by(PpHealth.score)
+            if project:
+                query = query.where(PpHealth.project == project)
+            return [r.model_dump() for r in session.scalars(query)]
+
+    def get_risk(self) -> list[dict[str, Any]]:
+        """The newest slip-risk predictions, riskiest first, with drivers and mitigations."""
+        from framework2.store.models import PpRisk
+
+        run = self._latest_run()
+        if run is None:
+            return []
+        with session_scope(open_store()) as session:
+            rows = session.scalars(select(PpRisk).where(PpRisk.run_id == run.id).order_by(PpRisk.probability.desc()))
+            return [r.model_dump() for r in rows]
+
+    def get_allocation(self) -> list[dict[str, Any]]:
+        """The newest allocation plan: person, project, week, days."""
+        from framework2.store.models import PpAllocation
+
+        with session_scope(open_store()) as session:
+            latest = session.scalars(select(PpAllocation.run_id).order_by(PpAllocation.id.desc())).first()
+            rows = session.scalars(select(PpAllocation).where(PpAllocation.run_id == latest))
+            return [r.model_dump() for r in rows]
+
+    def run(self) -> Any:
+        """The full PPOS run (health, dependencies, slip risk, allocation) here and now."""
+        from framework2.flows.portfolio import project_operations
+
+        return project_operations()
+
+
 ppis = PricingAPI()
+ppos = ProjectOpsAPI()
+ppms = ProjectManagementAPI()
 plos = LaunchAPI()
 pso = OrchestratorAPI()

@@ -318,6 +318,7 @@ def demo(
         save_feed_blocks,
         seed_projects,
         seed_release_history,
+        seed_requirements,
         seed_store,
     )
     from framework2.store.engine import open_store, redact
@@ -339,15 +340,62 @@ def demo(
     )
     with FeedServer(routes) as server:
         names = save_feed_blocks(feeds, server.base_url)
+        requirements = seed_requirements(settings.home)
         report = asyncio.run(
             orchestrate(
                 execution="subflow",
-                system_parameters={"ppis": {"feeds": names, "approval_wait_seconds": 0}},
+                system_parameters={
+                    "ppis": {"feeds": names, "approval_wait_seconds": 0},
+                    "pces": {"sources": [requirements]},
+                },
             )
         )
     _print_report(report)
     _print_pricing(engine)
+    _print_planning()
+    _print_portfolio()
     _print_launch_plan(engine)
+
+
+def _print_portfolio() -> None:
+    from framework2.api import ppos
+
+    risk = {r["project"]: r for r in ppos.get_risk()}
+    health = [h for h in ppos.get_health() if h["project"] != "portfolio"]
+    if not health:
+        return
+    table = Table(title="PPOS: which projects are in trouble, and why")
+    for col in ("project", "health", "P(slip)", "top reason"):
+        table.add_column(col)
+    for h in health:
+        slip = risk.get(h["project"], {}).get("probability")
+        table.add_row(h["project"], f"{h['score']:.0f}", f"{slip:.0%}" if slip is not None else "—", h["top_reason"])
+    console.print(table)
+
+
+def _print_planning() -> None:
+    from framework2.api import ppms
+
+    forecasts = [f for f in ppms.get_forecasts() if f["milestone"] is None]
+    if not forecasts:
+        return
+    table = Table(title="PPMS: when will each project be done?")
+    for col in ("project", "P50", "P85", "P95", "target", "odds"):
+        table.add_column(col, no_wrap=True)
+    for f in sorted(forecasts, key=lambda f: f["project"]):
+        odds = f["probability_on_time"]
+        table.add_row(
+            f["project"],
+            str(f["p50"] or "—"),
+            str(f["p85"] or "—"),
+            str(f["p95"] or "—"),
+            str(f["target_date"] or "—"),
+            f"{odds:.0%}" if odds is not None else "—",
+        )
+    console.print(table)
+    calibration = ppms.get_calibration()
+    if calibration:
+        console.print(f"How far to trust P85 ({calibration['verdict']}): {calibration['reason']}.", highlight=False)
 
 
 def _print_launch_plan(engine) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -208,6 +217,23 @@ class ProjectOpsSettings(Section):
     project_threshold: int = Field(10, ge=1, description="Projects tracked before the portfolio view paginates.")
     prediction_accuracy: float = Field(95, ge=0, le=100, description="Target calibration (%) of slip predictions.")
     resource_optimization: bool = True
+    health_weights: dict[str, float] | None = Field(
+        None, description="Weights of the health components (framework2/tasks/portfolio/health.py); unset: defaults."
+    )
+    project_apps: dict[str, list[str]] = Field(
+        default_factory=dict, description="Project key -> PLOS app names whose releases count toward its health."
+    )
+    slip_days: int = Field(10, ge=1, le=365, description="A project 'slips' when it finishes this many days late.")
+    allocation_weeks: int = Field(6, ge=1, le=26, description="Weeks the resource allocation plans ahead.")
+
+    @field_validator("health_weights")
+    @classmethod
+    def _known_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from framework2.tasks.portfolio.health import resolve_weights
+
+        if value is not None:
+            resolve_weights(value)
+        return value
 
 
 class LaunchApp(Section):
@@ -236,6 +262,35 @@ class ContextSettings(Section):
     context_evolution_rate: Literal["adaptive", "fixed"] = "adaptive"
     stakeholder_notifications: bool = True
     change_impact_analysis: bool = True
+    requirements_sources: list[str] = Field(
+        default_factory=list, description="Names of requirements-source blocks PCES reads on every ingest."
+    )
+    components: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Components requirements link to: {name, owner, services} (services = PLOS apps they ship in).",
+    )
+    impact_policy: dict[str, Any] = Field(
+        default_factory=dict, description="Thresholds of the change-impact policy (framework2/tasks/context/impact.py)."
+    )
+    approval_wait: Duration = Field(
+        timedelta(hours=4), description="How long a change waits for approval in the UI; then it stays pending."
+    )
+    stakeholders: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per handle: {mode = 'immediate' | 'digest', channel = 'custom-webhook/name'}; others: digest.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_policy_and_components(self) -> ContextSettings:
+        from framework2.tasks.context.impact import Component, ImpactPolicy
+        from framework2.tasks.context.stakeholders import Preference
+
+        ImpactPolicy(**self.impact_policy)
+        for component in self.components:
+            Component(**component)
+        for handle, preference in self.stakeholders.items():
+            Preference(handle=handle, **preference)
+        return self
 
 
 class ExperienceSettings(Section):
@@ -256,6 +311,10 @@ class ProjectManagementSettings(Section):
     assignment_horizon_days: int = Field(10, ge=1, le=90, description="Working days an assignment plans ahead.")
     forecast_trials: int = Field(10_000, ge=100, le=1_000_000, description="Monte Carlo trials per forecast.")
     min_history_items: int = Field(30, ge=5, description="Completed tasks needed before history drives forecasts.")
+    backtest_every_days: int = Field(14, ge=1, le=90, description="Spacing of the past moments the backtest replays.")
+    backtest_refresh_days: int = Field(
+        7, ge=0, le=90, description="Days before the system run re-runs the backtest (0: every run)."
+    )
 
 
 class AlertSettings(Section):

@@ -82,6 +82,25 @@ SYSTEMS: dict[str, SystemSpec] = {
             max_duration=lambda s: timedelta(minutes=30),
         ),
         SystemSpec(
+            code="ppos",
+            title="Project operations",
+            flow="framework2.flows.portfolio:project_operations",
+            deployment="ppos-project-operations/ppos-project-operations",
+            # Health alone runs every 15 minutes on its own deployment; the full run re-plans allocation hourly.
+            expected_interval=lambda s: timedelta(hours=1),
+            depends_on=("ppms",),
+            max_duration=lambda s: timedelta(minutes=10),
+        ),
+        SystemSpec(
+            code="pces",
+            title="Context evolution",
+            flow="framework2.flows.context:ingest",
+            deployment="pces-ingest/pces-ingest",
+            expected_interval=lambda s: timedelta(hours=1),
+            depends_on=("ppms",),
+            max_duration=lambda s: timedelta(minutes=20),
+        ),
+        SystemSpec(
             code="plos",
             title="Launch operations",
             flow="framework2.flows.launch:launch_operations",

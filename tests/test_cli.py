@@ -87,9 +87,17 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     assert {"plos-launch-operations", "plos-blue-green-release", "plos-rollback", "plos-release-status"} <= set(
         deployed
     )
+    assert {"ppms-project-management", "ppms-forecast", "ppms-backtest", "ppms-assign"} <= set(deployed)
+    assert deployed["ppms-forecast"].schedules[0].schedule.cron == "0 3 * * *"  # nightly
+    assert {"ppos-project-operations", "ppos-project-health", "pces-ingest", "pces-change-impact"} <= set(deployed)
+    impact = Automation.read(name="pces-change-impact__automation_1")
+    assert "framework2.pces.requirement.changed" in impact.trigger.expect
+    assert deployed["ppos-project-health"].schedules[0].schedule.cron == "*/15 * * * *"
     # Scope changes and rolled-back releases re-forecast (a deployment trigger from prefect.yaml).
     reforecast = Automation.read(name="ppms-forecast__automation_1")
-    assert "framework2.pces.requirement.changed" in reforecast.trigger.expect
+    assert {"framework2.pces.requirement.changed", "framework2.pces.impact.assessed"} <= reforecast.trigger.expect
+    health = Automation.read(name="ppos-project-health__automation_1")
+    assert "framework2.pces.impact.assessed" in health.trigger.expect
     release_form = deployed["plos-blue-green-release"].parameter_openapi_schema
     assert "request" in release_form["required"] and "ReleaseRequest" in release_form["definitions"]
     assert "approver" in deployed["ppis-approve-prices"].parameter_openapi_schema["required"]
@@ -138,6 +146,24 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     assert "Failed" in runs[0].parameters["reason"]
     assert runs[0].parameters["release_run_id"] == str(failed.state_details.flow_run_id)
     RollbackRequest.model_validate(runs[0].parameters["request"])  # the release form fits the rollback form
+
+    # A changed requirement starts pces-change-impact for that requirement (the trigger renders the event).
+    from framework2.events import emit
+
+    impact_id = deployed["pces-change-impact"].id
+    emit("pces", "requirement.changed", {"requirement": "REQ-77", "kind": "changed"})
+
+    async def impact_runs() -> list:
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[impact_id]))
+            )
+
+    deadline = time.monotonic() + 30
+    while not (started := asyncio.run(impact_runs())):
+        assert time.monotonic() < deadline, "requirement.changed did not start pces-change-impact"
+        time.sleep(0.5)
+    assert started[0].parameters == {"requirement": "REQ-77"}
 
 
 def test_load_validates_quarantines_and_upserts(tmp_path: Path) -> None:

@@ -43,6 +43,21 @@ def test_project_management_ranks_assigns_and_forecasts_the_sample_projects(
     assert report is not None and "P85" in report.data and "data:image/png;base64," in report.data
     assert "key-person dependency" in report.data and "Risk " in report.data
     assert Artifact.get("ppms-backlog") is not None and Artifact.get("ppms-assignments") is not None
+    assert "How far to trust P85" in report.data and "past cases" in report.data
+    calibration = Artifact.get("ppms-calibration")
+    assert calibration is not None and "| P85 |" in calibration.data and "data:image/png;base64," in calibration.data
+    assert "Track record of published forecasts" in calibration.data
+
+    import framework2
+
+    latest = framework2.ppms.get_forecasts()
+    assert {f["project"] for f in latest if f["milestone"] is None} == {"sample:shop", "sample:payments"}
+    assert len({f["run_id"] for f in latest}) == 1
+    backlog = framework2.ppms.get_backlog(limit=5)
+    assert [b["rank"] for b in backlog] == [1, 2, 3, 4, 5]
+    trust = framework2.ppms.get_calibration()
+    assert trust["verdict"] in {"consistent", "over-confident", "conservative"} and trust["cases"] >= 10
+    assert [c["quantile"] for c in trust["coverage"]] == [50, 85, 95]
 
 
 def test_forecast_emits_slipped_once_when_p85_moves_past_the_target(

@@ -14,6 +14,7 @@ from framework2.config import get_settings
 from framework2.deployments.automations import (
     FAILURE_AUTOMATION,
     HEALTH_AUTOMATION,
+    PROJECT_HEALTH_AUTOMATION,
     ROLLED_BACK_AUTOMATION,
     SLIPPED_AUTOMATION,
     UNDERCUT_AUTOMATION,
@@ -105,6 +106,7 @@ def test_automations_notify_on_failure_and_degraded_health(
         f"created automation {UNDERCUT_AUTOMATION!r}",
         f"created automation {ROLLED_BACK_AUTOMATION!r}",
         f"created automation {SLIPPED_AUTOMATION!r}",
+        f"created automation {PROJECT_HEALTH_AUTOMATION!r}",
     ]
     # idempotent: a second init updates in place instead of duplicating
     assert ensure_automations(get_settings())[1].startswith("updated")

@@ -5,6 +5,8 @@
 - A competitor undercuts us beyond ``ppis.undercutAlertPct`` (``framework2.ppis.competitor.undercut``) → notify.
 - A release is rolled back (``framework2.plos.release.rolled_back``) → notify.
 - A project's P85 moves past its target date (``framework2.ppms.forecast.slipped``) → notify.
+- A project's health drops below the threshold (``framework2.ppos.health.degraded`` about a
+  ``framework2.project.*`` resource) → notify.
 - A release flow run fails, crashes or is cancelled → run ``plos-rollback`` for that app with the run's own
   parameters (the seed's "deployment failure → auto-rollback"). This one needs no notification block.
 """
@@ -25,6 +27,7 @@ HEALTH_AUTOMATION = "framework2: notify on degraded system health"
 UNDERCUT_AUTOMATION = "framework2: notify on competitor undercut"
 ROLLED_BACK_AUTOMATION = "framework2: notify on release rolled back"
 SLIPPED_AUTOMATION = "framework2: notify on forecast slipped"
+PROJECT_HEALTH_AUTOMATION = "framework2: notify on degraded project health"
 AUTO_ROLLBACK_AUTOMATION = "framework2: roll back a failed release"
 RELEASE_FLOW = "plos-blue-green-release"
 ROLLBACK_DEPLOYMENT = "plos-rollback/plos-rollback"
@@ -47,6 +50,12 @@ SLIPPED_BODY = (
     "Framework Set 2 forecast: {{ event.payload.name }} now finishes by {{ event.payload.p85 }} with 85 % "
     "confidence, after its target {{ event.payload.target }} (was {{ event.payload.previous_p85 }}). "
     "See the ppms-forecast artifact for the critical path and the risk factors."
+)
+PROJECT_HEALTH_BODY = (
+    "Framework Set 2 portfolio: {{ event.resource.get('prefect.resource.name') }} health fell to "
+    "{{ event.payload.score | round(0) }} (threshold {{ event.payload.threshold }}; "
+    "was {{ event.payload.previous }}).\n"
+    "Top reason: {{ event.payload.top_reason }}\nSee the ppos-portfolio artifact."
 )
 HEALTH_BODY = (
     "Framework Set 2: {{ event.resource.get('prefect.resource.name') }} health is {{ event.payload.score }} "
@@ -135,6 +144,15 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             SLIPPED_BODY,
             expect={"framework2.ppms.forecast.slipped"},
             match={"prefect.resource.id": "framework2.system.ppms"},
+        ),
+        _notify(
+            block_id,
+            PROJECT_HEALTH_AUTOMATION,
+            "A project's health score (PPOS) dropped below the configured threshold.",
+            "Framework Set 2: project health degraded",
+            PROJECT_HEALTH_BODY,
+            expect={"framework2.ppos.health.degraded"},
+            match={"prefect.resource.id": "framework2.project.*"},
         ),
     ]
 

@@ -722,6 +722,16 @@ def rollback(
                     )
                 time.sleep(1)
         try:
+            if asked:
+                # The release may have rolled back on our request and let go of its lock between two looks.
+                current, selected = read_state(api, target)
+                if current is not None and current.phase == "rolled_back":
+                    return RollbackOutcome(
+                        app=target.app,
+                        action="abort_requested",
+                        live_colour=selected,
+                        detail=f"the running release rolled back on request: {current.reason}",
+                    )
             with LockKeeper(api, lock, ttl) as keeper:
                 return _rollback_locked(api, engine, request, target, reason, keeper)
         finally:

@@ -3,52 +3,55 @@
 Pipeline of ``ppms-project-management`` (what PSO runs): read GitHub/Jira/CSV sources incrementally
 (bad rows quarantined with their reason) → WSJF/RICE ranking made dependency-aware → assignment of ready
 tasks by skill and capacity (a MILP) → Monte Carlo completion forecast per project and milestone, with
-``framework2.ppms.forecast.slipped`` when P85 moves past a target date. Each step is also its own flow
-(``ppms-sync``, ``ppms-prioritise``, ``ppms-assign``, ``ppms-forecast``).
+``framework2.ppms.forecast.slipped`` when P85 moves past a target date → the calibration backtest (how
+often past P85 dates held) when the last one is older than ``backtestRefreshDays``. Each step is also its
+own flow (``ppms-sync``, ``ppms-prioritise``, ``ppms-assign``, ``ppms-forecast``, ``ppms-backtest``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import get_run_context
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from framework2.config import ProjectManagementSettings, get_settings
 from framework2.events import emit
+from framework2.flows.common import current_flow_run_id
 from framework2.store.engine import open_store, session_scope
-from framework2.store.models import PmAssignment, PmBacklogEntry, PmForecast
+from framework2.store.models import AnalysisRun, PmAssignment, PmBacklogEntry, PmForecast
 from framework2.store.planning import (
     load_dependencies,
     load_people,
     load_projects,
+    load_published_forecasts,
     load_tasks,
     source_cursor,
     store_batch,
 )
-from framework2.store.runs import finish_run, jsonable, start_run
+from framework2.store.runs import as_utc, failed_on_error, finish_run, jsonable, start_run
 from framework2.systems import SystemResult
 from framework2.tasks.planning.assign import assign
+from framework2.tasks.planning.backtest import backtest, track_record
 from framework2.tasks.planning.durations import fit_duration_model
 from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
-from framework2.tasks.planning.report import burnup_chart, forecast_chart
+from framework2.tasks.planning.report import burnup_chart, calibration_chart, calibration_markdown, forecast_chart
 from framework2.tasks.planning.risk import risk_factors
 
 SYSTEM = "ppms"
 MODEL_VERSION = "ppms-1"
-
-
-def _flow_run_id() -> str | None:
-    context = get_run_context()
-    return str(context.flow_run.id) if getattr(context, "flow_run", None) else None
 
 
 def sync_sources(engine: Engine, settings: ProjectManagementSettings, run_id: str | None) -> list[str]:
@@ -160,7 +163,12 @@ def _previous_p85(engine: Engine, project: str) -> Any:
 
 
 def forecast_all(
-    engine: Engine, settings: ProjectManagementSettings, run_id: str, projects: list[str] | None = None
+    engine: Engine,
+    settings: ProjectManagementSettings,
+    run_id: str,
+    projects: list[str] | None = None,
+    *,
+    calibration: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Forecast every project (or the named ones); store, chart and emit ``forecast.slipped`` on a slip."""
     logger = get_run_logger()
@@ -172,7 +180,11 @@ def forecast_all(
         if projects and project.key not in projects:
             continue
         model = fit_duration_model(
-            [t for t in done if t.project == project.key], organisation=done, min_items=settings.min_history_items
+            [t for t in done if t.project == project.key],
+            organisation=done,
+            min_items=settings.min_history_items,
+            in_progress=[t for t in tasks if t.status == "in_progress"],
+            now=now,
         )
         overall, milestones, finish = forecast_project(
             project.key,
@@ -263,6 +275,13 @@ def forecast_all(
         if burnup:
             lines += ["", f"![burn-up of {project.name}]({burnup})"]
         sections.append("\n".join(lines))
+    calibration = calibration or latest_calibration(engine)
+    trust = (
+        f"**How far to trust P85** (backtest of {calibration['at'][:10]}, see the ppms-calibration artifact): "
+        f"{calibration['reason']}."
+        if calibration
+        else "**How far to trust P85:** no calibration backtest has run yet (`ppms-backtest`)."
+    )
     table = "| project | method | P50 | P85 | P95 | target | on time | risk |\n|---|---|---|---|---|---|---|---|\n"
     table += "\n".join(
         f"| {r['project']} | {r['method']} | {r['P50']} | {r['P85']} | {r['P95']} | {r['target']} | {r['on time']} "
@@ -271,22 +290,82 @@ def forecast_all(
     )
     create_markdown_artifact(
         key="ppms-forecast",
-        markdown="# PPMS forecast\n\n" + table + "\n\n" + "\n\n".join(sections),
+        markdown="# PPMS forecast\n\n" + table + "\n\n" + trust + "\n\n" + "\n\n".join(sections),
         description="PPMS completion forecasts (P50/P85/P95, odds of the target date)",
     )
     return rows
 
 
+def latest_calibration(engine: Engine) -> dict[str, Any] | None:
+    """The newest stored calibration backtest summary (from ``ppms-backtest`` or a system run), if any."""
+    query = (
+        select(AnalysisRun.outcome)
+        .where(AnalysisRun.system == SYSTEM, AnalysisRun.status == "completed")
+        .order_by(AnalysisRun.started_at.desc())
+        .execution_options(yield_per=50)  # newest first, streamed: usually the first few rows answer
+    )
+    with session_scope(engine) as session:
+        for outcome in session.scalars(query):
+            result = (outcome or {}).get("result")
+            if isinstance(result, dict) and result.get("calibration"):
+                return result["calibration"]
+    return None
+
+
+def calibrate(engine: Engine, settings: ProjectManagementSettings) -> dict[str, Any]:
+    """Replay past moments and score the forecasts published then against what happened; publish the
+    ppms-calibration artifact; return the summary that is stored with the run."""
+    now = datetime.now(UTC)
+    tasks = load_tasks(engine)
+    progress = create_progress_artifact(0.0, description="PPMS calibration backtest: past moments replayed")
+    result = backtest(
+        tasks,
+        load_dependencies(engine),
+        load_people(engine),
+        now=now,
+        every_days=settings.backtest_every_days,
+        trials=min(settings.forecast_trials, 2_000),
+        min_history_items=settings.min_history_items,
+        on_progress=lambda done, total: update_progress_artifact(progress, 100.0 * done / total),
+    )
+    record_cases, record = track_record(load_published_forecasts(engine), tasks, now=now)
+    markdown = calibration_markdown(result, record, settings.backtest_every_days, calibration_chart(result))
+    create_markdown_artifact(
+        key="ppms-calibration", markdown=markdown, description="PPMS: how often past P85 dates held"
+    )
+    return jsonable(
+        {
+            "at": now,
+            "verdict": result.verdict,
+            "reason": result.reason,
+            "coverage": [c.model_dump() for c in result.coverage],
+            "cases": len(result.cases),
+            "track_record": [c.model_dump() for c in record],
+            "published_cases": len(record_cases),
+        }
+    )
+
+
+def _calibration_due(engine: Engine, settings: ProjectManagementSettings) -> bool:
+    last = latest_calibration(engine)
+    if last is None or settings.backtest_refresh_days == 0:
+        return True
+    return as_utc(datetime.fromisoformat(last["at"])) < datetime.now(UTC) - timedelta(
+        days=settings.backtest_refresh_days
+    )
+
+
 def _run(step: str, parameters: dict[str, Any], body: Any) -> Any:
     engine = open_store()
     run_id = start_run(
-        engine, SYSTEM, parameters={"step": step, **parameters}, flow_run_id=_flow_run_id(), model_version=MODEL_VERSION
+        engine,
+        SYSTEM,
+        parameters={"step": step, **parameters},
+        flow_run_id=current_flow_run_id(),
+        model_version=MODEL_VERSION,
     )
-    try:
+    with failed_on_error(engine, run_id):
         outcome = body(engine, run_id)
-    except BaseException as exc:
-        finish_run(engine, run_id, status="failed", error=str(exc)[:2000])
-        raise
     finish_run(engine, run_id, status="completed", outcome=jsonable({"step": step, "result": outcome}))
     return run_id, outcome
 
@@ -334,6 +413,13 @@ def forecast(projects: list[str] | None = None) -> list[dict[str, Any]]:
     )[1]
 
 
+@flow(name="ppms-backtest", description="PPMS: replay past forecasts to show how often their P85 dates held.")
+def calibration_backtest() -> dict[str, Any]:
+    """Run the calibration backtest over every project; see the ppms-calibration artifact."""
+    settings = get_settings().ppms
+    return _run("backtest", {}, lambda engine, run_id: {"calibration": calibrate(engine, settings)})[1]
+
+
 @flow(name="ppms-project-management", description="PPMS system run: sync, rank, assign, forecast.")
 def project_management() -> SystemResult:
     """What PSO runs for PPMS: the whole pipeline, summarised in one line per step."""
@@ -343,8 +429,11 @@ def project_management() -> SystemResult:
         synced = sync_sources(engine, settings, run_id)
         scored = rank_backlog(engine, settings, run_id)
         assigned = assign_ready(engine, settings, run_id, scored)
-        forecasts = forecast_all(engine, settings, run_id)
+        # Calibration first, so tonight's forecast artifact can say how far its P85 dates have held.
+        calibration = calibrate(engine, settings) if _calibration_due(engine, settings) else None
+        forecasts = forecast_all(engine, settings, run_id, calibration=calibration)
         return {
+            "calibration": calibration,
             "synced": synced,
             "ranked": len(scored),
             "assigned": len(assigned.assigned),
@@ -358,4 +447,6 @@ def project_management() -> SystemResult:
         f"{outcome['ranked']} open tasks ranked, {outcome['assigned']} assigned, {outcome['unstaffed']} "
         f"not staffable; {odds or 'no projects yet'}"
     )
+    if outcome["calibration"]:
+        summary += f"; calibration: {outcome['calibration']['verdict']}"
     return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, metrics={"forecasts": outcome["forecasts"]})

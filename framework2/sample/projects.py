@@ -1,6 +1,12 @@
-"""PPMS sample world: two projects with people, a year of finished work and an open backlog with
-dependencies (one across projects), milestones and target dates — and, as real data has, a dependency
-cycle, a dependency on a task nobody knows and a task done before it started, which PPMS quarantines.
+"""PPMS sample world: two projects with people, four months of finished work and a freshly planned open
+backlog with dependencies (one across projects), milestones and target dates — and, as real data has, a
+dependency cycle, a dependency on a task nobody knows and a task done before it started, which PPMS
+quarantines.
+
+The history is made by a team working through planning rounds (``synthetic_team_history``), so the
+calibration backtest has real past moments to replay; its last round, a week ago, is still being worked on,
+and the open backlog for the coming milestones was planned in the last two weeks (after the backtest's last
+moment).
 """
 
 from __future__ import annotations
@@ -9,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from framework2.tasks.planning.durations import synthetic_task_history
+from framework2.tasks.planning.backtest import snapshot_at
 from framework2.tasks.planning.records import Batch, DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
+from framework2.tasks.planning.synthetic import synthetic_team_history
 
 SHOP, PAY = "sample:shop", "sample:payments"
 PEOPLE = [
@@ -29,20 +36,27 @@ def sample_projects(now: datetime | None = None, seed: int = 11) -> Batch:
     rng = np.random.default_rng(seed)
     projects = [
         ProjectRecord(
-            key=SHOP, name="Web shop relaunch", source="sample", target_date=(now + timedelta(days=70)).date()
+            key=SHOP, name="Web shop relaunch", source="sample", target_date=(now + timedelta(days=84)).date()
         ),
-        ProjectRecord(key=PAY, name="Payments v2", source="sample", target_date=(now + timedelta(days=35)).date()),
+        ProjectRecord(key=PAY, name="Payments v2", source="sample", target_date=(now + timedelta(days=77)).date()),
     ]
-    history = synthetic_task_history(240, seed=seed, start=now - timedelta(days=120))
     tasks: list[TaskRecord] = []
-    for i, done in enumerate(history):
-        if done.done_at is None or done.done_at > now:
-            continue
-        project = SHOP if i % 3 else PAY
-        tasks.append(done.model_copy(update={"key": f"{project}#h{i}", "project": project}))
+    deps: list[DependencyRecord] = []
+    for k, (project, workers, per_wave) in enumerate(((SHOP, 4, 12), (PAY, 3, 8))):
+        history, edges = synthetic_team_history(
+            f"{project}-history",
+            waves=10,  # the last planning round was a week ago, so some of it is still being worked on
+            tasks_per_wave=per_wave,
+            workers=workers,
+            start=now - timedelta(days=9 * 14 + 7),
+            seed=seed + k,
+        )
+        known, edges = snapshot_at(history, edges, now)  # as it stands today: done, in progress or to do
+        keys = {t.key: f"{project}#h{i + 1}" for i, t in enumerate(known)}
+        tasks += [t.model_copy(update={"key": keys[t.key], "project": project}) for t in known]
+        deps += [DependencyRecord(task=keys[e.task], depends_on=keys[e.depends_on]) for e in edges]
 
     open_tasks: list[TaskRecord] = []
-    deps: list[DependencyRecord] = []
     for project, count, milestones in ((SHOP, 36, ["Beta", "Launch"]), (PAY, 18, ["Go-live"])):
         for n in range(count):
             area = str(rng.choice(list(SKILLS)))
@@ -59,7 +73,7 @@ def sample_projects(now: datetime | None = None, seed: int = 11) -> Batch:
                     estimate_days=estimate,
                     assignee=str(rng.choice([p.handle for p in PEOPLE])) if started else None,
                     required_skills=SKILLS[area],
-                    created_at=now - timedelta(days=int(rng.integers(5, 60))),
+                    created_at=now - timedelta(days=int(rng.integers(1, 13))),
                     started_at=now - timedelta(days=int(rng.integers(1, 4))) if started else None,
                     updated_at=now - timedelta(hours=int(rng.integers(1, 48))),
                     milestone=milestones[min(len(milestones) - 1, n * len(milestones) // count)],

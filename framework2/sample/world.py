@@ -14,6 +14,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -235,3 +236,14 @@ def seed_projects(engine: Engine) -> int:
     from framework2.store.planning import store_batch
 
     return len(store_batch(engine, sample_projects(), "sample").tasks)
+
+
+def seed_requirements(home: Path) -> str:
+    """Write the PCES sample requirement files under ``home`` and save a Requirements Source block for them;
+    returns the block's name."""
+    from framework2.blocks.requirements_source import RequirementsSource
+    from framework2.sample.requirements import write_sample_requirements
+
+    directory = write_sample_requirements(Path(home) / "sample-requirements")
+    RequirementsSource(path=str(directory)).save("sample-requirements", overwrite=True)
+    return "sample-requirements"

@@ -362,3 +362,130 @@ class PmForecast(SQLModel, table=True):
     reason: str = ""
     details: dict[str, Any] = _json()
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+# --- project operations (PPOS) ------------------------------------------------------------------------
+
+
+class PpHealth(SQLModel, table=True):
+    """One project's (or the portfolio's, project "portfolio") health at one run: the time series of
+    scores with each component's score, weight and the points it took off."""
+
+    __tablename__ = "pp_health"
+    __table_args__ = (Index("ix_pp_health_project_created", "project", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    project: str = Field(max_length=200)
+    score: float
+    components: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    top_reason: str = ""
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class PpRisk(SQLModel, table=True):
+    """A project's slip-risk prediction at one run: probability, drivers and the mitigations they call for."""
+
+    __tablename__ = "pp_risk"
+    __table_args__ = (UniqueConstraint("run_id", "project", name="uq_pp_risk_run_project"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    project: str = Field(max_length=200)
+    probability: float
+    basis: str = Field(max_length=16, description="model | heuristic")
+    drivers: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    mitigations: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    features: dict[str, Any] = _json()  # what the prediction saw: the classifier's training data once it is due
+    reason: str = ""
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class PpAllocation(SQLModel, table=True):
+    """Days of one person on one project in one week, from an allocation run."""
+
+    __tablename__ = "pp_allocation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    person: str = Field(max_length=200)
+    project: str = Field(max_length=200)
+    week: date
+    days: float
+
+
+# --- context evolution (PCES) -------------------------------------------------------------------------
+
+
+class RequirementRow(SQLModel, table=True):
+    """A requirement as it stands now (its newest version), keyed by its id."""
+
+    __tablename__ = "requirement"
+
+    id: str = Field(primary_key=True, max_length=200)
+    source_name: str = Field(max_length=200, description="The Requirements Source block it was read through.")
+    source: str = Field(max_length=500, description="File path relative to the source, or jira:KEY.")
+    title: str = ""
+    project: str | None = Field(default=None, max_length=200, index=True)
+    owner: str | None = Field(default=None, max_length=200)
+    status: str = Field(default="draft", max_length=16, description="draft|approved|implemented|retired|removed")
+    version: int = 1
+    content_hash: str = Field(max_length=64)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class RequirementVersion(SQLModel, table=True):
+    """One version of a requirement: its whole content and the structured diff from the version before."""
+
+    __tablename__ = "requirement_version"
+    __table_args__ = (UniqueConstraint("requirement", "version", name="uq_requirement_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    requirement: str = Field(max_length=200, index=True)
+    version: int
+    content_hash: str = Field(max_length=64)
+    content: dict[str, Any] = _json()
+    diff: dict[str, Any] = _json()
+    commit: str | None = Field(default=None, max_length=64, description="Git commit the version was read at.")
+    run_id: str | None = Field(default=None, foreign_key="analysis_run.id", max_length=36)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ChangeImpactRow(SQLModel, table=True):
+    """The impact of one requirement version and what was decided about it (by the policy or a person)."""
+
+    __tablename__ = "change_impact"
+    __table_args__ = (UniqueConstraint("requirement", "version", name="uq_change_impact_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    requirement: str = Field(max_length=200, index=True)
+    version: int
+    run_id: str | None = Field(default=None, foreign_key="analysis_run.id", max_length=36)
+    report: dict[str, Any] = _json()
+    action: str = Field(max_length=24, description="auto_accept | notify | require_approval (the policy's)")
+    reasons: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=24, description="accepted | notified | pending_approval | approved | rejected")
+    decided_by: str | None = Field(default=None, max_length=200)
+    decision_note: str = ""
+    decided_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class StakeholderMessage(SQLModel, table=True):
+    """The outbox: a message for one stakeholder, queued until a channel took it (failures stay queued)."""
+
+    __tablename__ = "stakeholder_message"
+    __table_args__ = (Index("ix_stakeholder_message_status", "status", "mode"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient: str = Field(max_length=200)
+    mode: str = Field(max_length=16, description="immediate | digest")
+    channel: str | None = Field(default=None, max_length=200)
+    subject: str = ""
+    body: str = ""
+    change_keys: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="queued", max_length=16, description="queued | sent")
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None)

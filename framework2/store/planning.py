@@ -8,8 +8,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from framework2.store.engine import session_scope
-from framework2.store.models import PmDependency, PmPerson, PmProject, PmSourceCursor, PmTask, utcnow
+from framework2.store.models import PmDependency, PmForecast, PmPerson, PmProject, PmSourceCursor, PmTask, utcnow
 from framework2.store.runs import as_utc, quarantine
+from framework2.tasks.planning.backtest import PublishedForecast
 from framework2.tasks.planning.records import Batch, DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
 from framework2.tasks.planning.validate import SOURCE, validate_batch
 
@@ -124,4 +125,21 @@ def load_projects(engine: Engine) -> list[ProjectRecord]:
         return [
             ProjectRecord(key=p.key, name=p.name, source=p.source, target_date=p.target_date)
             for p in session.scalars(select(PmProject))
+        ]
+
+
+def load_published_forecasts(engine: Engine) -> list[PublishedForecast]:
+    """Every project-level forecast PPMS stored with all three dates, oldest first (for the track record)."""
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(PmForecast)
+            .where(PmForecast.milestone.is_(None), PmForecast.p85.is_not(None))
+            .order_by(PmForecast.created_at)
+        ).all()
+        return [
+            PublishedForecast(
+                project=r.project, made_at=as_utc(r.created_at), method=r.method, p50=r.p50, p85=r.p85, p95=r.p95
+            )
+            for r in rows
+            if r.p50 is not None and r.p95 is not None
         ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,6 +100,16 @@ def finish_in(
     run.quarantined = session.scalar(
         select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id)
     )
+
+
+@contextmanager
+def failed_on_error(engine: Engine, run_id: str) -> Iterator[None]:
+    """Mark the run failed, with the error, when the block raises (and re-raise): a run never stays "running"."""
+    try:
+        yield
+    except BaseException as exc:
+        finish_run(engine, run_id, status="failed", error=str(exc)[:2000])
+        raise
 
 
 def run_status(engine: Engine, run_id: str) -> str | None:

@@ -895,33 +895,29 @@ def _jira_payload(issue: Any) -> dict[str, Any]:
     }
 
 
-def read_jira(
+def iter_jira_issues(
     source: JiraSource,
-    since: datetime | None,
+    jql: str,
+    fields: Sequence[str],
     *,
     client: httpx.Client | None = None,
     sleep: Sleep = time.sleep,
     clock: Clock = time.time,
     max_wait_seconds: float = 60.0,
     max_retries: int = 3,
-) -> Batch:
-    """Issues matching the block's JQL updated at or after ``since`` (all when None).
+) -> Iterator[tuple[int, Any]]:
+    """Every issue ``jql`` finds, raw, with the page it came on (PPMS tasks and PCES requirements read through it).
 
     Pages are followed by the shape of the answer: ``nextPageToken``/``isLast`` (``/search/jql``) or
     ``startAt``/``total`` (the classic ``/search``). Raises SourceError when the search cannot be read.
     """
-    since = _utc(since)
     token = source.api_token.get_secret_value()
     label = f"Jira source '{source.label}'"
     _check_header_value(token, "api_token", label)
     _check_header_value(source.email, "email", label)
     basic = base64.b64encode(f"{source.email}:{token}".encode()).decode()
     url = source.site_url + source.search_path
-    fields = [*JIRA_FIELDS, *([source.estimate_field] if source.estimate_field else [])]
-    query = {"jql": jira_jql(source, since), "fields": fields, "maxResults": source.page_size}
-    batch = Batch(cursor=since)
-    edges: list[DependencyRecord] = []
-    projects: dict[str, ProjectRecord] = {}
+    query = {"jql": jql, "fields": list(fields), "maxResults": source.page_size}
     with _http_client(client) as http:
         fetcher = Fetcher(
             http,
@@ -954,30 +950,7 @@ def read_jira(
                     hint="check site_url and search_path in the Jira Source block",
                 )
             for issue in document["issues"]:
-                fields_of = issue.get("fields") if isinstance(issue, dict) else None
-                if isinstance(fields_of, dict):
-                    batch.cursor = _newest(batch.cursor, _parse_time(fields_of.get("updated")))
-                try:
-                    if not isinstance(issue, dict):
-                        raise _Reject(f"item is a JSON {type(issue).__name__}, not an issue")
-                    task, found_edges = _jira_task(source, issue)
-                except _Reject as exc:
-                    issue_key = issue.get("key") if isinstance(issue, dict) else None
-                    batch.rejected.append(
-                        {
-                            "source": f"jira:{issue_key}" if issue_key else label,
-                            "reason": f"jira:{issue_key or '?'} (page {number}): {exc}",
-                            "payload": _jira_payload(issue),
-                        }
-                    )
-                    continue
-                batch.tasks.append(task)
-                edges.extend(found_edges)
-                project = fields_of.get("project") if isinstance(fields_of.get("project"), dict) else {}
-                projects.setdefault(
-                    task.project,
-                    ProjectRecord(key=task.project, name=project.get("name") or task.project[5:], source="jira"),
-                )
+                yield number, issue
 
             if "nextPageToken" in document or ("isLast" in document and "startAt" not in document):
                 next_token = document.get("nextPageToken")
@@ -1001,6 +974,63 @@ def read_jira(
             else:
                 break  # neither shape: a single page
             number += 1
+
+
+def read_jira(
+    source: JiraSource,
+    since: datetime | None,
+    *,
+    client: httpx.Client | None = None,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.time,
+    max_wait_seconds: float = 60.0,
+    max_retries: int = 3,
+) -> Batch:
+    """Issues matching the block's JQL updated at or after ``since`` (all when None), as tasks.
+
+    Raises SourceError when the search cannot be read (see ``iter_jira_issues``).
+    """
+    since = _utc(since)
+    label = f"Jira source '{source.label}'"
+    fields = [*JIRA_FIELDS, *([source.estimate_field] if source.estimate_field else [])]
+    batch = Batch(cursor=since)
+    edges: list[DependencyRecord] = []
+    projects: dict[str, ProjectRecord] = {}
+    issues = iter_jira_issues(
+        source,
+        jira_jql(source, since),
+        fields,
+        client=client,
+        sleep=sleep,
+        clock=clock,
+        max_wait_seconds=max_wait_seconds,
+        max_retries=max_retries,
+    )
+    for number, issue in issues:
+        fields_of = issue.get("fields") if isinstance(issue, dict) else None
+        if isinstance(fields_of, dict):
+            batch.cursor = _newest(batch.cursor, _parse_time(fields_of.get("updated")))
+        try:
+            if not isinstance(issue, dict):
+                raise _Reject(f"item is a JSON {type(issue).__name__}, not an issue")
+            task, found_edges = _jira_task(source, issue)
+        except _Reject as exc:
+            issue_key = issue.get("key") if isinstance(issue, dict) else None
+            batch.rejected.append(
+                {
+                    "source": f"jira:{issue_key}" if issue_key else label,
+                    "reason": f"jira:{issue_key or '?'} (page {number}): {exc}",
+                    "payload": _jira_payload(issue),
+                }
+            )
+            continue
+        batch.tasks.append(task)
+        edges.extend(found_edges)
+        project = fields_of.get("project") if isinstance(fields_of.get("project"), dict) else {}
+        projects.setdefault(
+            task.project,
+            ProjectRecord(key=task.project, name=project.get("name") or task.project[5:], source="jira"),
+        )
     for key in source.project_keys:
         projects.setdefault(f"jira:{key}", ProjectRecord(key=f"jira:{key}", name=key, source="jira"))
     batch.projects = list(projects.values())

@@ -1,0 +1,11 @@
+"""What every system flow needs from the run it is in."""
+
+from __future__ import annotations
+
+from prefect.context import get_run_context
+
+
+def current_flow_run_id() -> str | None:
+    """The id of the Prefect flow run this code runs in (None when called outside one, e.g. from a test)."""
+    context = get_run_context()
+    return str(context.flow_run.id) if getattr(context, "flow_run", None) else None

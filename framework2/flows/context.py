@@ -1,0 +1,453 @@
+"""PCES — context evolution: what changed in the requirements, and how they evolve.
+
+Pipeline of ``pces-ingest`` (what PSO runs, after PPMS): for every Requirements Source block in
+``[pces] requirementsSources`` — bring the directory or git clone up to date → read every Markdown file on its
+own (a bad file is quarantined with its reason and what to fix, never blocking the others; duplicate ids
+are all held back) → flag links to tasks PPMS does not know → store a new version only where the content
+hash changed, with its structured diff, in one transaction per source → emit
+``framework2.pces.requirement.changed`` per change (PPMS re-forecasts and PPOS re-scores on it) → publish the
+``pces-evolution`` artifact: churn, volatility and late changes per requirement and project, with a chart.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import get_run_context
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from sqlalchemy.engine import Engine
+
+from framework2.config import Settings, get_settings
+from framework2.errors import DataError
+from framework2.events import emit
+from framework2.flows.common import current_flow_run_id
+from framework2.store.context import (
+    current_links,
+    mark_delivery,
+    queue_messages,
+    queued_messages,
+    recent_releases,
+    record_decision,
+    record_ingest,
+    save_impact,
+    version_history,
+    version_pair,
+)
+from framework2.store.engine import open_store
+from framework2.store.planning import load_dependencies, load_people, load_projects, load_tasks
+from framework2.store.runs import failed_on_error, finish_run, jsonable, quarantine, start_run
+from framework2.systems import SystemResult
+from framework2.tasks.context.approval import STATUS as APPROVAL_STATUS
+from framework2.tasks.context.approval import ChangeApproval, start_deadline
+from framework2.tasks.context.evolution import (
+    RequirementDiff,
+    VersionPoint,
+    body_lines_changed,
+    churn_chart,
+    diff_requirements,
+    evolution_metrics,
+)
+from framework2.tasks.context.impact import (
+    REWORK_SHARE_PER_CRITERION,
+    ChangedRequirement,
+    Component,
+    Decision,
+    ImpactPolicy,
+    ImpactReport,
+    assess_impact,
+    build_traceability,
+    decide,
+)
+from framework2.tasks.context.report import impact_markdown
+from framework2.tasks.context.requirements import ReadResult, Requirement, read_requirements_dir, unknown_task_links
+from framework2.tasks.context.sources import checkout_directory, read_jira_requirements
+from framework2.tasks.context.stakeholders import Message, Preference, change_message, deliver, digest, stakeholders_for
+from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.records import TaskRecord
+
+SYSTEM = "pces"
+MODEL_VERSION = "pces-1"
+
+
+def ingest_source(engine: Engine, settings: Settings, name: str, run_id: str, known_tasks: set[str]) -> dict[str, Any]:
+    """Read one Requirements Source and store what changed; one line of counts, and the changes."""
+    from framework2.blocks.requirements_source import RequirementsSource
+
+    block = RequirementsSource.load(name)
+    commit, read = None, ReadResult(requirements=[], problems=[])
+    if block.path or block.git_url:
+        checkout = checkout_directory(
+            path=block.path,
+            git_url=block.git_url,
+            branch=block.branch,
+            subdirectory=block.subdirectory,
+            cache=Path(settings.home) / "pces" / name,
+            timeout=block.timeout_seconds,
+        )
+        commit, read = checkout.commit, read_requirements_dir(checkout.directory, pattern=block.pattern)
+    if block.jira_source:
+        from framework2.blocks.project_sources import JiraSource
+
+        jira = read_jira_requirements(JiraSource.load(block.jira_source), block.jira_jql or "")
+        read = ReadResult(
+            requirements=[*read.requirements, *jira.requirements], problems=[*read.problems, *jira.problems]
+        )
+    links = unknown_task_links(read.requirements, known_tasks)
+    quarantine(
+        engine,
+        system=SYSTEM,
+        source=f"requirements-source/{name}",
+        rows=[p.model_dump() for p in [*read.problems, *links]],
+        run_id=run_id,
+    )
+    changes = record_ingest(
+        engine,
+        name,
+        read.requirements,
+        {p.source for p in read.problems},
+        diff_requirements,
+        Requirement.model_validate,
+        commit=commit,
+        run_id=run_id,
+    )
+    by_id = {r.id: r for r in read.requirements}
+    for change in changes:
+        requirement = by_id.get(change.id)
+        emit(
+            SYSTEM,
+            "requirement.changed",
+            {
+                "requirement": change.id,
+                "kind": change.kind,
+                "project": requirement.project if requirement else None,
+                "summary": change.summary,
+                "source": name,
+                "commit": commit,
+            },
+        )
+    return {
+        "source": name,
+        "commit": commit,
+        "requirements": len(read.requirements),
+        "problems": [f"{p.source}: {p.reason}" for p in [*read.problems, *links]],
+        "changes": [c.summary for c in changes],
+    }
+
+
+def evolution_report(engine: Engine, now: datetime) -> tuple[pd.DataFrame, str]:
+    """Churn, volatility and late changes from every stored version; the metrics and the artifact's markdown."""
+    tasks = {t.key: t for t in load_tasks(engine)}
+    points = []
+    for version in version_history(engine):
+        content = version["content"]
+        starts = [tasks[k].started_at for k in content.get("tasks", []) if k in tasks and tasks[k].started_at]
+        points.append(
+            VersionPoint(
+                id=version["requirement"],
+                project=content.get("project"),
+                at=version["created_at"],
+                diff=version["diff"],
+                work_started=min(starts) if starts else None,
+            )
+        )
+    metrics = evolution_metrics(points, now=now)
+    chart = churn_chart(points, now=now)
+    columns = ["level", "key", "changes", "churn", "late_changes", "volatility"]
+    rows = [
+        "| " + " | ".join(f"{r[c]:.2f}" if c == "volatility" else str(r[c]) for c in columns) + " |"
+        for r in metrics.sort_values(["level", "volatility"], ascending=[True, False]).to_dict("records")
+    ]
+    lines = [
+        "# PCES requirements evolution",
+        "",
+        f"{len(points)} stored versions over the last 90 days. Churn: body lines and acceptance criteria changed; "
+        "late: changed after work on its linked tasks had started; volatility: share of weeks with a change.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *(rows or ["| — | no requirements yet: configure [pces] requirementsSources | | | | |"]),
+        *(["", f"![requirement changes per week]({chart})"] if chart else []),
+    ]
+    return metrics, "\n".join(lines)
+
+
+def run_ingest(engine: Engine, settings: Settings, run_id: str, sources: list[str]) -> dict[str, Any]:
+    """Ingest every source (a failing source is reported, the others still run) and publish."""
+    known = {t.key for t in load_tasks(engine)}
+    results, failures = [], []
+    for name in sources:
+        try:
+            results.append(ingest_source(engine, settings, name, run_id, known))
+        except Exception as exc:  # one unreachable repository must not hide the others' changes
+            failures.append(f"{name}: {exc}")
+            get_run_logger().error("requirements source %s failed: %s", name, exc)
+    metrics, markdown = evolution_report(engine, datetime.now(UTC))
+    create_markdown_artifact(key="pces-evolution", markdown=markdown, description="PCES: requirement churn")
+    tracked = int((metrics["level"] == "requirement").sum()) if not metrics.empty else 0
+    return {"sources": results, "failed": failures, "tracked": tracked}
+
+
+@flow(name="pces-ingest", description="PCES: read requirement sources, version what changed, report evolution.")
+def ingest(sources: list[str] | None = None) -> SystemResult:
+    """Read the Requirements Source blocks (default: ``[pces] requirementsSources``); store new versions with
+    their diffs; emit requirement.changed."""
+    settings = get_settings()
+    engine = open_store()
+    names = sources if sources is not None else settings.pces.requirements_sources
+    run_id = start_run(
+        engine, SYSTEM, parameters={"sources": names}, flow_run_id=current_flow_run_id(), model_version=MODEL_VERSION
+    )
+    with failed_on_error(engine, run_id):
+        outcome = run_ingest(engine, settings, run_id, names)
+    status = "failed" if outcome["failed"] and not outcome["sources"] else "completed"
+    finish_run(engine, run_id, status=status, outcome=jsonable(outcome))
+    changed = sum(len(s["changes"]) for s in outcome["sources"])
+    problems = sum(len(s["problems"]) for s in outcome["sources"])
+    summary = (
+        f"{len(outcome['sources'])} requirement sources read: {changed} changes, {problems} files with problems"
+        + (f"; failed: {'; '.join(outcome['failed'])}" if outcome["failed"] else "")
+    )
+    if status == "failed":
+        raise RuntimeError(summary)
+    return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, metrics=outcome)
+
+
+def criterion_tasks(
+    requirement: str, project: str | None, criteria: list[str], linked: list[TaskRecord], now: datetime
+) -> list[TaskRecord]:
+    """New scope for criteria added while the linked work is still open: one task per criterion, a fifth of the
+    linked open tasks' mean estimate (the rework rule's "a criterion is a fifth of a story"), after that work."""
+    open_linked = [t for t in linked if t.status != "done"]
+    if not project or not open_linked or not criteria:
+        return []
+    estimates = [t.estimate_days for t in open_linked if t.estimate_days]
+    size = REWORK_SHARE_PER_CRITERION * (sum(estimates) / len(estimates) if estimates else 1.0)
+    return [
+        TaskRecord(
+            key=f"{requirement}#criterion-{i + 1}",
+            project=project,
+            title=f"{requirement}: {text}",
+            estimate_days=size,
+            created_at=now,
+            updated_at=now,
+        )
+        for i, text in enumerate(criteria)
+    ]
+
+
+def changed_requirement(
+    before: dict[str, Any] | None, after: dict[str, Any], diff: dict[str, Any], tasks: list[TaskRecord], now: datetime
+) -> ChangedRequirement:
+    """The impact analysis's view of one stored version."""
+    added, removed = body_lines_changed(diff.get("body_diff", ""))
+    kind = diff.get("kind", "changed")
+    linked = list(after.get("tasks", []))
+    by_key = {t.key: t for t in tasks}
+    return ChangedRequirement(
+        id=after["id"],
+        project=after.get("project"),
+        owner=after.get("owner"),
+        tasks=[] if kind == "removed" else linked,
+        components=list(after.get("components", [])),
+        tasks_before=linked if kind == "removed" else list((before or {}).get("tasks", [])),
+        criteria_added=len(diff.get("criteria_added", [])),
+        criteria_removed=len(diff.get("criteria_removed", [])),
+        body_lines_changed=added + removed,
+        kind=kind,
+        new_tasks=[]
+        if kind != "changed"
+        else criterion_tasks(
+            after["id"],
+            after.get("project"),
+            diff.get("criteria_added", []),
+            [by_key[k] for k in linked if k in by_key],
+            now,
+        ),
+    )
+
+
+def assess_change(
+    engine: Engine, settings: Settings, run_id: str, requirement: str, version: int | None
+) -> tuple[ImpactReport, Decision, int, dict[str, Any], dict[str, Any]]:
+    """Impact of one version and the policy's decision, stored; also the version, its diff and its content."""
+    pair = version_pair(engine, requirement, version)
+    if pair is None:
+        raise DataError(
+            f"requirement {requirement!r}{f' version {version}' if version else ''} is not stored",
+            "run pces-ingest first, or check the id (the event's payload names it)",
+        )
+    before, after, diff, number = pair
+    now = datetime.now(UTC)
+    tasks, deps, people = load_tasks(engine), load_dependencies(engine), load_people(engine)
+    change = changed_requirement(before, after, diff, tasks, now)
+    releases, in_flight = recent_releases(engine, now - timedelta(days=30))
+    trace = build_traceability(
+        current_links(engine),
+        [Component(**c) for c in settings.pces.components],
+        releases,
+        in_flight=in_flight,
+    )
+    model = fit_duration_model(
+        [t for t in tasks if t.status == "done"], in_progress=[t for t in tasks if t.status == "in_progress"], now=now
+    )
+    target = next((p.target_date for p in load_projects(engine) if p.key == change.project), None)
+    report = assess_impact(change, trace, tasks, deps, people, model, now=now, target_date=target)
+    decision = decide(report, ImpactPolicy(**settings.pces.impact_policy), target_date=target)
+    status = {"auto_accept": "accepted", "notify": "notified", "require_approval": "pending_approval"}[decision.action]
+    save_impact(engine, requirement, number, run_id, report, decision, status)
+    emit(
+        SYSTEM,
+        "impact.assessed",
+        {
+            "requirement": requirement,
+            "version": number,
+            "project": change.project,
+            "action": decision.action,
+            "risk": report.risk,
+            "effort_delta_days": round(report.effort_delta_days, 1),
+            "p85_shift_days": report.p85_shift_days,
+        },
+    )
+    return report, decision, number, diff, after
+
+
+def _ask_for_approval(engine: Engine, settings: Settings, requirement: str, version: int) -> str:
+    """Pause with the approval form; store the answer (or, at the deadline, leave the change pending)."""
+    logger = get_run_logger()
+    wait = settings.pces.approval_wait.total_seconds()
+    deadline = start_deadline(get_run_context().flow_run.id, wait, logger)
+    try:
+        # The pause outlasts the deadline: Prefect fails a run whose pause times out.
+        answer = pause_flow_run(
+            wait_for_input=ChangeApproval, timeout=int(wait) + 300, poll_interval=min(5, max(1, int(wait)))
+        )
+    except FlowPauseTimeout:
+        logger.error("no answer to the approval form for %s v%d; it stays pending", requirement, version)
+        return "pending_approval"
+    finally:
+        deadline.cancel()
+    status = APPROVAL_STATUS[answer.decision]
+    if status != "pending_approval":  # "leave pending" (or the deadline) decides nothing
+        record_decision(engine, requirement, version, status, answer.approver, answer.note)
+    logger.info("%s v%d: %s by %s", requirement, version, status, answer.approver)
+    return status
+
+
+@flow(name="pces-change-impact", description="PCES: what a requirement change touches and costs, and what to do.")
+def change_impact(requirement: str, version: int | None = None) -> dict[str, Any]:
+    """Assess one requirement version (default: the newest); pause for approval when the policy asks for it."""
+    settings = get_settings()
+    engine = open_store()
+    run_id = start_run(
+        engine,
+        SYSTEM,
+        parameters={"step": "impact", "requirement": requirement, "version": version},
+        flow_run_id=current_flow_run_id(),
+        model_version=MODEL_VERSION,
+    )
+    with failed_on_error(engine, run_id):
+        report, decision, number, diff, content = assess_change(engine, settings, run_id, requirement, version)
+        create_markdown_artifact(
+            key=f"pces-impact-{_artifact_key(requirement)}",
+            markdown=impact_markdown(requirement, number, diff, report, decision),
+            description=f"PCES: impact of {requirement} v{number}",
+        )
+        status = {"auto_accept": "accepted", "notify": "notified"}.get(decision.action, "pending_approval")
+        # Everyone hears before a pause: the owner has to know there is something to approve.
+        informed = inform_stakeholders(engine, settings, content, number, diff, report, decision)
+        if decision.action == "require_approval":
+            status = _ask_for_approval(engine, settings, requirement, number)
+    outcome = {
+        "requirement": requirement,
+        "version": number,
+        "action": decision.action,
+        "status": status,
+        "informed": informed,
+    }
+    finish_run(engine, run_id, status="completed", outcome=jsonable({**outcome, "reasons": decision.reasons}))
+    return outcome
+
+
+def _artifact_key(requirement: str) -> str:
+    # Artifact keys allow lower-case letters, digits and dashes only.
+    return re.sub(r"[^a-z0-9-]+", "-", requirement.lower()).strip("-") or "requirement"
+
+
+def inform_stakeholders(
+    engine: Engine,
+    settings: Settings,
+    content: dict[str, Any],
+    version: int,
+    diff: dict[str, Any],
+    report: ImpactReport | None,
+    decision: Decision | None,
+) -> int:
+    """Queue a message for everyone the change concerns (by ownership, with their preference) and send the
+    immediate ones now; returns how many were queued. Failed sends stay queued for the next run."""
+    if not settings.pces.stakeholder_notifications:
+        return 0
+    assignees = {t.key: t.assignee for t in load_tasks(engine) if t.assignee}
+    owners = {c["name"]: c["owner"] for c in settings.pces.components if c.get("owner")}
+    preferences = {h: Preference(handle=h, **p) for h, p in settings.pces.stakeholders.items()}
+    people = stakeholders_for(content.get("owner"), report, assignees, owners, preferences)
+    changes = RequirementDiff.model_validate(diff)
+    messages = [
+        change_message(p, content["id"], content.get("title", ""), version, changes, report, decision) for p in people
+    ]
+    queue_messages(engine, messages)
+    deliver_queued(engine, settings, mode="immediate")
+    return len(messages)
+
+
+def deliver_queued(engine: Engine, settings: Settings, *, mode: str | None = None) -> dict[str, int]:
+    """Send what the outbox holds: immediate messages one by one, digest messages as one digest per person and
+    channel. What fails stays queued with the error, for the next run."""
+    default = settings.notifications.block
+    sent = failed = 0
+    rows = queued_messages(engine, mode=mode)
+    as_message = {
+        r.id: Message(
+            recipient=r.recipient,
+            mode=r.mode,  # type: ignore[arg-type]
+            channel=r.channel,
+            subject=r.subject,
+            body=r.body,
+            change_keys=r.change_keys,
+        )
+        for r in rows
+    }
+    batches: list[tuple[list[int], Message]] = [([i], m) for i, m in as_message.items() if m.mode == "immediate"]
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, m in as_message.items():
+        if m.mode == "digest":
+            groups.setdefault((m.recipient, m.channel), []).append(i)
+    today = datetime.now(UTC).date()
+    for ids in groups.values():
+        [combined] = digest([as_message[i] for i in ids], day=today)
+        batches.append((ids, combined))
+    for ids, message in batches:
+        delivery = deliver(message, default_channel=default)
+        mark_delivery(engine, ids, delivery.sent, delivery.attempts, delivery.error)
+        sent, failed = sent + delivery.sent, failed + (not delivery.sent)
+        if not delivery.sent:
+            get_run_logger().warning("message to %s stays queued: %s", message.recipient, delivery.error)
+    return {"sent": sent, "failed": failed}
+
+
+@flow(name="pces-stakeholder-digest", description="PCES: send the daily digests and retry queued messages.")
+def stakeholder_digest() -> dict[str, int]:
+    """Send every queued message (digests per person and channel); what fails stays queued."""
+    settings = get_settings()
+    engine = open_store()
+    run_id = start_run(engine, SYSTEM, parameters={"step": "digest"}, flow_run_id=current_flow_run_id())
+    with failed_on_error(engine, run_id):
+        outcome = deliver_queued(engine, settings)
+    finish_run(engine, run_id, status="completed", outcome=outcome)
+    return outcome

@@ -1,0 +1,250 @@
+"""PCES store I/O: requirements as they stand, and a new version only when the content changed.
+
+One source's ingest is one transaction: every new version, every "removed" mark and the rows' current
+state are committed together or not at all, so a crash half way leaves the previous ingest's state whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from framework2.store.engine import session_scope
+from framework2.store.models import (
+    ChangeImpactRow,
+    Release,
+    RequirementRow,
+    RequirementVersion,
+    StakeholderMessage,
+    utcnow,
+)
+from framework2.store.runs import jsonable
+
+
+def stored_contents(engine: Engine, source_name: str | None = None) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Per requirement id: (its source, its status, the content of its newest version)."""
+    with session_scope(engine) as session:
+        query = select(RequirementRow)
+        if source_name is not None:
+            query = query.where(RequirementRow.source_name == source_name)
+        rows = {r.id: (r.source, r.status, r.version) for r in session.scalars(query)}
+        contents: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        for rid, (source, status, version) in rows.items():
+            content = session.scalars(
+                select(RequirementVersion.content).where(
+                    RequirementVersion.requirement == rid, RequirementVersion.version == version
+                )
+            ).one()
+            contents[rid] = (source, status, content)
+        return contents
+
+
+def record_ingest(
+    engine: Engine,
+    source_name: str,
+    requirements: Sequence[Any],
+    problem_sources: set[str],
+    diff: Callable[[Any, Any], Any],
+    parse: Callable[[dict[str, Any]], Any],
+    *,
+    commit: str | None,
+    run_id: str | None,
+) -> list[Any]:
+    """Store what changed in one source since its last ingest; returns the diffs (added, changed, removed).
+
+    ``requirements`` are the source's readable requirements now; ``problem_sources`` the files that could not
+    be read this time — a requirement whose file is among them is left as it was (a broken file is not a
+    deleted requirement). A requirement no longer in the source is marked ``removed`` with a version saying so.
+    ``diff(before, after)`` returns None for no change; ``parse`` turns stored content back into a requirement.
+    """
+    before = stored_contents(engine, source_name)
+    now = utcnow()
+    changes = []
+    with session_scope(engine) as session:
+        seen = set()
+        for req in requirements:
+            seen.add(req.id)
+            old = before.get(req.id)
+            previous = parse(old[2]) if old is not None and old[1] != "removed" else None
+            change = diff(previous, req)
+            if change is None:
+                continue
+            row = session.get(RequirementRow, req.id)
+            version = (row.version + 1) if row is not None else 1
+            if row is None:
+                row = RequirementRow(id=req.id, source_name=source_name, source=req.source, content_hash="")
+                session.add(row)
+            row.source, row.title, row.project, row.owner = req.source, req.title, req.project, req.owner
+            row.status, row.version, row.content_hash, row.updated_at = req.status, version, req.content_hash, now
+            session.add(
+                RequirementVersion(
+                    requirement=req.id,
+                    version=version,
+                    content_hash=req.content_hash,
+                    content=jsonable(req.model_dump()),
+                    diff=jsonable(change.model_dump()),
+                    commit=commit,
+                    run_id=run_id,
+                    created_at=now,
+                )
+            )
+            changes.append(change)
+        for rid, (source, status, content) in before.items():
+            if rid in seen or status == "removed" or source in problem_sources:
+                continue
+            change = diff(parse(content), None)
+            row = session.get(RequirementRow, rid)
+            assert row is not None
+            row.status, row.version, row.updated_at = "removed", row.version + 1, now
+            session.add(
+                RequirementVersion(
+                    requirement=rid,
+                    version=row.version,
+                    content_hash=row.content_hash,
+                    content=content,
+                    diff=jsonable(change.model_dump()),
+                    commit=commit,
+                    run_id=run_id,
+                    created_at=now,
+                )
+            )
+            changes.append(change)
+    return changes
+
+
+def version_history(engine: Engine) -> list[dict[str, Any]]:
+    """Every stored version, oldest first: requirement, version, project, diff, created_at."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(
+                RequirementVersion.requirement,
+                RequirementVersion.version,
+                RequirementVersion.content,
+                RequirementVersion.diff,
+                RequirementVersion.created_at,
+            ).order_by(RequirementVersion.created_at, RequirementVersion.id)
+        ).all()
+    return [{"requirement": r, "version": v, "content": c, "diff": d, "created_at": at} for r, v, c, d, at in rows]
+
+
+def version_pair(
+    engine: Engine, requirement: str, version: int | None = None
+) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any], int] | None:
+    """(content before, content after, diff, version) of ``version`` (default: the newest); None if unknown."""
+    with session_scope(engine) as session:
+        query = select(RequirementVersion).where(RequirementVersion.requirement == requirement)
+        if version is not None:
+            query = query.where(RequirementVersion.version == version)
+        row = session.scalars(query.order_by(RequirementVersion.version.desc())).first()
+        if row is None:
+            return None
+        before = session.scalars(
+            select(RequirementVersion.content).where(
+                RequirementVersion.requirement == requirement, RequirementVersion.version == row.version - 1
+            )
+        ).first()
+        return before, row.content, row.diff, row.version
+
+
+def current_links(engine: Engine) -> list[tuple[str, list[str], list[str]]]:
+    """(id, tasks, components) of every requirement not removed, from its newest version."""
+    return [
+        (rid, list(content.get("tasks", [])), list(content.get("components", [])))
+        for rid, (_source, status, content) in stored_contents(engine).items()
+        if status != "removed"
+    ]
+
+
+def recent_releases(engine: Engine, since: datetime) -> tuple[dict[str, list[str]], list[str]]:
+    """PLOS releases since ``since`` per app, and the ones still rolling out (running or paused)."""
+    with session_scope(engine) as session:
+        rows = session.execute(select(Release.app, Release.id, Release.status).where(Release.started_at >= since)).all()
+    by_app: dict[str, list[str]] = {}
+    for app, rid, _status in rows:
+        by_app.setdefault(app, []).append(rid)
+    return by_app, [rid for _app, rid, status in rows if status in ("running", "paused")]
+
+
+def save_impact(
+    engine: Engine, requirement: str, version: int, run_id: str | None, report: Any, decision: Any, status: str
+) -> None:
+    """Store the impact of one version and the policy's decision (once per version: a re-run replaces it)."""
+    with session_scope(engine) as session:
+        row = session.scalars(
+            select(ChangeImpactRow).where(
+                ChangeImpactRow.requirement == requirement, ChangeImpactRow.version == version
+            )
+        ).first()
+        if row is None:
+            row = ChangeImpactRow(requirement=requirement, version=version, action=decision.action, status=status)
+            session.add(row)
+        row.run_id, row.report, row.action = run_id, jsonable(report.model_dump()), decision.action
+        row.reasons, row.status = list(decision.reasons), status
+
+
+def record_decision(engine: Engine, requirement: str, version: int, status: str, by: str, note: str) -> None:
+    """Store who decided about a change that needed approval, and why."""
+    with session_scope(engine) as session:
+        row = session.scalars(
+            select(ChangeImpactRow).where(
+                ChangeImpactRow.requirement == requirement, ChangeImpactRow.version == version
+            )
+        ).one()
+        row.status, row.decided_by, row.decision_note, row.decided_at = status, by, note, utcnow()
+
+
+def queue_messages(engine: Engine, messages: Sequence[Any]) -> list[int]:
+    """Put messages (``stakeholders.Message``) in the outbox; their ids, in order."""
+    with session_scope(engine) as session:
+        rows = [
+            StakeholderMessage(
+                recipient=m.recipient,
+                mode=m.mode,
+                channel=m.channel,
+                subject=m.subject,
+                body=m.body,
+                change_keys=list(m.change_keys),
+            )
+            for m in messages
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [int(r.id) for r in rows if r.id is not None]
+
+
+def queued_messages(engine: Engine, *, mode: str | None = None) -> list[StakeholderMessage]:
+    """Messages not sent yet, oldest first (optionally only one mode)."""
+    with session_scope(engine) as session:
+        query = select(StakeholderMessage).where(StakeholderMessage.status == "queued")
+        if mode is not None:
+            query = query.where(StakeholderMessage.mode == mode)
+        return list(session.scalars(query.order_by(StakeholderMessage.id)))
+
+
+def mark_delivery(engine: Engine, ids: Sequence[int], sent: bool, attempts: int, error: str | None) -> None:
+    """Record one delivery of the messages ``ids`` (a digest covers several): sent, or still queued with why."""
+    with session_scope(engine) as session:
+        for row in session.scalars(select(StakeholderMessage).where(StakeholderMessage.id.in_(list(ids)))):
+            row.attempts += attempts
+            row.last_error = None if sent else error
+            if sent:
+                row.status, row.sent_at = "sent", utcnow()
+
+
+def requirement_changes(engine: Engine, since: datetime) -> dict[str, int]:
+    """Per project PCES tracks requirements for: requirement edits and removals since ``since`` (0 if none)."""
+    with session_scope(engine) as session:
+        tracked = {p for p in session.scalars(select(RequirementRow.project).distinct()) if p}
+        rows = session.execute(
+            select(RequirementVersion.content, RequirementVersion.diff).where(RequirementVersion.created_at >= since)
+        ).all()
+    counts = dict.fromkeys(tracked, 0)
+    for content, diff in rows:
+        project = (content or {}).get("project")
+        if project in counts and (diff or {}).get("kind") in ("changed", "removed"):
+            counts[project] += 1
+    return counts

@@ -1,0 +1,1 @@
+"""PCES: context evolution — requirements, their versions and diffs, change impact, stakeholders."""

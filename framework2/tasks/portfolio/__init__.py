@@ -1,0 +1,1 @@
+"""PPOS: project operations across the portfolio (dependencies, health, slip risk, allocation)."""

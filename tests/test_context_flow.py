@@ -1,0 +1,321 @@
+"""PCES ingest end to end on a real Prefect server and a real git repository: versions only on change,
+structured diffs, bad files quarantined without blocking the rest, removals, and the change events."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from prefect.artifacts import Artifact
+from sqlalchemy import select
+
+from framework2.config import get_settings
+from framework2.store.engine import open_store, session_scope
+from framework2.store.models import QuarantinedRow, RequirementRow, RequirementVersion
+
+pytestmark = pytest.mark.integration
+# Every change needs approval: the effort bound is below anything a change can cost.
+STRICT = '{"approval_on_risk": "never", "approval_min_effort_days": -1000}'
+
+CHECKOUT = """---
+id: REQ-1
+title: Guest checkout
+priority: must
+owner: ana
+project: sample:shop
+components: [checkout]
+---
+Shoppers can pay without an account.
+
+## Acceptance criteria
+- [ ] A guest can enter an email and pay
+- [ ] The receipt goes to that email
+"""
+SEARCH = """---
+id: REQ-2
+title: Search suggestions
+owner: ben
+---
+Suggest products while typing.
+
+## Acceptance criteria
+1. Suggestions appear after two letters
+"""
+
+
+def git(*args: str, cwd: Path) -> None:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, prefect_server: str, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from framework2.blocks.requirements_source import RequirementsSource
+
+    repo = tmp_path / "requirements"
+    repo.mkdir()
+    git("init", "--quiet", "--initial-branch", "main", cwd=repo)
+    (repo / "checkout.md").write_text(CHECKOUT)
+    (repo / "search.md").write_text(SEARCH)
+    (repo / "broken.md").write_text("---\ntitle: no id here\n---\nbody\n")
+    git("add", ".", cwd=repo)
+    git("commit", "--quiet", "-m", "first", cwd=repo)
+    RequirementsSource(git_url=str(repo), branch="main").save("pces-test", overwrite=True)
+    monkeypatch.setenv("FRAMEWORK2_PCES__REQUIREMENTS_SOURCES", '["pces-test"]')
+    get_settings.cache_clear()
+    return repo
+
+
+def test_ingest_versions_only_what_changed_and_says_what_changed(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import framework2.flows.context as pces
+
+    emitted: list[dict] = []
+    monkeypatch.setattr(pces, "emit", lambda _system, event, payload: emitted.append({"event": event, **payload}))
+
+    first = pces.ingest()
+
+    assert first.system == "pces" and "2 changes, 1 files with problems" in first.summary
+    assert sorted(e["requirement"] for e in emitted) == ["REQ-1", "REQ-2"]
+    assert {e["kind"] for e in emitted} == {"added"} and all(e["commit"] for e in emitted)
+    with session_scope(open_store()) as session:
+        held = [
+            (r.reason, r.payload)
+            for r in session.scalars(select(QuarantinedRow).where(QuarantinedRow.system == "pces"))
+        ]
+    assert [(reason, payload["source"]) for reason, payload in held] == [("front matter has no id", "broken.md")]
+    assert "add 'id:" in held[0][1]["hint"]
+
+    emitted.clear()
+    pces.ingest()  # nothing changed: no version, no event
+    assert emitted == []
+
+    edited = CHECKOUT.replace("priority: must", "priority: should").replace(
+        "- [ ] The receipt goes to that email", "- [ ] The receipt goes to that email\n- [ ] Guests can track the order"
+    )
+    (repo / "checkout.md").write_text(edited)
+    (repo / "search.md").unlink()
+    git("add", "-A", cwd=repo)
+    git("commit", "--quiet", "-m", "second", cwd=repo)
+
+    pces.ingest()
+
+    kinds = {e["requirement"]: e["kind"] for e in emitted}
+    assert kinds == {"REQ-1": "changed", "REQ-2": "removed"}
+    with session_scope(open_store()) as session:
+        versions = session.scalars(
+            select(RequirementVersion)
+            .where(RequirementVersion.requirement == "REQ-1")
+            .order_by(RequirementVersion.version)
+        ).all()
+        rows = {r.id: (r.status, r.version) for r in session.scalars(select(RequirementRow))}
+        diff = versions[-1].diff
+    assert [v.version for v in versions] == [1, 2]
+    assert diff["criteria_added"] == ["Guests can track the order"] and diff["criteria_removed"] == []
+    assert any(c["field"] == "priority" for c in diff["fields_changed"])
+    assert rows == {"REQ-1": ("draft", 2), "REQ-2": ("removed", 2)}
+    artifact = Artifact.get("pces-evolution")
+    assert artifact is not None and "| level | key | changes |" in artifact.data
+    # What PPOS's scope-change component reads: edits per project PCES tracks (REQ-2 had no project).
+    from datetime import UTC, datetime, timedelta
+
+    from framework2.store.context import requirement_changes
+
+    assert requirement_changes(open_store(), datetime.now(UTC) - timedelta(days=28)) == {"sample:shop": 1}
+
+
+def test_a_file_that_breaks_keeps_its_requirement_instead_of_removing_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import framework2.flows.context as pces
+
+    monkeypatch.setattr(pces, "emit", lambda *_a: None)
+    pces.ingest()
+    (repo / "search.md").write_text("---\nid: REQ-2\ntitle: [unclosed\n---\n")
+    git("commit", "--quiet", "-am", "oops", cwd=repo)
+
+    pces.ingest()
+
+    with session_scope(open_store()) as session:
+        search = session.get(RequirementRow, "REQ-2")
+        assert search is not None and search.status != "removed" and search.version == 1
+
+
+def _ingest_linked(repo: Path, monkeypatch: pytest.MonkeyPatch, criteria: int) -> None:
+    """REQ-1 linked to open shop tasks, committed with ``criteria`` acceptance criteria, then ingested."""
+    import framework2.flows.context as pces
+
+    items = "\n".join(f"- [ ] criterion {i}" for i in range(criteria))
+    text = CHECKOUT.replace("components: [checkout]", "components: [checkout]\ntasks: [sample:shop#1, sample:shop#2]")
+    text = text.split("## Acceptance criteria")[0] + "## Acceptance criteria\n" + items + "\n"
+    (repo / "checkout.md").write_text(text)
+    git("commit", "--quiet", "-am", f"{criteria} criteria", cwd=repo)
+    monkeypatch.setattr(pces, "emit", lambda *_a: None)
+    pces.ingest()
+
+
+def test_a_small_change_is_assessed_and_accepted_by_the_policy(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import framework2.flows.context as pces
+    from framework2.sample.world import seed_projects
+    from framework2.store.models import ChangeImpactRow
+
+    seed_projects(open_store())
+    _ingest_linked(repo, monkeypatch, 2)
+    _ingest_linked(repo, monkeypatch, 3)
+    emitted: list[tuple[str, dict]] = []
+    monkeypatch.setattr(pces, "emit", lambda _s, event, payload: emitted.append((event, payload)))
+    lenient = {
+        "auto_accept_max_effort_days": 100,
+        "auto_accept_max_p85_shift_days": 100,
+        "auto_accept_max_risk": "high",
+        "approval_min_effort_days": 1000,
+        "approval_min_p85_shift_days": 1000,
+        "approval_on_risk": "never",
+        "approval_if_target_missed": False,
+    }
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(lenient))
+    get_settings.cache_clear()
+
+    outcome = pces.change_impact("REQ-1")
+
+    assert outcome["action"] == "auto_accept" and outcome["status"] == "accepted" and outcome["version"] >= 2
+    [(event, payload)] = emitted
+    assert event == "impact.assessed" and payload["requirement"] == "REQ-1" and payload["project"] == "sample:shop"
+    with session_scope(open_store()) as session:
+        row = session.scalars(select(ChangeImpactRow)).one()
+    assert row.status == "accepted" and "sample:shop#1" in row.report["tasks"]
+    assert row.report["added_tasks"] == ["REQ-1#criterion-1"] and row.report["effort_delta_days"] > 0
+    artifact = Artifact.get("pces-impact-req-1")
+    assert artifact is not None and "auto accept" in artifact.data and "Effort:" in artifact.data
+
+
+def test_a_change_needing_approval_waits_for_a_person_and_stores_who_decided(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import contextvars
+    import threading
+
+    from prefect.flow_runs import resume_flow_run
+
+    import framework2.flows.context as pces
+    from framework2.store.models import ChangeImpactRow
+    from tests.test_pricing_approval import paused_run_id
+
+    _ingest_linked(repo, monkeypatch, 1)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", STRICT)
+    monkeypatch.setenv("FRAMEWORK2_PCES__APPROVAL_WAIT", "120s")
+    get_settings.cache_clear()
+    box: dict = {}
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(lambda: box.setdefault("r", pces.change_impact("REQ-1")),))
+    worker.start()
+    flow_run_id = asyncio.run(paused_run_id())
+    with session_scope(open_store()) as session:  # the assessment is stored while the run waits
+        assert session.scalars(select(ChangeImpactRow)).one().status == "pending_approval"
+
+    resume_flow_run(flow_run_id, run_input={"decision": "reject", "approver": "ana", "note": "not this quarter"})
+    worker.join(timeout=120)
+
+    assert box["r"]["status"] == "rejected"
+    with session_scope(open_store()) as session:
+        row = session.scalars(select(ChangeImpactRow)).one()
+    assert (row.status, row.decided_by, row.decision_note) == ("rejected", "ana", "not this quarter")
+    assert row.decided_at is not None and any("effort" in r for r in row.reasons)
+
+
+def test_without_an_answer_in_time_the_change_stays_pending_and_the_run_completes(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import framework2.flows.context as pces
+    from framework2.store.models import ChangeImpactRow
+
+    _ingest_linked(repo, monkeypatch, 1)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", STRICT)
+    monkeypatch.setenv("FRAMEWORK2_PCES__APPROVAL_WAIT", "2s")
+    get_settings.cache_clear()
+
+    outcome = pces.change_impact("REQ-1")
+
+    assert outcome["status"] == "pending_approval"
+    with session_scope(open_store()) as session:
+        row = session.scalars(select(ChangeImpactRow)).one()
+    assert row.status == "pending_approval" and row.decided_by is None
+
+
+def test_an_unknown_requirement_is_a_clear_error(repo: Path) -> None:
+    from framework2.errors import DataError
+    from framework2.flows.context import change_impact
+
+    with pytest.raises(DataError, match="'REQ-404' is not stored"):
+        change_impact("REQ-404")
+
+
+def test_a_failing_channel_keeps_the_message_queued_until_the_next_run_delivers_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, http_server
+) -> None:  # type: ignore[no-untyped-def]
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    import framework2.flows.context as pces
+    from framework2.store.models import StakeholderMessage
+    from tests.http_fixtures import Reply
+
+    http_server.route("/ana", Reply(500), Reply(500), Reply(500), Reply(200), method="POST")
+    CustomWebhookNotificationBlock(
+        name="ana", url=http_server.url_for("/ana"), method="POST", json_data={"text": "{{subject}}: {{body}}"}
+    ).save("ana-hook", overwrite=True)
+    monkeypatch.setenv(
+        "FRAMEWORK2_PCES__STAKEHOLDERS", '{"ana": {"mode": "immediate", "channel": "custom-webhook/ana-hook"}}'
+    )
+    _ingest_linked(repo, monkeypatch, 1)
+
+    outcome = pces.change_impact("REQ-1")
+
+    assert outcome["informed"] >= 1
+    assert len(http_server.requests_to("/ana")) == 3  # three tries, all refused
+    with session_scope(open_store()) as session:
+        [queued] = session.scalars(select(StakeholderMessage).where(StakeholderMessage.recipient == "ana")).all()
+    assert (queued.status, queued.attempts) == ("queued", 3) and "500" in queued.last_error
+    assert "REQ-1" in queued.subject and "requirement owner" in queued.body
+
+    assert pces.stakeholder_digest() == {"sent": 1, "failed": 0}
+
+    [*_, delivered] = http_server.requests_to("/ana")
+    assert "REQ-1" in delivered.json()["text"]
+    with session_scope(open_store()) as session:
+        sent = session.get(StakeholderMessage, queued.id)
+    assert sent.status == "sent" and sent.sent_at is not None and sent.last_error is None
+
+
+def test_jira_epics_are_ingested_as_requirements(
+    prefect_server: str, store_url: str, http_server, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import framework2.flows.context as pces
+    from framework2.blocks.project_sources import JiraSource
+    from framework2.blocks.requirements_source import RequirementsSource
+    from tests.http_fixtures import Reply
+
+    epic = {
+        "key": "SHOP-7",
+        "fields": {
+            "summary": "Guest checkout",
+            "description": "Pay without an account.\n\nAcceptance criteria:\n- pay by card",
+            "status": {"name": "To Do", "statusCategory": {"key": "new"}},
+            "project": {"key": "SHOP"},
+            "issuetype": {"name": "Epic"},
+        },
+    }
+    http_server.route("/rest/api/3/search/jql", Reply(200, body={"issues": [epic], "isLast": True}), method="POST")
+    JiraSource(site_url=http_server.url, email="pces@acme.com", api_token="t0ken", jql="x").save("acme", overwrite=True)
+    RequirementsSource(jira_source="acme", jira_jql="issuetype = Epic").save("jira-reqs", overwrite=True)
+    monkeypatch.setenv("FRAMEWORK2_PCES__REQUIREMENTS_SOURCES", '["jira-reqs"]')
+    get_settings.cache_clear()
+    monkeypatch.setattr(pces, "emit", lambda *_a: None)
+
+    result = pces.ingest()
+
+    assert "1 changes" in result.summary
+    with session_scope(open_store()) as session:
+        row = session.get(RequirementRow, "SHOP-7")
+    assert row is not None and (row.source, row.source_name, row.project) == ("jira:SHOP-7", "jira-reqs", "jira:SHOP")
