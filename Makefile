@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make demo   — create .venv, install, run the PSO master flow over the sample world (SQLite, ephemeral Prefect)
-#   make test   — create .venv, install, make sure PostgreSQL answers and Prometheus is installed, lint, run
-#                 the whole test suite
+#   make demo   — create .venv, install (with Chromium + axe-core for the accessibility scan), run the PSO master flow over the sample world (SQLite, ephemeral Prefect)
+#   make test   — create .venv, install, make sure PostgreSQL answers and Prometheus, Chromium and axe-core are
+#                 installed, lint, run the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/framework2 demo
 
 lint: $(STAMP)
@@ -29,6 +30,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-prometheus.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 
@@ -37,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rollback_bench.py
 	$(BIN)/python bench/forecast_bench.py
 	$(BIN)/python bench/portfolio_bench.py
+	$(BIN)/python bench/experiments_bench.py
 
 clean:
 	rm -rf $(VENV) .framework2 .pytest_cache

@@ -9,13 +9,14 @@ Programmatic use (the seed's API in snake_case)::
     framework2.plos.generate_deployment_plan("web", "registry.example.com/web:1.4.2")
     framework2.ppms.get_forecasts("github:octo/shop")
     framework2.ppos.get_health()
+    framework2.puxt.get_optimizations()
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["plos", "ppis", "ppms", "ppos", "pso"]
+__all__ = ["plos", "ppis", "ppms", "ppos", "pso", "puxt"]
 
 
 def __getattr__(name: str) -> Any:

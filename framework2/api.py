@@ -200,8 +200,56 @@ class ProjectOpsAPI:
         return project_operations()
 
 
+class ExperienceAPI:
+    """PUXT: experiment recommendations, journey fixes, accessibility and performance findings."""
+
+    def get_experiments(self) -> list[dict[str, Any]]:
+        """The newest analysis of every experiment: decision, reason, SRM and every comparison."""
+        from framework2.store.experience import latest_experiment_results
+
+        return latest_experiment_results(open_store())
+
+    def get_optimizations(self, limit: int = 20) -> list[dict[str, Any]]:
+        """What to do next, in this order: experiments to ship or stop, performance regressions and slow pages,
+        serious or critical accessibility violations, then journey fixes ranked by extra conversions per week."""
+        from framework2.store.experience import (
+            latest_experiment_results,
+            latest_journey_reports,
+            latest_perf_results,
+            latest_scans,
+        )
+
+        engine = open_store()
+        out: list[dict[str, Any]] = []
+        for r in latest_experiment_results(engine):
+            if r["decision"] in ("ship", "stop"):
+                out.append({"kind": "experiment", "title": f"{r['decision']} {r['experiment']}", "reason": r["reason"]})
+        for f in latest_perf_results(engine):
+            if f["verdict"] in ("regression", "slow"):
+                what = f"{f['target']} {f['metric']}".strip()
+                out.append({"kind": "performance", "title": f"{f['verdict']}: {what}", "reason": f["details"]})
+        for scan in latest_scans(engine):
+            serious = [v for v in scan["violations"] if v["impact"] in ("critical", "serious")]
+            if serious:
+                rules = ", ".join(sorted(v["rule_id"] for v in serious))
+                out.append(
+                    {"kind": "accessibility", "title": f"fix {rules} on {scan['url']}", "reason": scan["violations"]}
+                )
+        for report in latest_journey_reports(engine):
+            for rec in report["recommendations"]:
+                out.append({**rec, "kind": "journey", "finding": rec["kind"], "journey": report["name"]})
+        return out[:limit]
+
+    def run(self, **inputs: Any) -> Any:
+        """The PUXT system run here and now (inputs override ``[puxt]``)."""
+        from framework2.flows.experience import ExperienceInputs, user_experience
+
+        return user_experience(ExperienceInputs(**inputs))
+
+
 ppis = PricingAPI()
 ppos = ProjectOpsAPI()
 ppms = ProjectManagementAPI()
 plos = LaunchAPI()
+puxt = ExperienceAPI()
 pso = OrchestratorAPI()

@@ -311,6 +311,9 @@ def demo(
 ) -> None:
     """Generate the sample world (store + loopback competitor feeds) and run every system on it."""
     from framework2.flows.orchestrator import orchestrate
+    from framework2.sample.experience import SAMPLE_APP_DELAYS_MS, experience_inputs, write_experience_files
+    from framework2.sample.pages import serve_pages
+    from framework2.sample.performance import serve_slow_app
     from framework2.sample.world import (
         FeedServer,
         build_routes,
@@ -338,7 +341,9 @@ def demo(
         f"{len(feeds)} competitor feeds, {releases} past releases, {projects} project tasks, "
         f"store {redact(str(engine.url))}"
     )
-    with FeedServer(routes) as server:
+    with console.status("writing sample experiments, journeys and real-user measurements…"):
+        experience_files = write_experience_files(Path(settings.home), seed=seed)
+    with FeedServer(routes) as server, serve_pages() as pages, serve_slow_app(SAMPLE_APP_DELAYS_MS) as app:
         names = save_feed_blocks(feeds, server.base_url)
         requirements = seed_requirements(settings.home)
         report = asyncio.run(
@@ -347,6 +352,7 @@ def demo(
                 system_parameters={
                     "ppis": {"feeds": names, "approval_wait_seconds": 0},
                     "pces": {"sources": [requirements]},
+                    "puxt": {"inputs": experience_inputs(experience_files, pages, app)},
                 },
             )
         )
@@ -354,7 +360,29 @@ def demo(
     _print_pricing(engine)
     _print_planning()
     _print_portfolio()
+    _print_experience()
     _print_launch_plan(engine)
+
+
+def _print_experience() -> None:
+    from framework2.api import puxt
+
+    results = puxt.get_experiments()
+    if results:
+        table = Table(title="PUXT: what the experiments say")
+        for col in ("experiment", "users", "decision", "why"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r["experiment"], f"{sum(r['users'].values()):,}", r["decision"], r["reason"])
+        console.print(table)
+    todo = [t for t in puxt.get_optimizations() if t["kind"] != "experiment"]
+    if todo:
+        table = Table(title="PUXT: what to fix for users")
+        for col in ("kind", "what"):
+            table.add_column(col)
+        for t in todo[:8]:
+            table.add_row(t["kind"], t["title"])
+        console.print(table)
 
 
 def _print_portfolio() -> None:

@@ -293,10 +293,49 @@ class ContextSettings(Section):
         return self
 
 
+class JourneySettings(Section):
+    name: str = Field(min_length=1, description="What the funnel is called in reports (e.g. checkout).")
+    steps: list[str] = Field(min_length=2, description="Event names of the funnel's steps, in order.")
+    window: Duration = Field(timedelta(days=7), description="Time from the first step within which the rest count.")
+    segment_by: str | None = Field("segment", description="Events column the funnel is split by (None: no split).")
+
+
+class PerformanceTarget(Section):
+    url: str = Field(min_length=1, description="URL probed with repeated requests.")
+    app: str | None = Field(None, description="PLOS app serving it: its autoscaler is raised when it is slow.")
+    namespace: str = "default"
+
+
 class ExperienceSettings(Section):
     ab_testing_enabled: bool = True
     accessibility_checks: bool = True
     performance_monitoring: bool = True
+    experiments_file: Path | None = Field(
+        None, description="YAML or TOML file of experiments (key, variations, expected_split, metrics, ...)."
+    )
+    exposures: str | None = Field(
+        None, description="Exposures: a CSV/Parquet file, or 'table:NAME' in experimentsDatabase (or the store)."
+    )
+    events: str | None = Field(
+        None, description="Metric events (user, event, timestamp, value): a file or 'table:NAME', as exposures."
+    )
+    experiments_database: str | None = Field(
+        None, description="SQLAlchemy URL of the database holding 'table:' exposures/events (default: the store)."
+    )
+    journey_events: str | None = Field(
+        None, description="Events for the journeys (user, event, timestamp[, segment, session]); default: events."
+    )
+    journeys: list[JourneySettings] = Field(default_factory=list, description="Funnels puxt-journeys analyses.")
+    accessibility_urls: list[str] = Field(default_factory=list, description="Pages puxt-accessibility scans.")
+    wcag_level: Literal["A", "AA"] = Field("AA", description="WCAG conformance level the scans check.")
+    performance_targets: list[PerformanceTarget] = Field(
+        default_factory=list, description="URLs puxt-performance probes, each with the PLOS app that serves it."
+    )
+    probe_samples: int = Field(50, ge=5, le=10_000, description="Requests per synthetic probe.")
+    rum_sources: list[str] = Field(
+        default_factory=list, description="CSV/Parquet files of real-user measurements (page, release, metric, value)."
+    )
+    baseline_release: str | None = Field(None, description="Release compared against (default: the previous one).")
 
 
 class ProjectManagementSettings(Section):

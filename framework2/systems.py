@@ -101,6 +101,14 @@ SYSTEMS: dict[str, SystemSpec] = {
             max_duration=lambda s: timedelta(minutes=20),
         ),
         SystemSpec(
+            code="puxt",
+            title="User experience",
+            flow="framework2.flows.experience:user_experience",
+            deployment="puxt-user-experience/puxt-user-experience",
+            expected_interval=lambda s: timedelta(hours=1),
+            max_duration=lambda s: timedelta(minutes=20),
+        ),
+        SystemSpec(
             code="plos",
             title="Launch operations",
             flow="framework2.flows.launch:launch_operations",

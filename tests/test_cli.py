@@ -70,6 +70,22 @@ def test_health_on_a_new_store_says_what_to_do(tmp_path: Path) -> None:
     assert "PPIS" in result.stdout and "never" in result.stdout and "framework2 run" in result.stdout
 
 
+def runs_started(deployment_id, failure: str, timeout: float = 30) -> list:  # type: ignore[no-untyped-def]
+    """The flow runs of a deployment, waiting until an automation or trigger has created one."""
+
+    async def runs() -> list:
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+
+    deadline = time.monotonic() + timeout
+    while not (found := asyncio.run(runs())):
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.5)
+    return found
+
+
 @pytest.mark.integration
 def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server: str, store_url: str) -> None:
     first = framework2("init")
@@ -90,6 +106,10 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     assert {"ppms-project-management", "ppms-forecast", "ppms-backtest", "ppms-assign"} <= set(deployed)
     assert deployed["ppms-forecast"].schedules[0].schedule.cron == "0 3 * * *"  # nightly
     assert {"ppos-project-operations", "ppos-project-health", "pces-ingest", "pces-change-impact"} <= set(deployed)
+    puxt = {"puxt-user-experience", "puxt-experiments", "puxt-journeys", "puxt-accessibility", "puxt-performance"}
+    assert puxt | {"plos-scale-up"} <= set(deployed)
+    assert deployed["puxt-accessibility"].schedules[0].schedule.cron == "0 6 * * *"
+    assert deployed["puxt-performance"].schedules[0].schedule.cron == "*/15 * * * *"
     impact = Automation.read(name="pces-change-impact__automation_1")
     assert "framework2.pces.requirement.changed" in impact.trigger.expect
     assert deployed["ppos-project-health"].schedules[0].schedule.cron == "*/15 * * * *"
@@ -131,16 +151,7 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     )
     assert failed.is_failed() and "no-such-cluster" in failed.message
 
-    async def rollback_runs() -> list:
-        async with get_client() as client:
-            return await client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[rollback_id]))
-            )
-
-    deadline = time.monotonic() + 30
-    while not (runs := asyncio.run(rollback_runs())):
-        assert time.monotonic() < deadline, "the auto-rollback automation did not start plos-rollback"
-        time.sleep(0.5)
+    runs = runs_started(rollback_id, "the auto-rollback automation did not start plos-rollback")
     assert runs[0].parameters["request"]["app"] == "web"
     assert runs[0].parameters["request"]["namespace"] == "shop"
     assert "Failed" in runs[0].parameters["reason"]
@@ -153,17 +164,19 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     impact_id = deployed["pces-change-impact"].id
     emit("pces", "requirement.changed", {"requirement": "REQ-77", "kind": "changed"})
 
-    async def impact_runs() -> list:
-        async with get_client() as client:
-            return await client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[impact_id]))
-            )
-
-    deadline = time.monotonic() + 30
-    while not (started := asyncio.run(impact_runs())):
-        assert time.monotonic() < deadline, "requirement.changed did not start pces-change-impact"
-        time.sleep(0.5)
+    started = runs_started(impact_id, "requirement.changed did not start pces-change-impact")
     assert started[0].parameters == {"requirement": "REQ-77"}
+
+    # A slow page (PUXT) starts plos-scale-up for the app that serves it: "response time > 100 ms → scale up".
+    scale_id = deployed["plos-scale-up"].id
+    emit(
+        "puxt",
+        "response_time.exceeded",
+        {"url": "http://shop/checkout", "app": "web", "namespace": "shop", "reason": "p95 total 160 ms > 100 ms"},
+    )
+
+    scaled = runs_started(scale_id, "response_time.exceeded did not start plos-scale-up")
+    assert scaled[0].parameters == {"app": "web", "namespace": "shop", "reason": "p95 total 160 ms > 100 ms"}
 
 
 def test_load_validates_quarantines_and_upserts(tmp_path: Path) -> None:

@@ -12,8 +12,11 @@ from sqlalchemy import select
 
 from framework2.config import get_settings
 from framework2.deployments.automations import (
+    ACCESSIBILITY_AUTOMATION,
+    EXPERIMENT_AUTOMATION,
     FAILURE_AUTOMATION,
     HEALTH_AUTOMATION,
+    PERFORMANCE_AUTOMATION,
     PROJECT_HEALTH_AUTOMATION,
     ROLLED_BACK_AUTOMATION,
     SLIPPED_AUTOMATION,
@@ -107,6 +110,9 @@ def test_automations_notify_on_failure_and_degraded_health(
         f"created automation {ROLLED_BACK_AUTOMATION!r}",
         f"created automation {SLIPPED_AUTOMATION!r}",
         f"created automation {PROJECT_HEALTH_AUTOMATION!r}",
+        f"created automation {EXPERIMENT_AUTOMATION!r}",
+        f"created automation {ACCESSIBILITY_AUTOMATION!r}",
+        f"created automation {PERFORMANCE_AUTOMATION!r}",
     ]
     # idempotent: a second init updates in place instead of duplicating
     assert ensure_automations(get_settings())[1].startswith("updated")

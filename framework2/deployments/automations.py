@@ -7,6 +7,10 @@
 - A project's P85 moves past its target date (``framework2.ppms.forecast.slipped``) → notify.
 - A project's health drops below the threshold (``framework2.ppos.health.degraded`` about a
   ``framework2.project.*`` resource) → notify.
+- An experiment becomes decisive (``framework2.puxt.experiment.decisive``) or breaches a guardrail
+  (``framework2.puxt.guardrail.breached``) → notify the team with the recommendation and its reason.
+- A page gains accessibility violations (``framework2.puxt.accessibility.regressed``) → notify.
+- A release is slower than its baseline (``framework2.puxt.performance.regressed``) → notify.
 - A release flow run fails, crashes or is cancelled → run ``plos-rollback`` for that app with the run's own
   parameters (the seed's "deployment failure → auto-rollback"). This one needs no notification block.
 """
@@ -28,6 +32,9 @@ UNDERCUT_AUTOMATION = "framework2: notify on competitor undercut"
 ROLLED_BACK_AUTOMATION = "framework2: notify on release rolled back"
 SLIPPED_AUTOMATION = "framework2: notify on forecast slipped"
 PROJECT_HEALTH_AUTOMATION = "framework2: notify on degraded project health"
+EXPERIMENT_AUTOMATION = "framework2: notify on experiment decision or guardrail breach"
+ACCESSIBILITY_AUTOMATION = "framework2: notify on accessibility regression"
+PERFORMANCE_AUTOMATION = "framework2: notify on performance regression"
 AUTO_ROLLBACK_AUTOMATION = "framework2: roll back a failed release"
 RELEASE_FLOW = "plos-blue-green-release"
 ROLLBACK_DEPLOYMENT = "plos-rollback/plos-rollback"
@@ -56,6 +63,22 @@ PROJECT_HEALTH_BODY = (
     "{{ event.payload.score | round(0) }} (threshold {{ event.payload.threshold }}; "
     "was {{ event.payload.previous }}).\n"
     "Top reason: {{ event.payload.top_reason }}\nSee the ppos-portfolio artifact."
+)
+EXPERIMENT_BODY = (
+    "Framework Set 2 experiment {{ event.payload.experiment }}: {{ event.payload.decision }}.\n"
+    "Why: {{ event.payload.reason }}\n"
+    "{% if event.payload.guardrails %}Guardrails: {{ event.payload.guardrails | join('; ') }}\n{% endif %}"
+    "See the puxt-experiment-{{ event.payload.experiment }} artifact for the numbers and the lift chart."
+)
+ACCESSIBILITY_BODY = (
+    "Framework Set 2 accessibility: {{ event.payload.count }} new violations at WCAG {{ event.payload.level }} "
+    "on {{ event.payload.pages | join(', ') }}.\nSee the puxt-accessibility artifact for the rules and how to fix them."
+)
+PERFORMANCE_BODY = (
+    "Framework Set 2 performance: release {{ event.payload.release }} is slower than {{ event.payload.baseline }} "
+    "on {{ event.payload.count }} page metrics.\n"
+    "{% for r in event.payload.regressions %}- {{ r.page }} {{ r.metric }}: {{ r.explanation }}\n{% endfor %}"
+    "See the puxt-performance artifact."
 )
 HEALTH_BODY = (
     "Framework Set 2: {{ event.resource.get('prefect.resource.name') }} health is {{ event.payload.score }} "
@@ -153,6 +176,33 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
             PROJECT_HEALTH_BODY,
             expect={"framework2.ppos.health.degraded"},
             match={"prefect.resource.id": "framework2.project.*"},
+        ),
+        _notify(
+            block_id,
+            EXPERIMENT_AUTOMATION,
+            "A PUXT experiment became decisive (ship or stop) or breached a guardrail.",
+            "Framework Set 2: experiment decision",
+            EXPERIMENT_BODY,
+            expect={"framework2.puxt.experiment.decisive", "framework2.puxt.guardrail.breached"},
+            match={"prefect.resource.id": "framework2.system.puxt"},
+        ),
+        _notify(
+            block_id,
+            ACCESSIBILITY_AUTOMATION,
+            "PUXT found accessibility violations that the last scan did not have.",
+            "Framework Set 2: accessibility regression",
+            ACCESSIBILITY_BODY,
+            expect={"framework2.puxt.accessibility.regressed"},
+            match={"prefect.resource.id": "framework2.system.puxt"},
+        ),
+        _notify(
+            block_id,
+            PERFORMANCE_AUTOMATION,
+            "PUXT found a release slower than its baseline for real users.",
+            "Framework Set 2: performance regression",
+            PERFORMANCE_BODY,
+            expect={"framework2.puxt.performance.regressed"},
+            match={"prefect.resource.id": "framework2.system.puxt"},
         ),
     ]
 

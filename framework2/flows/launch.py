@@ -69,6 +69,7 @@ from framework2.tasks.launch.release import (
 )
 from framework2.tasks.launch.report import metrics_chart, plan_markdown, timeline_markdown
 from framework2.tasks.launch.rollout import RolloutAborted, read_colour, read_hpa_target
+from framework2.tasks.launch.scaling import ScaleResult, raise_capacity, scale_target
 from framework2.tasks.launch.state import ReleaseState, clear_abort, read_state, request_abort, write_state
 
 SYSTEM = "plos"
@@ -993,3 +994,73 @@ def launch_operations() -> SystemResult:
     finish_run(engine, run_id, status="completed", outcome={"summary": summary, "quality": quality, **metrics})
     logger.info(summary)
     return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics=metrics)
+
+
+@flow(
+    name="plos-scale-up",
+    description="PLOS: more pods for an app now, when its users wait too long (raises its autoscaler's floor).",
+)
+def scale_up(
+    app: str,
+    namespace: str = "default",
+    reason: str = "",
+    step: int = 1,
+    cluster_block: str | None = None,
+    ceiling: int | None = None,
+    cooldown_minutes: float = 10,
+) -> ScaleResult:
+    """Raise the app's HPA floor by ``step`` pods, within its ceiling and outside the cooldown.
+
+    Run by the PUXT response-time trigger. ``cluster_block`` empty: ``[plos] cluster_block``; ``ceiling``
+    empty: twice the HPA's maxReplicas before PLOS first raised it. Emits ``framework2.plos.capacity.raised``
+    when it scaled; a refusal (no autoscaler, at ceiling, cooling down) is logged and returned.
+    """
+    logger = _logger()
+    target = scale_target(app, namespace)  # a bad name fails before any cluster is touched
+    name = cluster_block if cluster_block is not None else get_settings().plos.cluster_block
+    cluster = load_cluster(name)
+    if cluster is None:
+        raise ConfigError(
+            f"no cluster configured to scale {app} in (no kubernetes-cluster block {name!r})",
+            hint="create the kubernetes-cluster block (Prefect UI → Blocks or `framework2 init`), or pass its name",
+        )
+    api = cluster.api_client()
+    try:
+        result = raise_capacity(
+            api, target, step=step, ceiling=ceiling, cooldown=timedelta(minutes=cooldown_minutes), reason=reason
+        )
+    finally:
+        api.close()
+    create_markdown_artifact(
+        key=f"plos-scale-{target.app}", markdown=scale_markdown(result), description=f"PLOS scale-up of {target.app}"
+    )
+    if result.action == "scaled":
+        emit(
+            SYSTEM,
+            "capacity.raised",
+            result.model_dump(mode="json", exclude={"action", "next_allowed_at", "detail"}),
+        )
+        logger.info("capacity raised: %s", result.detail)
+    elif result.action == "no autoscaler":
+        logger.warning("not scaled: %s", result.detail)
+    else:
+        logger.info("not scaled (%s): %s", result.action, result.detail)
+    return result
+
+
+def scale_markdown(result: ScaleResult) -> str:
+    """The scale-up artifact: what happened, the limits before and after, and why."""
+    head = f"# {result.app}: {result.action}\n\n{result.detail}\n"
+    if result.min_before is None:
+        return head
+    rows = (
+        f"| minReplicas | {result.min_before} | {result.min_after} |\n"
+        f"| maxReplicas | {result.max_before} | {result.max_after} |\n"
+    )
+    when = result.next_allowed_at
+    after = f"\nNext raise allowed from {when:%Y-%m-%d %H:%M:%S} UTC.\n" if when else ""
+    return (
+        f"{head}\n| HPA {result.app} ({result.colour}) | before | after |\n|---|---|---|\n{rows}"
+        f"\nCeiling: {result.ceiling} pods. Reason: {result.reason}\n{after}"
+        "\nThe raised floor stays until the next release rewrites the autoscaler or a person lowers it.\n"
+    )

@@ -489,3 +489,136 @@ class StakeholderMessage(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None)
+
+
+# --- user experience (PUXT) ---------------------------------------------------------------------------
+
+
+class UxExperiment(SQLModel, table=True):
+    """An experiment as configured (its validated spec), and where its recommendation stands."""
+
+    __tablename__ = "ux_experiment"
+
+    key: str = Field(primary_key=True, max_length=200)
+    name: str = ""
+    spec: dict[str, Any] = _json()
+    decision: str | None = Field(default=None, max_length=16, description="ship | keep running | stop")
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class UxExperimentResult(SQLModel, table=True):
+    """One analysis of one experiment: users per arm, SRM, every comparison, and the recommendation with why."""
+
+    __tablename__ = "ux_experiment_result"
+    __table_args__ = (Index("ix_ux_experiment_result_experiment_created", "experiment", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    experiment: str = Field(max_length=200)
+    users: dict[str, Any] = _json()
+    srm_p_value: float | None = None
+    srm_flagged: bool = False
+    decision: str = Field(max_length=16, description="ship | keep running | stop")
+    reason: str = ""
+    decisive: bool = False
+    guardrails_breached: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    analysis: dict[str, Any] = _json()
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class UxJourneyReport(SQLModel, table=True):
+    """One journey analysis: the funnel, the common paths, each step's removal effect and the ranked
+    recommendations drawn from them."""
+
+    __tablename__ = "ux_journey_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    name: str = Field(max_length=200)
+    funnel: dict[str, Any] = _json()
+    paths: dict[str, Any] = _json()
+    removal: dict[str, Any] = _json()
+    recommendations: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(default_factory=utcnow, index=True)
+
+
+class UxA11yScan(SQLModel, table=True):
+    """One page scanned by axe-core at one time: whether it loaded, and its violations by impact."""
+
+    __tablename__ = "ux_a11y_scan"
+    __table_args__ = (Index("ix_ux_a11y_scan_url_scanned", "url", "scanned_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    url: str = Field(max_length=1000)
+    level: str = Field(max_length=4)
+    status: str = Field(max_length=16, description="ok | failed (a failed page has no violation count)")
+    error: str | None = None
+    http_status: int | None = None
+    axe_version: str = Field(default="", max_length=32)
+    violations: int = 0
+    by_impact: dict[str, Any] = _json()
+    scanned_at: datetime = _ts(default_factory=utcnow)
+
+
+class UxA11yViolation(SQLModel, table=True):
+    """One rule violated on one scanned page: how many elements, how bad, and where to read the fix."""
+
+    __tablename__ = "ux_a11y_violation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    scan_id: int = Field(foreign_key="ux_a11y_scan.id", index=True)
+    rule_id: str = Field(max_length=100)
+    impact: str | None = Field(default=None, max_length=16)
+    nodes: int = 0
+    description: str = ""
+    help_url: str = ""
+    targets: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    wcag: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class UxRumBatch(SQLModel, table=True):
+    """A file of real-user measurements ingested once (by content hash), so a re-run adds nothing twice."""
+
+    __tablename__ = "ux_rum_batch"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    source: str = Field(max_length=500)
+    rows: int = 0
+    run_id: str | None = Field(default=None, foreign_key="analysis_run.id", max_length=36)
+    ingested_at: datetime = _ts(default_factory=utcnow)
+
+
+class UxRumMeasurement(SQLModel, table=True):
+    """One real-user measurement (LCP, INP, CLS, TTFB, FCP) of one page in one release."""
+
+    __tablename__ = "ux_rum_measurement"
+    __table_args__ = (Index("ix_ux_rum_page_release_metric", "page", "release", "metric"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch: str = Field(foreign_key="ux_rum_batch.sha256", max_length=64)
+    page: str = Field(max_length=500)
+    release: str = Field(max_length=100)
+    metric: str = Field(max_length=8)
+    value: float
+    measured_at: datetime = _ts()
+
+
+class UxPerfResult(SQLModel, table=True):
+    """A performance finding of one run: a synthetic probe of a URL, or a release-vs-baseline comparison of one
+    page and metric, with its verdict."""
+
+    __tablename__ = "ux_perf_result"
+    __table_args__ = (Index("ix_ux_perf_result_kind_created", "kind", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="analysis_run.id", index=True, max_length=36)
+    kind: str = Field(max_length=16, description="probe | comparison")
+    target: str = Field(max_length=1000, description="The URL probed, or the page compared.")
+    metric: str = Field(default="", max_length=16)
+    release: str | None = Field(default=None, max_length=100)
+    baseline: str | None = Field(default=None, max_length=100)
+    verdict: str = Field(max_length=32, description="ok | slow | failed (probes); the comparison verdict")
+    value: float | None = None
+    details: dict[str, Any] = _json()
+    created_at: datetime = _ts(default_factory=utcnow)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,10 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if hasattr(value, "model_dump"):
         return jsonable(value.model_dump(mode="json"))
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, PurePath):
+        return str(value)
     return value
 
 

@@ -1,0 +1,1 @@
+"""PUXT accessibility compliance monitoring: axe-core scans, comparisons between scans, and the report."""

@@ -1,0 +1,648 @@
+"""One experiment's full analysis from per-arm sufficient statistics, and the decision it supports.
+
+:func:`analyse` compares every treatment with the control (the spec's first variation) on every metric:
+
+* fixed-horizon results (Welch / delta-method tests, relative lift with its CI, CUPED when a pre-period
+  covariate exists, Holm or Benjamini-Hochberg adjusted p-values over all treatments x metrics), see
+  :mod:`~framework2.tasks.experiments.stats`;
+* Bayesian chance to beat control, expected loss and a 95 % credible interval of the lift (same module);
+* the always-valid mSPRT p-value and confidence sequence, see :mod:`~framework2.tasks.experiments.sequential`,
+  also adjusted with ``spec.correction``. The sequential test runs on the same (CUPED-adjusted when available)
+  estimate as the fixed-horizon one. Pass the last run's result as ``previous`` to keep the always-valid p-value
+  a running minimum and the confidence sequence a running intersection across daily runs.
+
+Decision rule (first match wins). It is based on the sequential results, because teams look every day and the
+fixed-horizon p-values are only valid for a single look fixed in advance; those are reported alongside.
+
+1. Sample ratio mismatch (chi-square p < 0.001 on users per variation) -> ``stop``: the assignment is broken
+   and no metric can be trusted. Not ``decisive``: it is a data-quality stop, flagged by ``srm.flagged``.
+2. Fewer than two variations with users -> ``keep running``: no comparison is possible.
+3. A guardrail breached in any treatment -> ``stop`` naming the guardrail. Breached means its always-valid
+   confidence sequence lies entirely on the worse side of ``-guardrail_tolerance`` (relative lift, sign
+   following ``higher_is_better``; on the absolute difference against 0 when the control mean is 0). Guardrails
+   use the unadjusted level alpha: missing harm costs more than a false alarm. A breach only counts once both
+   arms have at least ``min_users_per_arm`` analysed users, as the normal approximations behind the interval
+   are not trustworthy on a handful of users (a note says when that holds a breach back).
+4. Some variation has fewer than ``min_users_per_arm`` users -> ``keep running``, naming them.
+5. No primary metric (every metric is a guardrail) -> ``keep running``.
+6. The primary metric (the first non-guardrail metric) is significantly better in some treatment by the
+   sequential test after correction (adjusted always-valid p <= alpha) -> ``ship`` the best such treatment
+   (largest lift in the good direction). No guardrail is breached here, or rule 3 would have fired.
+7. Every treatment is significantly worse on the primary metric -> ``stop``.
+8. Otherwise ``keep running``, quoting the best treatment's chance to beat control.
+
+``decisive`` is True for rules 3, 6 and 7 (a statistical ship/stop); ``breached_guardrails`` lists every breach
+(metric, variation) so the flow can emit events.
+
+For binomial metrics the Bayesian numbers come from Beta posteriors on the raw counts, so they ignore CUPED
+even when the frequentist and sequential estimates use it.
+
+Edge cases produce results with notes instead of errors: a zero control mean (absolute difference only, lift
+None; for binomial metrics the Bayesian Beta posteriors still give a chance to beat), an arm with one value
+(no variance: no test), zero variance in both arms (p = 1 when the means agree, no test when they differ), a
+metric present for only some users (``n`` < ``users``, reported), a metric or arm absent from the statistics.
+Inconsistent inputs (unknown metric or variation, different user counts for one arm, impossible sums) raise
+:class:`~framework2.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from framework2.errors import DataError
+from framework2.tasks.experiments.model import ArmStats, ExperimentSpec, MetricKind, MetricSpec
+from framework2.tasks.experiments.sequential import absolute_tau, always_valid_p, confidence_sequence
+from framework2.tasks.experiments.stats import (
+    SRM_THRESHOLD,
+    adjust_p_values,
+    bayes_binomial,
+    bayes_normal,
+    cuped,
+    diff_test,
+    relative_lift,
+    srm_check,
+    summarise_arm,
+    welch_df,
+)
+
+Decision = Literal["ship", "keep running", "stop"]
+Rule = Literal["srm", "one_arm", "guardrail", "min_users", "no_primary", "ship", "all_worse", "inconclusive"]
+
+
+class Comparison(BaseModel):
+    """One treatment against the control on one metric. Relative quantities are fractions (0.05 = +5 %)."""
+
+    metric: str
+    kind: MetricKind
+    variation: str
+    control: str
+    higher_is_better: bool = True
+    control_users: int
+    control_n: int
+    treatment_users: int
+    treatment_n: int
+    control_mean: float | None = Field(None, description="Raw mean (ratio for ratio metrics).")
+    treatment_mean: float | None = None
+    control_mean_adjusted: float | None = Field(None, description="CUPED-adjusted mean; the raw mean without CUPED.")
+    treatment_mean_adjusted: float | None = None
+    abs_diff: float | None = Field(None, description="Treatment minus control, CUPED-adjusted when applied.")
+    abs_ci_low: float | None = None
+    abs_ci_high: float | None = None
+    rel_lift: float | None = Field(None, description="(treatment - control) / |control|; None if control is 0.")
+    ci_low: float | None = Field(None, description="Fixed-horizon CI of the relative lift (delta method).")
+    ci_high: float | None = None
+    df: float | None = Field(None, description="Welch degrees of freedom; None for the normal (ratio) test.")
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    significant: bool = Field(False, description="Fixed horizon: adjusted p <= alpha.")
+    direction: Literal["better", "worse", "flat"] | None = None
+    cuped_applied: bool = False
+    cuped_theta: float | None = None
+    variance_reduction: float | None = Field(None, description="1 - Var(adjusted diff) / Var(raw diff).")
+    chance_to_beat: float | None = None
+    expected_loss: float | None = Field(None, description="Posterior E[shortfall] of the treatment, lift units.")
+    credible_low: float | None = Field(None, description="95 % credible interval of the relative lift.")
+    credible_high: float | None = None
+    bayes_method: str | None = None
+    seq_scale: Literal["relative", "absolute"] | None = Field(
+        None, description="What the sequential test ran on: the relative lift, or the difference if no lift exists."
+    )
+    seq_p_value: float | None = None
+    seq_p_adjusted: float | None = None
+    seq_ci_low: float | None = Field(None, description="Always-valid confidence sequence of the relative lift.")
+    seq_ci_high: float | None = None
+    seq_abs_ci_low: float | None = Field(None, description="Confidence sequence of the difference (absolute scale).")
+    seq_abs_ci_high: float | None = None
+    seq_significant: bool = Field(False, description="Always-valid: adjusted sequential p <= alpha.")
+    is_guardrail: bool = False
+    guardrail_tolerance: float = 0.0
+    guardrail_breached: bool = Field(False, description="Sequential interval entirely worse than the tolerance.")
+    guardrail_worse_fixed: bool = Field(False, description="The same check on the fixed-horizon CI (information).")
+    notes: list[str] = Field(default_factory=list)
+
+
+class SrmReport(BaseModel):
+    """Sample-ratio-mismatch check of users per variation."""
+
+    observed: dict[str, int]
+    expected: dict[str, float]
+    chi2: float | None = None
+    p_value: float | None = None
+    threshold: float = SRM_THRESHOLD
+    flagged: bool = False
+    note: str = ""
+
+
+class GuardrailBreach(BaseModel):
+    """A guardrail metric significantly worse than its tolerance in one treatment."""
+
+    metric: str
+    variation: str
+    tolerance: float
+    scale: Literal["relative", "absolute"]
+    estimate: float
+    seq_ci_low: float
+    seq_ci_high: float
+    message: str
+
+
+class ExperimentAnalysis(BaseModel):
+    """Everything :func:`analyse` found, JSON-serialisable with ``model_dump(mode="json")``."""
+
+    experiment: str
+    control: str
+    variations: list[str]
+    alpha: float
+    correction: Literal["holm", "bh", "none"]
+    sequential_tau: float
+    users: dict[str, int]
+    srm: SrmReport
+    primary_metric: str | None
+    comparisons: list[Comparison]
+    decision: Decision
+    rule: Rule
+    reason: str
+    decisive: bool
+    winner: str | None = None
+    breached_guardrails: list[GuardrailBreach] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def comparison(self, metric: str, variation: str) -> Comparison | None:
+        """The comparison of ``variation`` with control on ``metric``, if one was made."""
+        for c in self.comparisons:
+            if c.metric == metric and c.variation == variation:
+                return c
+        return None
+
+
+def _f(x: Any) -> float | None:
+    """A plain float for JSON, None for missing or non-finite values."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _direction(diff: float, higher_is_better: bool) -> Literal["better", "worse", "flat"]:
+    if diff == 0:
+        return "flat"
+    return "better" if (diff > 0) == higher_is_better else "worse"
+
+
+def compare(
+    metric: MetricSpec, control: ArmStats, treatment: ArmStats, *, alpha: float = 0.05, tau: float = 0.1
+) -> Comparison:
+    """Fixed-horizon, Bayesian and sequential comparison of one treatment with the control on one metric.
+
+    ``p_adjusted``/``seq_p_adjusted`` equal the raw values here; :func:`analyse` adjusts them over the family.
+    Guardrail flags are left to :func:`analyse` too.
+    """
+    kind = metric.kind
+    hib = metric.higher_is_better
+    c = summarise_arm(control, kind)
+    t = summarise_arm(treatment, kind)
+    notes: list[str] = []
+    out: dict[str, Any] = {
+        "metric": metric.name,
+        "kind": kind,
+        "variation": treatment.variation,
+        "control": control.variation,
+        "higher_is_better": hib,
+        "control_users": c.users,
+        "control_n": c.n,
+        "treatment_users": t.users,
+        "treatment_n": t.n,
+        "is_guardrail": metric.guardrail,
+        "guardrail_tolerance": metric.guardrail_tolerance,
+        "notes": notes,
+    }
+    why_missing = {
+        "ratio": "users with a zero denominator carry no information",
+        "mean": "users without a value are excluded (missing='exclude')",
+        "binomial": "users without a value are excluded",
+    }[kind]
+    for s in (c, t):
+        if s.n < s.users:
+            notes.append(f"{metric.name!r} has a value for {s.n} of {s.users} users in {s.variation!r}: {why_missing}")
+    empty = [s.variation for s in (c, t) if s.mean is None]
+    if empty:
+        what = "no user with a non-zero denominator" if kind == "ratio" else "no user with a value"
+        notes.append(f"{what} in {', '.join(map(repr, empty))}: nothing to compare")
+        return Comparison(**out)
+    assert c.mean is not None and t.mean is not None  # narrowed by the check above
+    out["control_mean"], out["treatment_mean"] = c.mean, t.mean
+    mc, mt, vc, vt = c.mean, t.mean, c.var, t.var
+
+    if kind == "ratio":
+        if control.has_covariate or treatment.has_covariate:
+            notes.append("CUPED is not applied to ratio metrics")
+    elif control.has_covariate and treatment.has_covariate:
+        if c.n >= 2 and t.n >= 2:
+            adj = cuped(control, treatment)
+            notes.append(adj.note)
+            if adj.applied:
+                mc, mt, vc, vt = adj.mean_c, adj.mean_t, adj.var_c, adj.var_t
+                out.update(cuped_applied=True, cuped_theta=adj.theta, variance_reduction=_f(adj.variance_reduction))
+    elif control.has_covariate != treatment.has_covariate:
+        notes.append("the pre-period covariate is missing in one arm: CUPED not applied")
+    diff = mt - mc
+    out.update(control_mean_adjusted=mc, treatment_mean_adjusted=mt, abs_diff=diff, direction=_direction(diff, hib))
+
+    if kind == "binomial":
+        # Beta posteriors need no variance estimate and no non-zero control, so they come first.
+        b = bayes_binomial(control.total, c.n, treatment.total, t.n, hib)
+        out.update(
+            chance_to_beat=b.chance_to_beat,
+            expected_loss=b.expected_loss,
+            credible_low=b.credible_low,
+            credible_high=b.credible_high,
+            bayes_method=b.method,
+        )
+    if mc == 0:
+        zero = "zero conversions in the control" if kind == "binomial" else "the control mean is 0"
+        notes.append(f"{zero}: the relative lift is undefined; the absolute difference is reported instead")
+
+    if vc is None or vt is None:
+        few = ", ".join(f"{s.variation!r} has {s.n}" for s in (c, t) if s.n < 2)
+        notes.append(f"a variance needs at least 2 values per arm ({few}): no test, interval or sequential result")
+        return Comparison(**out)
+    vmc, vmt = vc / c.n, vt / t.n
+    if vmc + vmt == 0:
+        if diff == 0:
+            notes.append(
+                f"both arms have zero variance and the same value ({mc:.6g}): no difference and no uncertainty"
+            )
+            out.update(p_value=1.0, p_adjusted=1.0, seq_p_value=1.0, seq_p_adjusted=1.0)
+            if mc != 0:
+                out["rel_lift"] = 0.0
+        else:
+            notes.append(
+                f"both arms have zero variance but different values ({mc:.6g} vs {mt:.6g}): a test needs some "
+                "spread in at least one arm; keep collecting users"
+            )
+            if mc != 0:
+                out["rel_lift"] = diff / abs(mc)
+        return Comparison(**out)
+
+    df = welch_df(vmc, c.n, vmt, t.n) if kind != "ratio" else math.inf
+    d = diff_test(mc, vmc, mt, vmt, df, alpha)
+    p = _f(d.p_value)
+    out.update(abs_ci_low=_f(d.ci_low), abs_ci_high=_f(d.ci_high), df=_f(df), p_value=p, p_adjusted=p)
+
+    if mc != 0:
+        lf = relative_lift(mc, vmc, mt, vmt, df, alpha)
+        out["rel_lift"] = _f(lf.lift)
+        if lf.se > 0:
+            out.update(ci_low=_f(lf.ci_low), ci_high=_f(lf.ci_high))
+            seq_p = always_valid_p(lf.lift, lf.se**2, tau)
+            lo, hi = confidence_sequence(lf.lift, lf.se**2, tau, alpha)
+            out.update(seq_scale="relative", seq_p_value=seq_p, seq_p_adjusted=seq_p, seq_ci_low=lo, seq_ci_high=hi)
+            if kind != "binomial":
+                b = bayes_normal(float(lf.lift), float(lf.se), hib)
+                out.update(
+                    chance_to_beat=b.chance_to_beat,
+                    expected_loss=b.expected_loss,
+                    credible_low=b.credible_low,
+                    credible_high=b.credible_high,
+                    bayes_method=b.method,
+                )
+        else:
+            # Only a constant-zero treatment gets here: the delta method then claims a certain lift of -100 %.
+            notes.append("the delta-method variance of the lift is 0 (treatment constant at 0): no lift interval")
+    elif kind != "binomial":
+        notes.append("no Bayesian result: it is computed on the relative lift, which is undefined here")
+
+    if out.get("seq_scale") is None:
+        pooled_sd = math.sqrt((vc + vt) / 2)
+        tau_abs = absolute_tau(tau, mc, pooled_sd)
+        if tau_abs is not None:
+            seq_p = always_valid_p(diff, vmc + vmt, tau_abs)
+            lo, hi = confidence_sequence(diff, vmc + vmt, tau_abs, alpha)
+            out.update(
+                seq_scale="absolute", seq_p_value=seq_p, seq_p_adjusted=seq_p, seq_abs_ci_low=lo, seq_abs_ci_high=hi
+            )
+            notes.append(f"sequential test on the absolute difference with mixture sd {tau_abs:.4g}")
+    return Comparison(**out)
+
+
+def _worse(low: float | None, high: float | None, tolerance: float, higher_is_better: bool) -> bool:
+    """Whether an interval lies entirely on the worse side of the tolerated change."""
+    if low is None or high is None:
+        return False
+    return high < -tolerance if higher_is_better else low > tolerance
+
+
+def _guardrail_flags(comp: Comparison, min_n: int) -> dict[str, Any]:
+    hib, tol = comp.higher_is_better, comp.guardrail_tolerance
+    if comp.seq_scale == "relative":
+        seq_worse = _worse(comp.seq_ci_low, comp.seq_ci_high, tol, hib)
+    else:
+        seq_worse = _worse(comp.seq_abs_ci_low, comp.seq_abs_ci_high, 0.0, hib)
+    if comp.ci_low is not None:
+        fixed_worse = _worse(comp.ci_low, comp.ci_high, tol, hib)
+    else:
+        fixed_worse = _worse(comp.abs_ci_low, comp.abs_ci_high, 0.0, hib)
+    enough = min(comp.control_n, comp.treatment_n) >= min_n
+    notes = list(comp.notes)
+    if seq_worse and not enough:
+        notes.append(
+            f"the always-valid interval is entirely worse than the guardrail tolerance, but an arm has fewer than "
+            f"{min_n} values: not counted as a breach yet"
+        )
+    if comp.seq_scale == "absolute" and tol > 0:
+        notes.append("the control mean is 0, so the relative tolerance cannot apply: checked against no change")
+    return {"guardrail_breached": seq_worse and enough, "guardrail_worse_fixed": fixed_worse, "notes": notes}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.1%}"
+
+
+def _pval(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def _chance(x: float | None) -> str:
+    # 0.999 printed as "100%" would read as certainty.
+    if x is None:
+        return "n/a"
+    return f"{x:.1%}" if 0.99 < x < 1 or 0 < x < 0.01 else f"{x:.0%}"
+
+
+def _effect(comp: Comparison, alpha: float) -> str:
+    """A comparison's effect in words: lift with its always-valid and fixed-horizon intervals."""
+    level = f"{1 - alpha:.0%}"
+    if comp.seq_scale == "relative":
+        return (
+            f"{_pct(comp.rel_lift)} (always-valid {level} CI {_pct(comp.seq_ci_low)} to {_pct(comp.seq_ci_high)}; "
+            f"fixed-horizon CI {_pct(comp.ci_low)} to {_pct(comp.ci_high)})"
+        )
+    if comp.seq_scale == "absolute" and comp.abs_diff is not None:
+        return (
+            f"absolute difference {comp.abs_diff:+.4g} (always-valid {level} CI {comp.seq_abs_ci_low:+.4g} to "
+            f"{comp.seq_abs_ci_high:+.4g}; relative lift undefined)"
+        )
+    return f"{_pct(comp.rel_lift)}"
+
+
+def _breach(comp: Comparison) -> GuardrailBreach:
+    relative = comp.seq_scale == "relative"
+    low = comp.seq_ci_low if relative else comp.seq_abs_ci_low
+    high = comp.seq_ci_high if relative else comp.seq_abs_ci_high
+    estimate = comp.rel_lift if relative else comp.abs_diff
+    assert low is not None and high is not None and estimate is not None  # a breach needs an interval
+    shown = (lambda x: f"{x:+.1%}") if relative else (lambda x: f"{x:+.4g}")
+    side = "higher is better" if comp.higher_is_better else "lower is better"
+    message = (
+        f"guardrail {comp.metric!r} is worse in {comp.variation!r} beyond its {comp.guardrail_tolerance:.1%} "
+        f"tolerance ({side}): change {shown(estimate)}, always-valid CI {shown(low)} to {shown(high)}"
+    )
+    return GuardrailBreach(
+        metric=comp.metric,
+        variation=comp.variation,
+        tolerance=comp.guardrail_tolerance,
+        scale="relative" if relative else "absolute",
+        estimate=estimate,
+        seq_ci_low=low,
+        seq_ci_high=high,
+        message=message,
+    )
+
+
+def _users(spec: ExperimentSpec, stats: Mapping[str, Mapping[str, ArmStats]]) -> dict[str, int]:
+    """Users per variation, checked to agree across metrics."""
+    names = {m.name for m in spec.metrics}
+    users: dict[str, int] = {}
+    for metric_name, arms in stats.items():
+        if metric_name not in names:
+            raise DataError(
+                f"statistics for metric {metric_name!r}, which experiment {spec.key!r} does not define",
+                f"its metrics are {sorted(names)}",
+            )
+        for variation, arm in arms.items():
+            if variation not in spec.variations:
+                raise DataError(
+                    f"statistics for variation {variation!r}, which experiment {spec.key!r} does not have",
+                    f"its variations are {spec.variations}; check the exposure assignment",
+                )
+            if arm.variation != variation:
+                raise DataError(
+                    f"metric {metric_name!r}: statistics filed under {variation!r} are for {arm.variation!r}",
+                    "key each ArmStats by its own variation",
+                )
+            if variation in users and users[variation] != arm.users:
+                raise DataError(
+                    f"variation {variation!r} has {users[variation]} users in one metric and {arm.users} in "
+                    f"{metric_name!r}",
+                    "users is the arm's exposure count and must be the same for every metric",
+                )
+            users[variation] = arm.users
+    return {v: users.get(v, 0) for v in spec.variations}
+
+
+def _carry_forward(
+    comps: list[Comparison], previous: ExperimentAnalysis | Mapping[str, Any] | None, spec: ExperimentSpec
+) -> tuple[list[Comparison], list[str]]:
+    """Running minimum of always-valid p-values and running intersection of confidence sequences."""
+    if previous is None:
+        return comps, []
+    prev = previous if isinstance(previous, ExperimentAnalysis) else ExperimentAnalysis.model_validate(previous)
+    if (prev.experiment, prev.alpha, prev.sequential_tau) != (spec.key, spec.alpha, spec.sequential_tau):
+        return comps, ["the previous analysis used another experiment, alpha or tau: sequential results restart"]
+    merged = []
+    for comp in comps:
+        old = prev.comparison(comp.metric, comp.variation)
+        if old is None or old.seq_scale != comp.seq_scale or comp.seq_p_value is None or old.seq_p_value is None:
+            merged.append(comp)
+            continue
+        update: dict[str, Any] = {"seq_p_value": min(comp.seq_p_value, old.seq_p_value)}
+        update["seq_p_adjusted"] = update["seq_p_value"]
+        pairs = (("seq_ci_low", "seq_ci_high"), ("seq_abs_ci_low", "seq_abs_ci_high"))
+        for lo_key, hi_key in pairs:
+            lo, hi = getattr(comp, lo_key), getattr(comp, hi_key)
+            old_lo, old_hi = getattr(old, lo_key), getattr(old, hi_key)
+            if None not in (lo, hi, old_lo, old_hi):
+                update[lo_key], update[hi_key] = _intersect(lo, hi, old_lo, old_hi)
+        merged.append(comp.model_copy(update=update))
+    return merged, []
+
+
+def _intersect(lo: float, hi: float, old_lo: float, old_hi: float) -> tuple[float, float]:
+    new_lo, new_hi = max(lo, old_lo), min(hi, old_hi)
+    # Disjoint intervals can only come from the approximations; the current one is then the honest answer.
+    return (lo, hi) if new_lo > new_hi else (new_lo, new_hi)
+
+
+def analyse(
+    spec: ExperimentSpec,
+    stats: Mapping[str, Mapping[str, ArmStats]],
+    previous: ExperimentAnalysis | Mapping[str, Any] | None = None,
+) -> ExperimentAnalysis:
+    """Analyse an experiment from ``stats[metric_name][variation]`` and recommend ship / keep running / stop.
+
+    ``previous`` is the last run's result (or its JSON dump) for running always-valid p-values and intervals.
+    """
+    users = _users(spec, stats)
+    control = spec.control
+    notes: list[str] = []
+    srm_res = srm_check([users[v] for v in spec.variations], spec.split())
+    srm = SrmReport(
+        observed=dict(zip(spec.variations, srm_res.observed, strict=True)),
+        expected=dict(zip(spec.variations, srm_res.expected, strict=True)),
+        chi2=srm_res.chi2,
+        p_value=srm_res.p_value,
+        flagged=srm_res.flagged,
+        note=srm_res.note,
+    )
+
+    comps: list[Comparison] = []
+    for metric in spec.metrics:
+        arms = stats.get(metric.name)
+        if not arms:
+            notes.append(f"no statistics for metric {metric.name!r}: not analysed")
+            continue
+        c_arm = arms.get(control)
+        if c_arm is None or c_arm.users == 0:
+            if users[control] > 0:
+                notes.append(f"metric {metric.name!r} has no statistics for the control {control!r}")
+            continue
+        for variation in spec.variations[1:]:
+            t_arm = arms.get(variation)
+            if t_arm is None or t_arm.users == 0:
+                if users[variation] > 0:
+                    notes.append(f"metric {metric.name!r} has no statistics for {variation!r}")
+                continue
+            comps.append(compare(metric, c_arm, t_arm, alpha=spec.alpha, tau=spec.sequential_tau))
+
+    comps, carry_notes = _carry_forward(comps, previous, spec)
+    notes += carry_notes
+    p_adj = adjust_p_values([c.p_value for c in comps], spec.correction)
+    seq_adj = adjust_p_values([c.seq_p_value for c in comps], spec.correction)
+    final: list[Comparison] = []
+    for comp, pa, sa in zip(comps, p_adj, seq_adj, strict=True):
+        update: dict[str, Any] = {
+            "p_adjusted": pa,
+            "seq_p_adjusted": sa,
+            "significant": pa is not None and pa <= spec.alpha,
+            "seq_significant": sa is not None and sa <= spec.alpha,
+        }
+        if comp.is_guardrail:
+            update.update(_guardrail_flags(comp, spec.min_users_per_arm))
+        final.append(comp.model_copy(update=update))
+
+    primary = next((m for m in spec.metrics if not m.guardrail), None)
+    breaches = [_breach(c) for c in final if c.guardrail_breached]
+    decision, rule, reason, winner = _decide(spec, users, srm, final, primary, breaches)
+    return ExperimentAnalysis(
+        experiment=spec.key,
+        control=control,
+        variations=list(spec.variations),
+        alpha=spec.alpha,
+        correction=spec.correction,
+        sequential_tau=spec.sequential_tau,
+        users=users,
+        srm=srm,
+        primary_metric=primary.name if primary else None,
+        comparisons=final,
+        decision=decision,
+        rule=rule,
+        reason=reason,
+        decisive=rule in ("guardrail", "ship", "all_worse"),
+        winner=winner,
+        breached_guardrails=breaches,
+        notes=notes,
+    )
+
+
+def _decide(
+    spec: ExperimentSpec,
+    users: dict[str, int],
+    srm: SrmReport,
+    comps: list[Comparison],
+    primary: MetricSpec | None,
+    breaches: list[GuardrailBreach],
+) -> tuple[Decision, Rule, str, str | None]:
+    """The documented decision rule of this module; returns (decision, rule, reason, winning variation)."""
+    if srm.flagged:
+        counts = ", ".join(f"{v} {n:,}" for v, n in srm.observed.items())
+        shares = " / ".join(f"{s:.0%}" for s in spec.split())
+        return (
+            "stop",
+            "srm",
+            f"sample ratio mismatch: users per variation ({counts}) differ from the expected {shares} split "
+            f"(chi-square p = {_pval(srm.p_value)} < {srm.threshold}); the results are untrustworthy; fix the "
+            "assignment before reading any metric",
+            None,
+        )
+    with_traffic = [v for v in spec.variations if users[v] > 0]
+    if len(with_traffic) < 2:
+        if not with_traffic:
+            return "keep running", "one_arm", "no variation has traffic yet: no comparison is possible", None
+        only = with_traffic[0]
+        return (
+            "keep running",
+            "one_arm",
+            f"only one variation has traffic ({only!r}: {users[only]:,} users); no comparison is possible until "
+            "another variation gets users",
+            None,
+        )
+    if breaches:
+        text = "; ".join(b.message for b in breaches)
+        return "stop", "guardrail", text, None
+    short = [v for v in spec.variations if users[v] < spec.min_users_per_arm]
+    if short:
+        listed = ", ".join(f"{v!r} has {users[v]:,}" for v in short)
+        return (
+            "keep running",
+            "min_users",
+            f"not enough users yet: {listed}, fewer than the {spec.min_users_per_arm:,} required per arm",
+            None,
+        )
+    if primary is None:
+        return "keep running", "no_primary", "every metric is a guardrail: there is no primary metric to ship on", None
+    prim = [c for c in comps if c.metric == primary.name]
+    treatments = [v for v in spec.variations[1:] if users[v] > 0]
+    corr = "" if spec.correction == "none" else f" after {spec.correction} correction"
+    better = [c for c in prim if c.seq_significant and c.direction == "better"]
+    if better:
+        sign = 1.0 if primary.higher_is_better else -1.0
+        best = max(
+            better,
+            key=lambda c: (c.rel_lift is not None, sign * (c.rel_lift if c.rel_lift is not None else c.abs_diff or 0)),
+        )
+        return (
+            "ship",
+            "ship",
+            f"ship {best.variation!r}: {primary.name!r} {_effect(best, spec.alpha)}, always-valid p = "
+            f"{_pval(best.seq_p_adjusted)}{corr}; no guardrail breached",
+            best.variation,
+        )
+    worse = [c for c in prim if c.seq_significant and c.direction == "worse"]
+    if worse and len(worse) == len(treatments):
+        listed = "; ".join(f"{c.variation!r} {_effect(c, spec.alpha)}" for c in worse)
+        return "stop", "all_worse", f"every treatment is significantly worse on {primary.name!r}: {listed}", None
+    if not prim:
+        return (
+            "keep running",
+            "inconclusive",
+            f"no comparison on the primary metric {primary.name!r} was possible yet",
+            None,
+        )
+    reason = f"no treatment is significantly better on {primary.name!r} yet (always-valid p > {spec.alpha}{corr})"
+    ranked = [c for c in prim if c.chance_to_beat is not None]
+    if ranked:
+        best = max(ranked, key=lambda c: c.chance_to_beat or 0.0)
+        reason += (
+            f"; {best.variation!r}'s chance to beat control is {_chance(best.chance_to_beat)} "
+            f"(lift {_pct(best.rel_lift)}, 95% credible interval {_pct(best.credible_low)} to "
+            f"{_pct(best.credible_high)})"
+        )
+    else:
+        reason += "; " + "; ".join(f"{c.variation!r} {_effect(c, spec.alpha)}" for c in prim)
+    return "keep running", "inconclusive", reason, None

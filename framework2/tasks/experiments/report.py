@@ -1,0 +1,130 @@
+"""What a product team reads about one experiment: the recommendation and why, the users per arm and the SRM
+check, then every comparison with its fixed-horizon, always-valid and Bayesian numbers, and a lift chart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from framework2.tasks.charts import figure_to_data_uri, plt
+from framework2.tasks.experiments.analysis import Comparison, ExperimentAnalysis
+from framework2.tasks.experiments.data import ExperimentData
+
+VERDICT_MARK = {"ship": "✅ ship", "keep running": "⏳ keep running", "stop": "⛔ stop"}
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x * 100:+.{digits}f} %"
+
+
+def _p(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return "< 0.0001" if x < 1e-4 else f"{x:.4f}"
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.4g}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "—"
+    return f"[{low * 100:+.1f} %, {high * 100:+.1f} %]"
+
+
+def lift_chart(analysis: ExperimentAnalysis) -> str | None:
+    """Relative lift per metric and treatment: the fixed-horizon 95 % CI (thick) inside the always-valid
+    confidence sequence (thin), guardrails in orange, zero marked. None when no lift could be computed."""
+    rows = [c for c in analysis.comparisons if c.rel_lift is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
+    labels = []
+    for y, c in enumerate(reversed(rows)):
+        colour = "#d97706" if c.is_guardrail else ("#15803d" if c.seq_significant else "#1d4ed8")
+        if c.seq_ci_low is not None and c.seq_ci_high is not None:
+            ax.plot([c.seq_ci_low * 100, c.seq_ci_high * 100], [y, y], color=colour, linewidth=1.2, alpha=0.6)
+        if c.ci_low is not None and c.ci_high is not None:
+            ax.plot([c.ci_low * 100, c.ci_high * 100], [y, y], color=colour, linewidth=4, solid_capstyle="butt")
+        ax.plot([c.rel_lift * 100], [y], "o", color="black", markersize=4)
+        labels.append(f"{c.metric}{' (guardrail)' if c.is_guardrail else ''}\n{c.variation} vs {c.control}")
+    ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xlabel("relative lift, % (thick: 95 % CI; thin: always-valid sequence)")
+    ax.set_title(f"{analysis.experiment}: {analysis.decision}")
+    ax.grid(axis="x", alpha=0.3)
+    return figure_to_data_uri(fig)
+
+
+def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
+    rows = []
+    for c in comparisons:
+        cuped = (
+            f"yes, variance −{c.variance_reduction * 100:.0f} %" if c.cuped_applied and c.variance_reduction else "no"
+        )
+        rows.append(
+            f"| {c.metric}{' 🛡' if c.is_guardrail else ''} | {c.variation} | {_num(c.control_mean)} → "
+            f"{_num(c.treatment_mean)} | {_pct(c.rel_lift)} | {_interval(c.ci_low, c.ci_high)} | {_p(c.p_adjusted)} "
+            f"| {_interval(c.seq_ci_low, c.seq_ci_high)} | {_p(c.seq_p_adjusted)} "
+            f"| {'—' if c.chance_to_beat is None else f'{c.chance_to_beat * 100:.1f} %'} "
+            f"| {_pct(c.expected_loss, 2) if c.expected_loss is not None else '—'} | {cuped} |"
+        )
+    return rows
+
+
+def experiment_markdown(analysis: ExperimentAnalysis, data: ExperimentData | None = None) -> str:
+    """The per-experiment artifact: recommendation with its reason, traffic, comparisons, chart, notes."""
+    srm = analysis.srm
+    users = " · ".join(f"{v}: {analysis.users.get(v, 0):,}" for v in analysis.variations)
+    lines = [
+        f"# PUXT experiment {analysis.experiment}",
+        "",
+        f"**{VERDICT_MARK.get(analysis.decision, analysis.decision)}** — {analysis.reason}",
+        "",
+        f"Users: {users}. Sample ratio check: χ² p = {_p(srm.p_value)}"
+        + (
+            " — **MISMATCH: the split is not what was configured; no verdict until the assignment is fixed**"
+            if srm.flagged
+            else " (consistent with the configured split)"
+        )
+        + ".",
+    ]
+    if data is not None:
+        lines.append(
+            f"Exposure rows {data.exposure_rows:,}; excluded: {data.multiple_exposures:,} users seen in more than one "
+            f"variation, {data.outside_window:,} exposures outside the experiment window, {data.quarantined_rows:,} "
+            "quarantined rows (see the store's quarantine with the reasons)."
+        )
+    for breach in analysis.breached_guardrails:
+        lines += ["", f"⚠ Guardrail breached: {breach.message}"]
+    lines += [
+        "",
+        "| metric | variation | control → treatment | lift | 95 % CI | p (adj.) | always-valid CI | seq. p (adj.) "
+        "| chance to beat | expected loss | CUPED |",
+        "|---|---|---|---:|---|---:|---|---:|---:|---:|---|",
+        *(
+            _comparison_rows(analysis.comparisons)
+            or ["| — | only one arm has data: nothing to compare | | | | | | | | | |"]
+        ),
+    ]
+    chart = lift_chart(analysis)
+    if chart:
+        lines += ["", f"![relative lift]({chart})"]
+    notes = list(analysis.notes) + [f"{c.metric}/{c.variation}: {n}" for c in analysis.comparisons for n in c.notes]
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {n}" for n in notes)]
+    lines += [
+        "",
+        "## How to read this",
+        "",
+        f"- The recommendation follows the always-valid (sequential) test, so it stays trustworthy however often "
+        f"the results are looked at; α = {analysis.alpha:g}, {analysis.correction} correction across arms and "
+        f"metrics, mixture τ = {analysis.sequential_tau:g} (the relative lift it detects fastest).",
+        "- The 95 % CI and p are fixed-horizon values, valid only if this is the single planned look.",
+        "- Chance to beat and expected loss are Bayesian: Beta(1,1) priors for conversion metrics, a N(0, 0.3²) "
+        "prior on the relative lift otherwise.",
+        "- CUPED uses each user's same metric in the pre-period as a covariate; the variance it removed is shown.",
+    ]
+    return "\n".join(lines)
