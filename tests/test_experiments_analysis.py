@@ -11,29 +11,10 @@ from statsmodels.stats.multitest import multipletests
 from framework2.errors import DataError
 from framework2.tasks.experiments.analysis import ExperimentAnalysis, analyse
 from framework2.tasks.experiments.model import ArmStats, ExperimentSpec, MetricSpec
+from tests.test_experiments_stats import arm_stats
 
 CONV = MetricSpec(name="conversion", kind="binomial", event="purchase")
 REVENUE = MetricSpec(name="revenue", kind="mean", event="purchase")
-
-
-def arm_stats(
-    variation: str,
-    y: np.ndarray,
-    *,
-    x: np.ndarray | None = None,
-    den: np.ndarray | None = None,
-    users: int | None = None,
-) -> ArmStats:
-    """Sufficient statistics of per-user values ``y`` (numerators when ``den`` is given, covariate ``x``)."""
-    y = np.asarray(y, dtype=float)
-    kw: dict = {}
-    if den is not None:
-        d = np.asarray(den, dtype=float)
-        kw.update(den_total=d.sum(), den_total_sq=(d * d).sum(), num_den=(y * d).sum())
-    if x is not None:
-        xa = np.asarray(x, dtype=float)
-        kw.update(has_covariate=True, cov_total=xa.sum(), cov_total_sq=(xa * xa).sum(), cov_value=(xa * y).sum())
-    return ArmStats(variation, len(y) if users is None else users, len(y), y.sum(), (y * y).sum(), **kw)
 
 
 def conversions(variation: str, converted: int, users: int) -> ArmStats:

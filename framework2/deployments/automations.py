@@ -7,8 +7,9 @@
 - A project's P85 moves past its target date (``framework2.ppms.forecast.slipped``) → notify.
 - A project's health drops below the threshold (``framework2.ppos.health.degraded`` about a
   ``framework2.project.*`` resource) → notify.
-- An experiment becomes decisive (``framework2.puxt.experiment.decisive``) or breaches a guardrail
-  (``framework2.puxt.guardrail.breached``) → notify the team with the recommendation and its reason.
+- An experiment becomes decisive (``framework2.puxt.experiment.decisive``), breaches a guardrail
+  (``framework2.puxt.guardrail.breached``) or shows a sample ratio mismatch
+  (``framework2.puxt.experiment.srm_detected``) → notify the team with the recommendation and its reason.
 - A page gains accessibility violations (``framework2.puxt.accessibility.regressed``) → notify.
 - A release is slower than its baseline (``framework2.puxt.performance.regressed``) → notify.
 - A release flow run fails, crashes or is cancelled → run ``plos-rollback`` for that app with the run's own
@@ -180,10 +181,14 @@ def desired_automations(block_id) -> list[Automation]:  # type: ignore[no-untype
         _notify(
             block_id,
             EXPERIMENT_AUTOMATION,
-            "A PUXT experiment became decisive (ship or stop) or breached a guardrail.",
+            "A PUXT experiment became decisive (ship or stop), breached a guardrail or lost its configured split.",
             "Framework Set 2: experiment decision",
             EXPERIMENT_BODY,
-            expect={"framework2.puxt.experiment.decisive", "framework2.puxt.guardrail.breached"},
+            expect={
+                "framework2.puxt.experiment.decisive",
+                "framework2.puxt.guardrail.breached",
+                "framework2.puxt.experiment.srm_detected",
+            },
             match={"prefect.resource.id": "framework2.system.puxt"},
         ),
         _notify(

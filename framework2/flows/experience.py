@@ -6,7 +6,8 @@ Pipeline of ``puxt-user-experience`` (what PSO runs, hourly):
    rows quarantined with their reason) → per-arm sufficient statistics in one vectorised pass → per experiment:
    SRM check, frequentist, Bayesian and always-valid sequential comparisons with CUPED → ship / keep running /
    stop with the reason, stored → ``framework2.puxt.experiment.decisive`` when an experiment becomes decisive,
-   ``framework2.puxt.guardrail.breached`` when a guardrail is → one artifact per experiment with a lift chart.
+   ``framework2.puxt.guardrail.breached`` when a guardrail is, ``framework2.puxt.experiment.srm_detected`` when
+   the split stops matching the configuration → one artifact per experiment with a lift chart.
 2. ``puxt-journeys`` — per configured funnel: step conversion, drop-off and time to convert by segment, the
    common paths, each step's Markov removal effect → ranked recommendations, stored, with a funnel chart.
 3. ``puxt-performance`` — synthetic probes (p50/p95/p99 per phase) of the configured URLs → real-user
@@ -27,11 +28,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
@@ -47,6 +48,7 @@ from framework2.systems import SystemResult
 SYSTEM = "puxt"
 MODEL_VERSION = "puxt-1"
 ACCESSIBILITY_REFRESH = timedelta(hours=20)
+SCAN_BATCH = 10
 
 
 class ExperienceInputs(BaseModel):
@@ -58,7 +60,7 @@ class ExperienceInputs(BaseModel):
     journey_events: str | None = Field(None, description="Events for the funnels (default: events).")
     journeys: list[JourneySettings] | None = Field(None, description="Funnels to analyse.")
     accessibility_urls: list[str] | None = Field(None, description="Pages to scan with axe-core.")
-    wcag_level: str | None = Field(None, description="A or AA.")
+    wcag_level: Literal["A", "AA"] | None = Field(None, description="WCAG level the scans check.")
     performance_targets: list[PerformanceTarget] | None = Field(None, description="URLs to probe.")
     rum_sources: list[str] | None = Field(None, description="Files of real-user measurements.")
     baseline_release: str | None = Field(None, description="Release the newest one is compared with.")
@@ -234,10 +236,13 @@ def run_accessibility(engine: Engine, settings: Settings, run_id: str, inputs: E
     if not urls:
         return {"skipped": True, "summary": "no pages configured: set [puxt] accessibilityUrls"}
     level = inputs.wcag_level or "AA"
-    if level not in ("A", "AA"):
-        raise DataError(f"WCAG level {level!r} is not checked", "use A or AA ([puxt] wcagLevel)")
     previous = [PageScan.from_dict(s) for s in store.latest_scans(engine, urls)]
-    scans = scan_pages(urls, level)  # type: ignore[arg-type]
+    scans: list[PageScan] = []
+    progress = create_progress_artifact(0.0, description=f"pages scanned with axe-core (of {len(urls)})")
+    # Batches cost a browser start each (about a second) and let a person watch a long scan move.
+    for start in range(0, len(urls), SCAN_BATCH):
+        scans += scan_pages(urls[start : start + SCAN_BATCH], level)  # type: ignore[arg-type]
+        update_progress_artifact(progress, 100.0 * len(scans) / len(urls))
     comparison = compare(scans, previous or None)
     store.save_scans(engine, run_id, [{**s.to_dict(), "scanned_at": s.scanned_at} for s in scans])
     history = [
@@ -284,7 +289,7 @@ def run_accessibility(engine: Engine, settings: Settings, run_id: str, inputs: E
 
 
 @flow(name="puxt-accessibility", description="PUXT: axe-core scans of the configured pages, with regressions.")
-def accessibility(urls: list[str] | None = None, level: str | None = None) -> dict[str, Any]:
+def accessibility(urls: list[str] | None = None, level: Literal["A", "AA"] | None = None) -> dict[str, Any]:
     """Scan the pages (default ``[puxt] accessibilityUrls``) at the WCAG level (default ``[puxt] wcagLevel``)."""
     inputs = ExperienceInputs(accessibility_urls=urls, wcag_level=level).resolved(get_settings())
     return _run_part(
@@ -329,9 +334,11 @@ def probe_targets(settings: Settings, targets: list[PerformanceTarget]) -> list[
 
     threshold = settings.alerts.response_time_above_ms
     out = []
+    progress = create_progress_artifact(0.0, description=f"URLs probed (of {len(targets)})") if targets else None
     for target in targets:
         result = probe(target.url, samples=settings.puxt.probe_samples)
         out.append((target, result, response_time_alert(result, threshold)))
+        update_progress_artifact(progress, 100.0 * len(out) / len(targets))  # type: ignore[arg-type]
     return out
 
 
@@ -497,7 +504,7 @@ def analyse_experiments(
 
 def run_experiments(engine: Engine, settings: Settings, run_id: str, inputs: ExperienceInputs) -> dict[str, Any]:
     """Analyse, store, publish one artifact per experiment, and emit on decisive changes and guardrail breaches."""
-    from framework2.tasks.experiments.report import experiment_markdown
+    from framework2.tasks.experiments.report import experiment_markdown, history_chart
 
     missing = [
         name
@@ -511,10 +518,11 @@ def run_experiments(engine: Engine, settings: Settings, run_id: str, inputs: Exp
     if missing:
         return {"skipped": True, "summary": f"no experiments configured: set [puxt] {', '.join(missing)}"}
     before = store.experiment_decisions(engine)
+    latest = store.latest_experiment_results(engine)
     breached_before = {
-        r["experiment"]: {(b["metric"], b["variation"]) for b in r["guardrails_breached"]}
-        for r in store.latest_experiment_results(engine)
+        r["experiment"]: {(b["metric"], b["variation"]) for b in r["guardrails_breached"]} for r in latest
     }
+    srm_before = {r["experiment"] for r in latest if r["srm_flagged"]}
     analysed, counts = analyse_experiments(engine, settings, run_id, inputs)
     store.save_experiment_results(
         engine,
@@ -538,12 +546,14 @@ def run_experiments(engine: Engine, settings: Settings, run_id: str, inputs: Exp
     for spec, data, a in analysed:
         create_markdown_artifact(
             key=artifact_key("puxt-experiment", spec.key),
-            markdown=experiment_markdown(a, data),
+            markdown=experiment_markdown(a, data, history=history_chart(store.experiment_history(engine, spec.key))),
             description=f"PUXT: {spec.name or spec.key} — {a.decision}",
         )
         payload = {"experiment": spec.key, "decision": a.decision, "reason": a.reason, "winner": a.winner}
         if a.decisive and before.get(spec.key) != a.decision:
             emit(SYSTEM, "experiment.decisive", {**payload, "previous": before.get(spec.key)})
+        if a.srm.flagged and spec.key not in srm_before:  # a broken assignment: nobody should read the results
+            emit(SYSTEM, "experiment.srm_detected", {**payload, "p_value": a.srm.p_value, "users": a.users})
         # Hourly runs would repeat a standing breach; a person hears about each breach once.
         if {(b.metric, b.variation) for b in a.breached_guardrails} - breached_before.get(spec.key, set()):
             emit(

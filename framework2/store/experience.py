@@ -83,6 +83,18 @@ def latest_experiment_results(engine: Engine) -> list[dict[str, Any]]:
         return [r.model_dump() for r in sorted(rows, key=lambda r: r.experiment)]
 
 
+def experiment_history(engine: Engine, key: str, limit: int = 200) -> list[tuple[datetime, dict[str, Any]]]:
+    """The stored analyses of one experiment, oldest first (at most the newest ``limit``)."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(UxExperimentResult.created_at, UxExperimentResult.analysis)
+            .where(UxExperimentResult.experiment == key)
+            .order_by(UxExperimentResult.id.desc())
+            .limit(limit)
+        ).all()
+    return [(as_utc(at), analysis) for at, analysis in reversed(rows)]  # type: ignore[misc]
+
+
 # --- journeys ---------------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,9 @@ check, then every comparison with its fixed-horizon, always-valid and Bayesian n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from framework2.tasks.charts import figure_to_data_uri, plt
 from framework2.tasks.experiments.analysis import Comparison, ExperimentAnalysis
@@ -58,6 +60,41 @@ def lift_chart(analysis: ExperimentAnalysis) -> str | None:
     return figure_to_data_uri(fig)
 
 
+def history_chart(history: Sequence[tuple[datetime, Mapping[str, Any]]]) -> str | None:
+    """The primary metric's lift per treatment at every stored analysis, inside its always-valid sequence: how
+    the evidence built up look by look. None with fewer than two analyses."""
+    if len(history) < 2:
+        return None
+    primary = history[-1][1].get("primary_metric")
+    series: dict[str, list[tuple[datetime, float, float | None, float | None]]] = {}
+    for at, analysis in history:
+        for c in analysis.get("comparisons", []):
+            if c.get("metric") == primary and c.get("rel_lift") is not None:
+                series.setdefault(c["variation"], []).append(
+                    (at, c["rel_lift"] * 100, _scaled(c.get("seq_ci_low")), _scaled(c.get("seq_ci_high")))
+                )
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    for variation, points in series.items():
+        times = [p[0] for p in points]
+        line = ax.plot(times, [p[1] for p in points], marker="o", markersize=3, label=variation)[0]
+        bounded = [p for p in points if p[2] is not None and p[3] is not None]
+        if bounded:
+            times, lows, highs = zip(*[(p[0], p[2], p[3]) for p in bounded], strict=True)
+            ax.fill_between(times, lows, highs, alpha=0.15, color=line.get_color())
+    ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylabel(f"{primary}: relative lift, %")
+    ax.set_title("lift at each analysis, with its always-valid 95 % sequence")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    return figure_to_data_uri(fig)
+
+
+def _scaled(x: float | None) -> float | None:
+    return None if x is None else x * 100
+
+
 def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
     rows = []
     for c in comparisons:
@@ -74,8 +111,11 @@ def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
     return rows
 
 
-def experiment_markdown(analysis: ExperimentAnalysis, data: ExperimentData | None = None) -> str:
-    """The per-experiment artifact: recommendation with its reason, traffic, comparisons, chart, notes."""
+def experiment_markdown(
+    analysis: ExperimentAnalysis, data: ExperimentData | None = None, *, history: str | None = None
+) -> str:
+    """The per-experiment artifact: recommendation with its reason, traffic, comparisons, charts (``history``:
+    a ``history_chart``), notes."""
     srm = analysis.srm
     users = " · ".join(f"{v}: {analysis.users.get(v, 0):,}" for v in analysis.variations)
     lines = [
@@ -112,6 +152,8 @@ def experiment_markdown(analysis: ExperimentAnalysis, data: ExperimentData | Non
     chart = lift_chart(analysis)
     if chart:
         lines += ["", f"![relative lift]({chart})"]
+    if history:
+        lines += ["", f"![lift at each analysis]({history})"]
     notes = list(analysis.notes) + [f"{c.metric}/{c.variation}: {n}" for c in analysis.comparisons for n in c.notes]
     if notes:
         lines += ["", "## Notes", "", *(f"- {n}" for n in notes)]

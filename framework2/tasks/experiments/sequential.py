@@ -30,8 +30,7 @@ What tau means
     ``tau`` is the standard deviation of the mixing distribution, on the scale of the estimate. The analysis
     tests the relative lift, so ``ExperimentSpec.sequential_tau`` is used as is: the sd of the plausible
     relative lifts, i.e. the size of lift the test detects fastest (0.1 = a 10 % lift). On the absolute scale
-    that is a mixture sd of ``tau * |control mean|``. model.py's comment calls sequential_tau a "variance ...
-    squared" but then says "0.1 = a 10 % lift", which is the sd reading adopted here.
+    that is a mixture sd of ``tau * |control mean|``.
 
     When the control mean is 0 the relative lift is undefined, so the absolute difference is tested with mixture
     sd ``tau * pooled per-user sd`` (:func:`absolute_tau`): the same tau read as a standardised effect size

@@ -603,10 +603,10 @@ def retarget_hpa(api: client.ApiClient, target: ReleaseTarget, colour: str) -> b
     return True
 
 
-def read_hpa_target(api: client.ApiClient, target: ReleaseTarget) -> str | None:
-    """The colour the app's HPA scales, or None when there is no HPA."""
+def read_hpa(api: client.ApiClient, target: ReleaseTarget) -> Any | None:
+    """The app's HorizontalPodAutoscaler (autoscaling/v2), or None when it has none."""
     try:
-        hpa = with_retries(
+        return with_retries(
             client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler,
             hpa_name(target.app),
             target.namespace,
@@ -615,6 +615,13 @@ def read_hpa_target(api: client.ApiClient, target: ReleaseTarget) -> str | None:
         if exc.status == 404:
             return None
         raise
+
+
+def read_hpa_target(api: client.ApiClient, target: ReleaseTarget) -> str | None:
+    """The colour the app's HPA scales, or None when there is no HPA."""
+    hpa = read_hpa(api, target)
+    if hpa is None:
+        return None
     ref = hpa.spec.scale_target_ref
     for colour in COLOURS:
         if ref.kind == "Deployment" and ref.name == deployment_name(target.app, colour):

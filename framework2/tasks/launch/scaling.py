@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from framework2.tasks.launch.cluster import COLOURS, ClusterError, ReleaseTarget, active_colour
 from framework2.tasks.launch.kapi import with_retries
-from framework2.tasks.launch.rollout import deployment_name, hpa_name
+from framework2.tasks.launch.rollout import deployment_name, hpa_name, read_hpa
 
 LAST_SCALE_UP = "framework2.io/last-scale-up"
 SCALE_UP_REASON = "framework2.io/scale-up-reason"
@@ -101,19 +101,6 @@ def _check(step: int, ceiling: int | None, cooldown: timedelta, now: datetime | 
     if now.tzinfo is None:
         raise InvalidScaleUp(f"now ({now}) has no time zone", hint="pass an aware datetime, e.g. in UTC")
     return now.astimezone(UTC)
-
-
-def _read_hpa(api: client.ApiClient, target: ReleaseTarget) -> Any | None:
-    try:
-        return with_retries(
-            client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler,
-            hpa_name(target.app),
-            target.namespace,
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def _scaled_colour(hpa: Any, target: ReleaseTarget) -> str:
@@ -186,7 +173,7 @@ def raise_capacity(
     moment = _check(step, ceiling, cooldown, now)
     why = " ".join(reason.split())[:MAX_REASON_CHARS] or "no reason given"
     for _ in range(MAX_CONFLICTS):
-        hpa = _read_hpa(api, target)
+        hpa = read_hpa(api, target)
         if hpa is None:
             return ScaleResult(
                 app=target.app,
@@ -209,7 +196,7 @@ def raise_capacity(
                 raise
             # Another run changed the HPA since it was read — or a retried patch of ours already landed
             # and the retry lost the precondition. Our own stamp tells the two apart.
-            again = _read_hpa(api, target)
+            again = read_hpa(api, target)
             mine = (again.metadata.annotations or {}).get(LAST_SCALE_UP) if again is not None else None
             if mine == _stamp(moment) and again.spec.min_replicas == result.min_after:
                 return result
