@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   — create .venv, install (with Chromium + axe-core for the accessibility scan), run the PSO master flow over the sample world (SQLite, ephemeral Prefect)
 #   make test   — create .venv, install, make sure PostgreSQL answers and Prometheus, Chromium and axe-core are
-#                 installed, lint, run the whole test suite
+#                 installed, lint, run the whole test suite on SQLite, then the integration suite on PostgreSQL
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,13 +33,11 @@ test: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
+	# The integration suite again with the Prefect server and the store on PostgreSQL (fresh databases).
+	FRAMEWORK2_TEST_BACKEND=postgres $(BIN)/pytest -q -p no:cacheprovider --durations=5
 
 bench: $(STAMP)
-	$(BIN)/python bench/pricing_bench.py
-	$(BIN)/python bench/rollback_bench.py
-	$(BIN)/python bench/forecast_bench.py
-	$(BIN)/python bench/portfolio_bench.py
-	$(BIN)/python bench/experiments_bench.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .framework2 .pytest_cache

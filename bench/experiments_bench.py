@@ -42,6 +42,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from results import record  # bench/results.py: a row for run_all.py's summary
+
 TARGET_SECONDS = 10.0
 
 
@@ -276,6 +278,19 @@ def main(argv: list[str] | None = None) -> int:
         "Parquet: before reading); peak MB: max RSS of the row's process."
     )
     print(f"{os.cpu_count()} CPU(s) visible; numpy and pandas use one, load_tables overlaps pyarrow work on two.")
+    for case in ("categorical", "parquet"):
+        r = results[case]
+        record(
+            "experiments",
+            f"PUXT experiments: {labels[case]}",
+            size,
+            r["seconds"],
+            peak_mb=r["peak_mb"],
+            baseline="plain pandas groupby per experiment" if base else "",
+            baseline_seconds=base,
+            target=f"< {TARGET_SECONDS:.0f} s" if case == "categorical" else "",
+            met=r["seconds"] < TARGET_SECONDS if case == "categorical" else None,
+        )
     return 0
 
 

@@ -33,6 +33,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+from results import record  # bench/results.py: a row for run_all.py's summary
 
 from framework2.tasks.planning.montecarlo import (
     _dispatch_order,
@@ -215,6 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         "per-trial loop vs vectorised project finish on the same trials: max |diff| "
         f"{naive[(None, 'diff')]:.1e} (unlimited), {naive[(args.workers, 'diff')]:.1e} (workers={args.workers})"
     )
+    for name, seconds, peak, workers, _ in timed:
+        if "C-ordered" in name:
+            continue
+        record(
+            "forecast",
+            f"PPMS Monte Carlo, {name}",
+            size,
+            seconds,
+            peak_mb=peak,
+            baseline=f"per-trial Python loop ({args.naive_trials} trials, extrapolated)",
+            baseline_seconds=naive[workers],
+            target=f"< {TARGET_SECONDS:.0f} s",
+            met=seconds < TARGET_SECONDS,
+            note="peak = traced allocations, inputs excluded",
+        )
     return 0
 
 

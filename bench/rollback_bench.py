@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from kubernetes import client  # noqa: E402
+from results import record  # noqa: E402  (bench/results.py: a row for run_all.py's summary)
 
 from framework2.sample.demo_app import DemoApp  # noqa: E402
 from framework2.tasks.launch.analysis import AnalysisResult  # noqa: E402
@@ -389,6 +390,16 @@ def main(argv: list[str] | None = None) -> int:
         f"simulated pod ready delay {args.ready_delay:g} s (dominates the redeploy figure; image pulls make it "
         f"larger on a real cluster); {REPLICAS} replicas; faulty green answers {FAULTY_ERROR_RATE:.0%} with 500; "
         f"Prometheus scrapes every 1 s; wall time {time.monotonic() - started:.0f} s"
+    )
+    record(
+        "rollback",
+        "PLOS rollback: failing measurement to traffic on the old colour (median)",
+        f"{args.runs} runs, {REPLICAS} replicas",
+        statistics.median(fast_s),
+        baseline="redeploy of the previous revision (median)",
+        baseline_seconds=statistics.median(slow_s),
+        target=f"worst <= 1 analysis interval ({args.interval:g} s)",
+        met=max(fast_s) <= args.interval,
     )
     return 0
 

@@ -1,4 +1,4 @@
-"""The ``framework2`` command line: init, start, run, health, dashboard, demo.
+"""The ``framework2`` command line: init, start, api, run, health, dashboard, demo.
 
 Every user-fixable problem prints one ``error:`` line and a ``hint:`` line and exits 1; no tracebacks.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,17 +75,72 @@ def ui_url() -> str:
 
 
 @app.command()
-def init() -> None:
+def init(
+    # A plain string checked by init_steps: a bad value gets the usual one-line error and hint.
+    pool: Annotated[
+        str, typer.Option(help="process (framework2-process, a worker here) or kubernetes (framework2-kubernetes).")
+    ] = "process",
+    image: Annotated[
+        str | None, typer.Option(help="With --pool kubernetes: the flow-run image, e.g. REGISTRY/framework2:TAG.")
+    ] = None,
+    base_job_template: Annotated[
+        Path | None,
+        typer.Option(help="With --pool kubernetes: the pool's template (default k8s/worker/base-job-template.json)."),
+    ] = None,
+) -> None:
     """Create the store, register block types, create the work pool, deploy prefect.yaml, create automations."""
     from framework2.deployments.setup import init_steps
 
     _prefect_env()
-    for title, action in init_steps(_settings()):
+    steps = init_steps(_settings(), pool, image=image, base_job_template=base_job_template)
+    for title, action in steps:
         with console.status(f"{title}…"):
             result = action()
         for line in [result] if isinstance(result, str) else result:
             console.print(f"[green]✓[/green] {title}: {escape(line)}")
+    if pool == "kubernetes":
+        console.print("Runs wait for the worker in your cluster: `kubectl apply -k k8s/worker/` (see README).")
     console.print(f"Done. Open the UI at {ui_url()} (start it with `framework2 start`).")
+
+
+def _port_free(host: str, port: int) -> None:
+    """Refuse clearly when the port is taken (uvicorn would log a traceback-like error and exit)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise Framework2Error(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="stop what uses the port, or choose another with --port (or [api] port in framework2.toml)",
+            ) from exc
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to listen on; default [api] host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; default [api] port (8200).")] = None,
+    relay: Annotated[bool, typer.Option(help="Relay accepted webhooks to Prefect from this process.")] = True,
+) -> None:
+    """Serve the webhooks, the dashboard, /health and /metrics (FastAPI on uvicorn) until Ctrl-C."""
+    import uvicorn
+
+    from framework2.deployments.app import create_app
+    from framework2.store.engine import open_store
+
+    _prefect_env()
+    settings = _settings()
+    host = host or settings.api.host
+    port = port or settings.api.port
+    open_store(settings)  # a clear error now rather than a failed start-up inside uvicorn
+    _port_free(host, port)
+    service = create_app(settings, relay=relay)
+    console.print(f"  Dashboard:   [bold]http://{host}:{port}/framework-set-2/dashboard[/bold]")
+    webhooks = f"http://{host}:{port}/webhook"
+    console.print(f"  Webhooks:    POST {webhooks}/framework-set-2 (also {webhooks}/github, {webhooks}/jira)")
+    console.print(f"  Health:      http://{host}:{port}/health/ready    Metrics: http://{host}:{port}/metrics")
+    console.print(f"  OpenAPI:     http://{host}:{port}/docs")
+    uvicorn.run(service, host=host, port=port, log_level="info", access_log=False)
 
 
 @app.command()
@@ -92,8 +148,12 @@ def start(
     host: str = "127.0.0.1",
     port: int = 4200,
     worker: Annotated[bool, typer.Option(help="Also run a process worker for the framework2 pool.")] = True,
+    api_service: Annotated[
+        bool, typer.Option("--api/--no-api", help="Also serve webhooks, dashboard, health and metrics.")
+    ] = True,
+    api_port: Annotated[int | None, typer.Option(help="Port of that service; default [api] port (8200).")] = None,
 ) -> None:
-    """Run the Prefect server and a worker in the foreground until Ctrl-C."""
+    """Run the Prefect server, a worker and the webhook/dashboard service in the foreground until Ctrl-C."""
     from framework2.deployments.setup import PROJECT_DIR, WORK_POOL
 
     _prefect_env()
@@ -118,6 +178,16 @@ def start(
                 )
             )
             console.print(f"  Worker:      polling work pool {WORK_POOL!r}")
+        if api_service:
+            service_port = api_port or _settings().api.port
+            _port_free(host, service_port)
+            procs.append(
+                subprocess.Popen(
+                    [str(bin_dir / "framework2"), "api", "--host", host, "--port", str(service_port)], env=env
+                )
+            )
+            console.print(f"  Dashboard:   [bold]http://{host}:{service_port}/framework-set-2/dashboard[/bold]")
+            console.print(f"  Webhooks:    POST http://{host}:{service_port}/webhook/framework-set-2")
         console.print("  Stop with Ctrl-C.")
         while all(p.poll() is None for p in procs):
             time.sleep(1)
@@ -230,37 +300,66 @@ def _age(delta: timedelta) -> str:
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
 
 
+@app.command("webhook-secret")
+def webhook_secret() -> None:
+    """Print the shared secret webhook senders sign with (from the Secret block `framework2 init` created)."""
+    from prefect.blocks.system import Secret
+
+    _prefect_env()
+    check_prefect_api()
+    name = _settings().webhooks.secret_block
+    try:
+        value = Secret.load(name).get()
+    except ValueError as exc:
+        raise Framework2Error(
+            f"there is no Secret block {name!r}", hint="run `framework2 init`, or set [webhooks] secret_block"
+        ) from exc
+    print(value)
+
+
 @app.command()
 def health() -> None:
-    """Per system: last run, its state and age, success rate and the latest health score."""
+    """Per system: last run, its state and age, success rate, health score and whether it is healthy.
+
+    Exits 1 when a system that has run is unhealthy (rules: framework2/deployments/observability.py). A system
+    that never ran is listed as "never run" and does not count: it may simply not be deployed yet.
+    """
     from framework2.config import get_settings
+    from framework2.deployments.observability import system_status
     from framework2.store.engine import open_store
     from framework2.store.models import utcnow
-    from framework2.store.runs import latest_health, recent_runs
-    from framework2.systems import SYSTEMS
 
     settings = get_settings()
-    engine = open_store(settings)
-    scores = latest_health(engine)
+    statuses = system_status(open_store(settings), settings, utcnow())
     table = Table(title="Framework Set 2 health")
-    for col in ("system", "last run", "state", "age", "success rate", "health", "why"):
+    for col in ("system", "last run", "state", "age", "success rate", "health", "healthy", "why"):
         table.add_column(col)
-    for code, spec in SYSTEMS.items():
-        runs = recent_runs(engine, code, settings.coordination.success_window)
-        finished = [r for r in runs if r.status in {"completed", "failed"}]
-        rate = f"{sum(r.status == 'completed' for r in finished) / len(finished):.0%}" if finished else "—"
-        last = runs[0] if runs else None
-        score = scores.get(code)
+    for s in statuses:
+        if s.never_run:
+            verdict, why = "—", "never run: `framework2 run` starts it"
+        else:
+            verdict = "[green]yes[/green]" if s.healthy else "[red]NO[/red]"
+            why = "; ".join(s.reasons or s.health_reasons)
         table.add_row(
-            f"{code.upper()} {spec.title}",
-            last.started_at.strftime("%Y-%m-%d %H:%M") if last else "never",
-            last.status if last else "—",
-            _age(utcnow() - last.started_at) if last else "—",
-            rate,
-            f"{score.score:.1f}" if score else "—",
-            "; ".join(score.components.get("reasons", [])) if score else "run `framework2 run` first",
+            f"{s.code.upper()} {s.title}",
+            s.last_run_at.strftime("%Y-%m-%d %H:%M") if s.last_run_at else "never",
+            s.last_state or "never run",
+            _age(timedelta(seconds=s.age_seconds)) if s.age_seconds is not None else "—",
+            f"{s.success_rate:.0%}" if s.success_rate is not None else "—",
+            f"{s.health_score:.1f}" if s.health_score is not None else "—",
+            verdict,
+            escape(why),  # reasons quote errors, which may contain [brackets] rich would take for markup
         )
     console.print(table)
+    unhealthy = [s.code.upper() for s in statuses if not s.healthy]
+    never = [s.code.upper() for s in statuses if s.never_run]
+    if never:
+        console.print(f"never run (not counted): {', '.join(never)}", highlight=False)
+    if unhealthy:
+        console.print(f"[red]unhealthy:[/red] {', '.join(unhealthy)}", highlight=False)
+        raise typer.Exit(1)
+    if len(never) < len(statuses):
+        console.print("[green]every system that has run is healthy[/green]")
 
 
 load_app = typer.Typer(help="Load your own catalogue or sales history into the store from CSV.", no_args_is_help=True)
@@ -295,13 +394,16 @@ def _print_load(report: Any, what: str) -> None:
 
 @app.command()
 def dashboard(open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False) -> None:
-    """Print (or open) the Prefect UI URL where runs, artifacts and approvals live."""
+    """Print (or open) the system dashboard's URL and the Prefect UI's, where runs, artifacts and approvals live."""
+    settings = _settings()
+    page = f"http://{settings.api.host}:{settings.api.port}/framework-set-2/dashboard"
     url = ui_url()
-    console.print(f"Prefect UI: {url}")
+    console.print(f"System dashboard: {page}   (served by `framework2 api` or `framework2 start`)")
+    console.print(f"Prefect UI:       {url}")
     console.print(f"  PSO roll-up artifact: {url}/artifacts/key/pso-rollup")
     console.print(f"  PPIS summary:         {url}/artifacts/key/ppis-summary")
     if open_browser:
-        webbrowser.open(url)
+        webbrowser.open(page)
 
 
 @app.command()
@@ -310,52 +412,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the sample world.")] = 7,
 ) -> None:
     """Generate the sample world (store + loopback competitor feeds) and run every system on it."""
-    from framework2.flows.orchestrator import orchestrate
-    from framework2.sample.experience import SAMPLE_APP_DELAYS_MS, experience_inputs, write_experience_files
-    from framework2.sample.pages import serve_pages
-    from framework2.sample.performance import serve_slow_app
-    from framework2.sample.world import (
-        FeedServer,
-        build_routes,
-        sample_market,
-        save_feed_blocks,
-        seed_projects,
-        seed_release_history,
-        seed_requirements,
-        seed_store,
-    )
-    from framework2.store.engine import open_store, redact
+    from framework2.sample.demo import run_sample_world
 
     _prefect_env()
     settings = _settings()
-    engine = open_store(settings)
     check_prefect_api()
-    with console.status("generating the sample world…"):
-        market = sample_market(skus, seed)
-        seed_store(engine, market)
-        releases = seed_release_history(engine, seed=seed)
-        projects = seed_projects(engine)
-        routes, feeds = build_routes(market)
-    console.print(
-        f"sample world: {len(market.catalogue)} SKUs, {len(market.sales)} sales rows, "
-        f"{len(feeds)} competitor feeds, {releases} past releases, {projects} project tasks, "
-        f"store {redact(str(engine.url))}"
-    )
-    with console.status("writing sample experiments, journeys and real-user measurements…"):
-        experience_files = write_experience_files(Path(settings.home), seed=seed)
-    with FeedServer(routes) as server, serve_pages() as pages, serve_slow_app(SAMPLE_APP_DELAYS_MS) as app:
-        names = save_feed_blocks(feeds, server.base_url)
-        requirements = seed_requirements(settings.home)
-        report = asyncio.run(
-            orchestrate(
-                execution="subflow",
-                system_parameters={
-                    "ppis": {"feeds": names, "approval_wait_seconds": 0},
-                    "pces": {"sources": [requirements]},
-                    "puxt": {"inputs": experience_inputs(experience_files, pages, app)},
-                },
-            )
-        )
+    report, engine = run_sample_world(settings, skus=skus, seed=seed, say=console.print, status=console.status)
     _print_report(report)
     _print_pricing(engine)
     _print_planning()
@@ -471,21 +533,36 @@ def _print_pricing(engine) -> None:  # type: ignore[no-untyped-def]
     console.print(run.outcome.get("summary", ""))
 
 
+# typer >= 0.29 carries its own click: its usage errors, Exit and Abort are not the installed click's classes.
+_CLICK_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+_CLICK_ERROR: tuple[type[BaseException], ...] = (click.ClickException,)
+_CLICK_ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+
+    _CLICK_ERROR += (_TyperClickException,)
+except ImportError:  # pragma: no cover - an older typer raises click's own
+    pass
+
+
 def main() -> None:
     """Entry point: run the CLI, turning user-fixable errors into one line and a hint."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # Without standalone mode click returns a typer.Exit's code instead of raising it.
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except Framework2Error as exc:
         console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
             console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except click.exceptions.Exit as exc:
+    except _CLICK_EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _CLICK_ERROR as exc:  # a bad option value or a missing argument: click's usage message, exit 2
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _CLICK_ABORT:
         sys.exit(130)
     except httpx.ConnectError as exc:
         console.print(f"[red]error:[/red] cannot reach the Prefect API: {exc}", highlight=False)

@@ -356,6 +356,23 @@ class ProjectManagementSettings(Section):
     )
 
 
+class WebhookSettings(Section):
+    secret_block: str = Field(
+        "framework2-webhook", description="Prefect Secret block holding the shared HMAC secret of POST /webhook/..."
+    )
+    github_secret_block: str | None = Field(None, description="Secret block of the GitHub webhook's secret.")
+    jira_secret_block: str | None = Field(None, description="Secret block of the Jira webhook's secret.")
+    tolerance: Duration = Field(timedelta(minutes=5), description="How old a signed timestamp may be (replays).")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger bodies are refused with 413.")
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute per source before 429.")
+    relay_interval: Duration = Field(timedelta(seconds=2), description="How often the relay hands the outbox on.")
+
+
+class ApiSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8200, ge=1, le=65535, description="Port of the webhook, dashboard, health and metrics service.")
+
+
 class AlertSettings(Section):
     health_score_below: float = Field(95, ge=0, le=100, description="Notify when a system's health is below this.")
     response_time_above_ms: float = Field(100, gt=0, description="Scale up when response time exceeds this.")
@@ -383,6 +400,8 @@ class Settings(BaseSettings):
     notifications: NotificationSettings = NotificationSettings()
     coordination: CoordinationSettings = CoordinationSettings()
     alerts: AlertSettings = AlertSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    api: ApiSettings = ApiSettings()
     ppis: PricingSettings = PricingSettings()
     ppos: ProjectOpsSettings = ProjectOpsSettings()
     plos: LaunchSettings = LaunchSettings()

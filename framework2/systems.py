@@ -46,15 +46,19 @@ class SystemSpec:
     def flow_name(self) -> str:
         return self.deployment.split("/", 1)[0]
 
+    def run_limit(self, settings: Settings, parameters: dict[str, Any] | None = None) -> timedelta:
+        """How long one run with ``parameters`` may legitimately take (also how long its lease lasts)."""
+        limit = self.max_duration(settings)
+        waited = (parameters or {}).get("approval_wait_seconds")
+        if isinstance(waited, int | float):  # a run started with its own, longer approval wait
+            limit = max(limit, timedelta(seconds=waited) + timedelta(minutes=15))
+        return limit
+
     def in_progress(self, run: Any, settings: Settings, now: Any) -> bool:
         """Whether a stored ``running`` run is still legitimately going (not a crash left behind)."""
         if run.status != "running":
             return False
-        limit = self.max_duration(settings)
-        waited = (run.parameters or {}).get("approval_wait_seconds")
-        if isinstance(waited, int | float):  # a run started with its own, longer approval wait
-            limit = max(limit, timedelta(seconds=waited) + timedelta(minutes=15))
-        return now - run.started_at < limit
+        return now - run.started_at < self.run_limit(settings, run.parameters)
 
     def load_flow(self) -> Any:
         """Import the system's flow object."""

@@ -63,6 +63,13 @@ def test_unknown_system_lists_known_ones(tmp_path: Path) -> None:
     assert_clear_error(framework2("run", "nope", env=env, cwd=tmp_path), "unknown system 'nope'", "ppis")
 
 
+def test_a_bad_option_value_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    result = framework2("api", "--port", "abc", cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "Traceback" not in out and "--port" in out, out
+
+
 def test_health_on_a_new_store_says_what_to_do(tmp_path: Path) -> None:
     env = {"FRAMEWORK2_STORE__URL": f"sqlite:///{tmp_path / 's.db'}", "COLUMNS": "200"}
     result = framework2("health", env=env, cwd=tmp_path)
@@ -165,7 +172,7 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     emit("pces", "requirement.changed", {"requirement": "REQ-77", "kind": "changed"})
 
     started = runs_started(impact_id, "requirement.changed did not start pces-change-impact")
-    assert started[0].parameters == {"requirement": "REQ-77"}
+    assert started[0].parameters == {"requirement": "REQ-77", "version": None}
 
     # A slow page (PUXT) starts plos-scale-up for the app that serves it: "response time > 100 ms → scale up".
     scale_id = deployed["plos-scale-up"].id
@@ -232,16 +239,16 @@ def test_unreachable_prefect_api_is_one_clear_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_start_runs_server_and_worker_and_stops_both_on_ctrl_c(tmp_path: Path) -> None:
+def test_start_runs_server_worker_and_api_and_stops_them_on_ctrl_c(tmp_path: Path) -> None:
     import httpx
 
     from tests.conftest import free_port
 
-    port = free_port()
+    port, service_port = free_port(), free_port()
     env = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_WORKER_QUERY_SECONDS": "1"}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
-        [CLI, "start", "--port", str(port)],
+        [CLI, "start", "--port", str(port), "--api-port", str(service_port)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -254,10 +261,23 @@ def test_start_runs_server_and_worker_and_stops_both_on_ctrl_c(tmp_path: Path) -
         lines: list[str] = []
         for line in proc.stdout:  # type: ignore[union-attr]
             lines.append(line)
-            if "polling work pool" in line:
+            if "Webhooks:" in line:
                 break
         assert any(f"http://127.0.0.1:{port}" in line for line in lines), "".join(lines)
+        assert any("polling work pool" in line for line in lines), "".join(lines)
         assert httpx.get(f"{api}/health", timeout=5).status_code == 200
+        service = f"http://127.0.0.1:{service_port}"
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"{service}/health/ready", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert ready is not None and ready.status_code == 200, ready and ready.text
+        page = httpx.get(f"{service}/framework-set-2/dashboard", timeout=30)
+        assert page.status_code == 200 and "System health" in page.text
         deadline = time.monotonic() + 60
         workers: list = []
         while not workers and time.monotonic() < deadline:
@@ -271,3 +291,5 @@ def test_start_runs_server_and_worker_and_stops_both_on_ctrl_c(tmp_path: Path) -
     assert proc.returncode == 0
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{service}/health", timeout=2)

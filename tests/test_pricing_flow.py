@@ -102,9 +102,13 @@ def test_hourly_pricing_runs_on_a_postgresql_store(
 
 
 def test_a_run_skips_while_an_earlier_one_is_still_in_progress(world) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from framework2.store.locks import acquire
     from framework2.store.runs import run_status, start_run
 
     earlier = start_run(open_store(), "ppis", parameters={"approval_wait_seconds": 3000})  # waiting for a person
+    acquire(open_store(), "ppis", holder=earlier, ttl=timedelta(minutes=65), label=f"pricing run {earlier}")
     result = hourly_pricing(feeds=world[1], approval_wait_seconds=0)
     assert result.status == "skipped" and earlier in result.summary
     assert run_status(open_store(), result.run_id) == "skipped"

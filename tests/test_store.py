@@ -123,3 +123,29 @@ def test_a_run_whose_work_raises_is_marked_failed_with_the_error(store_url: str)
 
     [run] = [r for r in recent_runs(engine, "ppos") if r.id == run_id]
     assert run_status(engine, run_id) == "failed" and "division by zero" in run.error
+
+
+def test_threads_opening_the_store_at_once_all_get_a_migrated_store(store_url: str) -> None:
+    """Alembic's context lives in module globals: concurrent migrations in one process must take turns (two
+    flows started together each open the store)."""
+    import threading
+
+    from framework2.store.engine import dispose_all, open_store
+
+    dispose_all()
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_once() -> None:
+        try:
+            barrier.wait(timeout=30)
+            open_store()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_once) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors

@@ -8,7 +8,9 @@ emit ``framework2.<system>.run.*`` and ``framework2.<system>.health.*`` events.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -18,23 +20,30 @@ from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
 
 from framework2.config import get_settings
 from framework2.events import emit
-from framework2.store.engine import open_store
+from framework2.store.engine import open_store, session_scope
+from framework2.store.locks import held
 from framework2.store.models import utcnow
 from framework2.store.runs import (
+    add_system_health,
     as_utc,
     finish_run,
     latest_health,
     recent_runs,
     record_failed_run,
     run_for_flow_run,
-    save_health,
 )
 from framework2.systems import SystemResult, SystemSpec
 from framework2.tasks.health import HealthScore, RunRecord, score_health
 from framework2.tasks.orchestration import SystemOutcome, run_in_dependency_order, select_systems
+
+# One PSO health roll-up at a time (see roll_up_health). A roll-up takes seconds; one whose PSO run died
+# holding the lock frees it after this long.
+HEALTH_LOCK = "pso-health"
+HEALTH_LOCK_TTL = timedelta(minutes=5)
 
 
 class OrchestrationReport(BaseModel):
@@ -141,8 +150,8 @@ def not_due_reason(spec: SystemSpec, settings: Any) -> str | None:
 
 
 @task(name="pso-score-health", cache_policy=NO_CACHE)
-def score_and_store_health(spec_code: str, outcome: SystemOutcome, orchestration_run_id: str | None) -> HealthScore:
-    """Score one system from its stored runs and add the score to the health time series."""
+def score_system(spec_code: str, outcome: SystemOutcome) -> HealthScore:
+    """Score one system from its stored runs (stored by ``roll_up_health`` with the others)."""
     from framework2.systems import SYSTEMS
 
     settings = get_settings()
@@ -163,8 +172,44 @@ def score_and_store_health(spec_code: str, outcome: SystemOutcome, orchestration
         expected_interval=SYSTEMS[spec_code].expected_interval(settings),
         weights=settings.coordination.health_weights,
     )
-    save_health(engine, score, orchestration_run_id)
     return score
+
+
+def roll_up_health(
+    engine: Engine,
+    settings: Any,
+    outcomes: list[SystemOutcome],
+    orchestration_run_id: str | None,
+    *,
+    score: Callable[[str, SystemOutcome], HealthScore] = score_system,
+    wait: timedelta = HEALTH_LOCK_TTL + timedelta(seconds=30),
+) -> tuple[dict[str, HealthScore], dict[str, str]]:
+    """Score every system, store the scores in one transaction, and say which systems crossed the health
+    threshold since the stored scores (``health.degraded`` / ``health.recovered``).
+
+    Under the PSO health lock: two overlapping PSO runs (the 15-minute schedule and a webhook, or a slow run and
+    the next) roll up one after the other, so the second compares with the first's scores and one crossing is
+    announced once. ``wait`` outlasts the lock's expiry, so only a live roll-up can keep another waiting.
+    """
+    holder = str(uuid.uuid4())  # unique per roll-up (a retried flow run keeps its id)
+    label = f"PSO run {orchestration_run_id or holder}"
+    with held(engine, HEALTH_LOCK, holder=holder, ttl=HEALTH_LOCK_TTL, label=label, wait=wait) as lease:
+        before = latest_health(engine)
+        scores = {o.system: score(o.system, o) for o in outcomes}
+        with session_scope(engine) as session:
+            lease.verify(session)
+            for value in scores.values():
+                add_system_health(session, value, orchestration_run_id)
+    threshold = settings.alerts.health_score_below
+    crossed = {}
+    for code, value in scores.items():
+        was_healthy = code not in before or before[code].score >= threshold
+        # Alert on the crossing, not on every run while it stays low (PSO runs every 15 minutes).
+        if value.score < threshold and was_healthy:
+            crossed[code] = "health.degraded"
+        elif value.score >= threshold and not was_healthy:
+            crossed[code] = "health.recovered"
+    return scores, crossed
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -235,16 +280,16 @@ async def orchestrate(
 
     run_context = get_run_context()
     orchestration_run_id = str(run_context.flow_run.id) if run_context.flow_run else None
-    before = latest_health(open_store(settings, migrate=False))
-    scores = {o.system: score_and_store_health(o.system, o, orchestration_run_id) for o in outcomes}
+    # In a thread: waiting for another PSO run's roll-up must not block this flow's event loop.
+    scores, crossed = await asyncio.to_thread(
+        roll_up_health, open_store(settings, migrate=False), settings, outcomes, orchestration_run_id
+    )
     threshold = settings.alerts.health_score_below
     for code, score in scores.items():
         emit(code, "health.scored", {"score": score.score, **score.components()})
-        was_healthy = code not in before or before[code].score >= threshold
-        # Alert on the crossing, not on every run while it stays low (PSO runs every 15 minutes).
-        if score.score < threshold and was_healthy:
+        if crossed.get(code) == "health.degraded":
             emit(code, "health.degraded", {"score": score.score, "threshold": threshold, **score.components()})
-        elif score.score >= threshold and not was_healthy:
+        elif crossed.get(code) == "health.recovered":
             emit(code, "health.recovered", {"score": score.score, "threshold": threshold})
 
     await create_markdown_artifact(

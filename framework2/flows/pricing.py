@@ -1,8 +1,9 @@
 """PPIS — hourly pricing intelligence.
 
-Pipeline: load and validate catalogue + sales → collect competitor feeds (stale fallback) → price index
-and positioning → elasticities (pooled) → guarded profit-optimal prices → approval for large changes →
-store results, applied prices and the run's completion in one transaction → artifacts and events.
+Pipeline: take the pricing lock (or record the run as skipped) → load and validate catalogue + sales →
+collect competitor feeds (stale fallback) → price index and positioning → elasticities (pooled) → guarded
+profit-optimal prices → approval for large changes → store results, applied prices and the run's completion
+in one transaction → artifacts and events → release the lock.
 
 ``ppis-approve-prices`` decides changes a run left pending, after that run has ended.
 """
@@ -30,8 +31,8 @@ from framework2.errors import DataError
 from framework2.events import emit
 from framework2.store import pricing as store
 from framework2.store.engine import open_store
-from framework2.store.models import utcnow
-from framework2.store.runs import as_utc, finish_run, recent_runs, run_status, start_run
+from framework2.store.locks import LockHeld, acquire
+from framework2.store.runs import as_utc, finish_run, run_status, start_run
 from framework2.systems import SYSTEMS, SystemResult
 from framework2.tasks.pricing.approval import Decision, PriceApproval, apply_approval, start_deadline
 from framework2.tasks.pricing.elasticity import baseline_units
@@ -53,6 +54,7 @@ from framework2.tasks.pricing.steps import (
 )
 
 MODEL_VERSION = "ppis-poisson-pooled-1"
+LOCK = "ppis"  # the store lease one pricing run holds from its start to its end
 MOVING = ["applied", "approved", "pending_approval", "advisory"]  # changes the projection is about
 
 
@@ -111,9 +113,22 @@ def hourly_pricing(
         flow_run_id=str(flow_run.id) if flow_run else None,
         model_version=MODEL_VERSION,
     )
-    if earlier := _earlier_run_in_progress(engine, run_id, settings):
-        summary = f"skipped: pricing run {earlier.id} (started {earlier.started_at:%H:%M} UTC) is still in progress"
-        finish_run(engine, run_id, status="skipped", outcome={"summary": summary})
+    try:
+        # One run at a time prices the catalogue, also across workers: the lease lasts as long as a run may
+        # (its approval wait included), so a run paused for a person keeps it, and a crashed one frees it.
+        lease = acquire(
+            engine,
+            LOCK,
+            holder=run_id,
+            ttl=SYSTEMS[SYSTEM].run_limit(settings, parameters),
+            label=f"pricing run {run_id}",
+        )
+    except LockHeld as held:
+        summary = (
+            f"skipped: {held.label} (started {held.acquired_at:%H:%M} UTC) is still in progress; "
+            f"it holds the pricing lock until {held.expires_at:%H:%M} UTC"
+        )
+        finish_run(engine, run_id, status="skipped", outcome={"summary": summary, "lock_holder": held.holder})
         logger.warning(summary)
         return SystemResult(system=SYSTEM, run_id=run_id, status="skipped", summary=summary)
     progress = create_progress_artifact(0.0, key="ppis-progress", description="PPIS run progress")
@@ -201,6 +216,7 @@ def hourly_pricing(
             recommendations=recs,
             apply=cfg.pricing_optimization == "dynamic",
             completion=completion,
+            lease=lease,
         )
         summary = done["outcome"]["summary"]
         # The results are committed; what follows informs people, and its failure must not undo them.
@@ -226,27 +242,8 @@ def hourly_pricing(
         if run_status(engine, run_id) == "running":
             finish_run(engine, run_id, status="failed", inputs=identity, error=f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _earlier_run_in_progress(engine: Any, run_id: str, settings: Any) -> Any:
-    """An earlier pricing run still going (e.g. waiting for approval): one run at a time prices the catalogue.
-
-    Both runs are already recorded when they look, so of two that start together exactly one (the
-    earlier, ties broken by id) goes on.
-    """
-    runs = recent_runs(engine, SYSTEM, limit=20)
-    mine = next((r for r in runs if r.id == run_id), None)
-    if mine is None:
-        return None
-    now = utcnow()
-    earlier = [
-        run
-        for run in runs
-        if run.id != run_id
-        and SYSTEMS[SYSTEM].in_progress(run, settings, now)
-        and (run.started_at, run.id) < (mine.started_at, mine.id)
-    ]
-    return earlier[0] if earlier else None
+    finally:
+        lease.release()
 
 
 def _summary(gaps: list[str], n_skus: int, applied: int, counts: dict[str, int], feeds: list, totals: Any) -> str:

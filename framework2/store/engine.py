@@ -6,6 +6,7 @@ schema to the newest migration, so a user with an old store file keeps their dat
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,9 @@ from sqlmodel import Session, create_engine
 from framework2.errors import StoreError
 
 _engines: dict[str, Engine] = {}
+# Alembic keeps its migration context in module globals, so two threads of one process migrating at once (two
+# flows started together, PSO's concurrent subflows) break each other's context: one migration at a time.
+_migrating = threading.Lock()
 
 
 def redact(url: str) -> str:
@@ -136,7 +140,8 @@ def open_store(settings=None, *, migrate: bool = True) -> Engine:  # type: ignor
     check_connection(engine)
     if migrate:
         try:
-            upgrade(engine)
+            with _migrating:
+                upgrade(engine)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"could not migrate the store at {redact(str(engine.url))}: {exc}",

@@ -33,6 +33,8 @@ class AnalysisRun(SQLModel, table=True):
     """One run of one system: what it read, with which parameters, and what it concluded."""
 
     __tablename__ = "analysis_run"
+    # The dashboard and /metrics read each system's newest runs.
+    __table_args__ = (Index("ix_analysis_run_system_started", "system", "started_at"),)
 
     id: str = Field(primary_key=True, max_length=36)
     system: str = Field(index=True, max_length=16)
@@ -78,6 +80,20 @@ class SystemHealth(SQLModel, table=True):
     last_run_at: datetime | None = _ts(default=None)
     orchestration_run_id: str | None = Field(default=None, max_length=36)
     components: dict[str, Any] = _json()
+
+
+class RunLock(SQLModel, table=True):
+    """A lease (``framework2.store.locks``): while its row names a holder and has not expired, only that holder
+    does the work the name guards — one pricing run, one PPOS run, one PSO health roll-up at a time — across
+    processes and machines. The primary key on the name is what makes taking it atomic."""
+
+    __tablename__ = "run_lock"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=36, description="The analysis run (or PSO flow run) holding the lease.")
+    label: str = Field(default="", max_length=200, description="The holder as a person reads it.")
+    acquired_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts(description="After this a crashed holder's lease may be taken over.")
 
 
 # --- PPIS: pricing ------------------------------------------------------------------------------------
@@ -209,7 +225,10 @@ class Release(SQLModel, table=True):
     """
 
     __tablename__ = "release"
-    __table_args__ = (Index("ix_release_app_started", "app", "started_at"),)
+    __table_args__ = (
+        Index("ix_release_app_started", "app", "started_at"),
+        Index("ix_release_started", "started_at"),  # the dashboard's newest releases of all apps
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     run_id: str | None = Field(default=None, foreign_key="analysis_run.id", max_length=36)
@@ -622,3 +641,30 @@ class UxPerfResult(SQLModel, table=True):
     value: float | None = None
     details: dict[str, Any] = _json()
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+# --- integration surface ------------------------------------------------------------------------------
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The webhook outbox: an accepted webhook, stored before it is acknowledged, until the relay has handed it
+    to Prefect as exactly one event (its id derived from the delivery id, so a re-send cannot duplicate it)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_id", name="uq_webhook_delivery_source_delivery"),
+        Index("ix_webhook_delivery_status_received", "status", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32, description="framework-set-2 | github | jira")
+    delivery_id: str = Field(max_length=200, description="The sender's delivery id (or a hash of the body).")
+    event_id: str = Field(max_length=36, description="The Prefect event id this delivery becomes (UUID).")
+    system: str = Field(max_length=16)
+    event: str = Field(max_length=100, description="Event name without the framework2.<system>. prefix.")
+    payload: dict[str, Any] = _json()
+    status: str = Field(default="queued", max_length=16, description="queued | delivered")
+    attempts: int = 0
+    last_error: str | None = None
+    received_at: datetime = _ts(default_factory=utcnow)
+    delivered_at: datetime | None = _ts(default=None)

@@ -89,20 +89,25 @@ def previous_health(engine: Engine) -> dict[str, float]:
         return {project: float(score) for project, score in rows}
 
 
-def save_health(engine: Engine, run_id: str, scores: Sequence[Any], at: datetime) -> None:
-    """Store one run's health scores (``HealthScore`` objects) with their components, in one transaction."""
-    with session_scope(engine) as session:
-        for score in scores:
-            session.add(
-                PpHealth(
-                    run_id=run_id,
-                    project=score.project,
-                    score=float(score.score),
-                    components=jsonable([c.model_dump() for c in score.components]),
-                    top_reason=score.top_reason(),
-                    created_at=at,
-                )
+def add_health(session: Any, run_id: str, scores: Sequence[Any], at: datetime) -> None:
+    """Add one run's health scores (``HealthScore`` objects) with their components to the caller's transaction."""
+    for score in scores:
+        session.add(
+            PpHealth(
+                run_id=run_id,
+                project=score.project,
+                score=float(score.score),
+                components=jsonable([c.model_dump() for c in score.components]),
+                top_reason=score.top_reason(),
+                created_at=at,
             )
+        )
+
+
+def save_health(engine: Engine, run_id: str, scores: Sequence[Any], at: datetime) -> None:
+    """Store one run's health scores in one transaction."""
+    with session_scope(engine) as session:
+        add_health(session, run_id, scores, at)
 
 
 def health_series(engine: Engine, project: str, limit: int = 200) -> list[tuple[datetime, float]]:
@@ -117,25 +122,32 @@ def health_series(engine: Engine, project: str, limit: int = 200) -> list[tuple[
     return [(as_utc(at), float(score)) for at, score in reversed(rows)]  # type: ignore[misc]
 
 
+def add_risk(
+    session: Any, run_id: str, predictions: Sequence[Any], features: dict[str, dict[str, Any]], at: datetime
+) -> None:
+    """Add one run's slip predictions (``SlipPrediction``) with the features they saw to the caller's transaction."""
+    for p in predictions:
+        session.add(
+            PpRisk(
+                run_id=run_id,
+                project=p.project,
+                probability=float(p.probability),
+                basis=p.basis,
+                drivers=jsonable([d.model_dump() for d in p.drivers]),
+                mitigations=jsonable([m.model_dump() for m in p.mitigations]),
+                features=jsonable(features.get(p.project, {})),
+                reason=p.reason,
+                created_at=at,
+            )
+        )
+
+
 def save_risk(
     engine: Engine, run_id: str, predictions: Sequence[Any], features: dict[str, dict[str, Any]], at: datetime
 ) -> None:
-    """Store one run's slip predictions (``SlipPrediction``) with the features they saw."""
+    """Store one run's slip predictions in one transaction."""
     with session_scope(engine) as session:
-        for p in predictions:
-            session.add(
-                PpRisk(
-                    run_id=run_id,
-                    project=p.project,
-                    probability=float(p.probability),
-                    basis=p.basis,
-                    drivers=jsonable([d.model_dump() for d in p.drivers]),
-                    mitigations=jsonable([m.model_dump() for m in p.mitigations]),
-                    features=jsonable(features.get(p.project, {})),
-                    reason=p.reason,
-                    created_at=at,
-                )
-            )
+        add_risk(session, run_id, predictions, features, at)
 
 
 def slip_history(engine: Engine, features: Sequence[str]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from framework2.store.engine import session_scope
+from framework2.store.locks import Lease
 from framework2.store.models import (
     AnalysisRun,
     CompetitorOffer,
@@ -262,6 +263,7 @@ def save_results(
     recommendations: pd.DataFrame,
     apply: bool,
     completion: Callable[[int, list[str]], dict[str, Any]],
+    lease: Lease | None = None,
 ) -> dict[str, Any]:
     """Store a run's positions and recommendations, apply its prices when ``apply``, and mark it finished.
 
@@ -269,11 +271,14 @@ def save_results(
     changes without the recommendation that explains it. A price that changed since the run read it (a
     newer run, an import) is not overwritten: that recommendation is stored as ``superseded``.
     ``completion(prices changed, superseded SKUs)`` gives the run's final record (status, inputs, outcome),
-    written in the same transaction; it is returned.
+    written in the same transaction; it is returned. With ``lease`` (the pricing lock), nothing is stored
+    unless the lease is still this run's (``LockLost`` otherwise).
     """
     superseded: list[str] = []
     changed = 0
     with session_scope(engine) as session:
+        if lease is not None:
+            lease.verify(session)  # first: from here to the commit no other run can take the lock over
         if not positions.empty:
             session.execute(insert(MarketPosition), _position_rows(run_id, positions, our_prices))
         if not recommendations.empty:

@@ -184,22 +184,27 @@ def latest_health(engine: Engine) -> dict[str, SystemHealth]:
     return latest
 
 
+def add_system_health(session: Any, score: Any, orchestration_run_id: str | None = None) -> None:
+    """Add one ``HealthScore`` as a row of the health time series to the caller's transaction."""
+    session.add(
+        SystemHealth(
+            system=score.system,
+            score=score.score,
+            success_rate=score.success_rate,
+            freshness=score.freshness,
+            quality=score.quality,
+            last_status=score.last_status,
+            last_run_at=score.last_run_at,
+            orchestration_run_id=orchestration_run_id,
+            components=jsonable(score.components()),
+        )
+    )
+
+
 def save_health(engine: Engine, score: Any, orchestration_run_id: str | None = None) -> None:
     """Store one ``HealthScore`` as a row of the health time series."""
     with session_scope(engine) as session:
-        session.add(
-            SystemHealth(
-                system=score.system,
-                score=score.score,
-                success_rate=score.success_rate,
-                freshness=score.freshness,
-                quality=score.quality,
-                last_status=score.last_status,
-                last_run_at=score.last_run_at,
-                orchestration_run_id=orchestration_run_id,
-                components=jsonable(score.components()),
-            )
-        )
+        add_system_health(session, score, orchestration_run_id)
 
 
 def record_failed_run(engine: Engine, system: str, flow_run_id: str | None, error: str) -> str:

@@ -44,15 +44,17 @@ class HealthScore:
         }
 
 
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
+def human_span(delta: timedelta, *, spaced: bool = False) -> str:
+    """A short duration for people: 45s, 40m, 3h, 2d (``spaced``: 45 s, 40 min, 3 h, 2 d); negative counts as 0."""
+    seconds = max(0, int(delta.total_seconds()))
+    units = (" s", " min", " h", " d") if spaced else ("s", "m", "h", "d")
     if seconds < 120:
-        return f"{seconds}s"
+        return f"{seconds}{units[0]}"
     if seconds < 7200:
-        return f"{seconds // 60}m"
+        return f"{seconds // 60}{units[1]}"
     if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+        return f"{seconds // 3600}{units[2]}"
+    return f"{seconds // 86400}{units[3]}"
 
 
 def freshness(age: timedelta, interval: timedelta) -> float:
@@ -87,7 +89,7 @@ def score_health(
         age = now - (last_good.finished_at or last_good.started_at)
         fresh = freshness(age, expected_interval)
         if fresh < 1:
-            reasons.append(f"last good run {_human(age)} ago (expected every {_human(expected_interval)})")
+            reasons.append(f"last good run {human_span(age)} ago (expected every {human_span(expected_interval)})")
         quality = 1.0 if last_good.quality is None else float(last_good.quality)
         if quality < 1:
             reasons.append(f"quality of the last good run {quality:.2f}")
