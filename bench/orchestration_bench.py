@@ -51,9 +51,7 @@ def inside_seconds(engine: Any, run_ids: list[str]) -> dict[str, float]:
 
     with Session(engine) as session:
         runs = session.exec(select(AnalysisRun).where(AnalysisRun.id.in_(run_ids))).all()  # type: ignore[attr-defined]
-    return {
-        r.system: (as_utc(r.finished_at) - as_utc(r.started_at)).total_seconds() for r in runs if r.finished_at
-    }
+    return {r.system: (as_utc(r.finished_at) - as_utc(r.started_at)).total_seconds() for r in runs if r.finished_at}
 
 
 def pso(systems: list[str] | None, **kwargs: Any) -> tuple[float, Any]:
@@ -88,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     from framework2.sample.demo import run_sample_world
     from framework2.store.engine import dispose_all, open_store
     from framework2.systems import SYSTEMS
-
 
     def noop(i: int) -> int:
         return i
