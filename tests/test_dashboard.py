@@ -64,19 +64,11 @@ from framework2.store.models import (
     UxPerfResult,
     utcnow,
 )
+from framework2.tasks.accessibility.scan import CHROMIUM_ARGS
 from tests.conftest import free_port
 
 UI = "http://127.0.0.1:4200"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 # --- a seeded store ---------------------------------------------------------------------------------------------
@@ -792,7 +784,7 @@ def test_the_page_in_chromium_shows_every_system_and_the_seeded_numbers_without_
 
     problems: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
