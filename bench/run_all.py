@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "dashboard": ("dashboard_bench.py", ["--quick"]),
     "webhooks": ("webhook_load.py", ["--count", "600"]),
     "orchestration": ("orchestration_bench.py", ["--quick"]),
+    "scale": ("scale_bench.py", ["--quick"]),
 }
 
 

@@ -264,14 +264,21 @@ def _run_deployment(name: str) -> None:
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import wait_for_flow_run
 
-    from framework2.deployments.setup import WORK_POOL
+    from framework2.deployments.setup import KUBERNETES_WORK_POOL, WORK_POOL
 
     try:
         flow_run = run_deployment(name=name, timeout=0)
     except ObjectNotFound:
         raise Framework2Error(f"deployment {name!r} does not exist", hint="run `framework2 init` first") from None
     console.print(f"started {name}: {ui_url()}/runs/flow-run/{flow_run.id}")
-    console.print(f"waiting for a worker on pool {WORK_POOL!r} (none running? start one with `framework2 start`)")
+    # The deployment's own pool: after `framework2 init --pool kubernetes` that is not the process pool.
+    pool = flow_run.work_pool_name or WORK_POOL
+    start = (
+        "apply the worker: `kubectl apply -k k8s/worker/`"
+        if pool == KUBERNETES_WORK_POOL
+        else "start one with `framework2 start`"
+    )
+    console.print(f"waiting for a worker on pool {pool!r} (none running? {start})")
     final = wait_for_flow_run(flow_run.id, timeout=6 * 3600, poll_interval=5, log_states=True)
     state = final.state
     console.print(f"{name}: {state.name} {state.message or ''}" if state else f"{name}: no final state")

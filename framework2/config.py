@@ -379,6 +379,16 @@ class AlertSettings(Section):
     deployment_success_rate_below: float = Field(99, ge=0, le=100, description="Roll back below this success rate.")
 
 
+class ScaleSettings(Section):
+    runner: Literal["in-process", "dask"] = Field(
+        "in-process", description="Where the heavy flows' partitions run: in the flow run's process, or on Dask."
+    )
+    dask_address: str | None = Field(None, description="Dask scheduler, e.g. tcp://dask-scheduler:8786.")
+    partitions: int = Field(
+        0, ge=0, le=1024, description="Pieces to cut the work into; 0: 1 in process, twice the Dask threads."
+    )
+
+
 def _config_path() -> Path:
     return Path(os.environ.get("FRAMEWORK2_CONFIG", "framework2.toml"))
 
@@ -402,6 +412,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     webhooks: WebhookSettings = WebhookSettings()
     api: ApiSettings = ApiSettings()
+    scale: ScaleSettings = ScaleSettings()
     ppis: PricingSettings = PricingSettings()
     ppos: ProjectOpsSettings = ProjectOpsSettings()
     plos: LaunchSettings = LaunchSettings()

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import subprocess
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ from framework2.deployments.setup import (
     load_base_job_template,
 )
 from framework2.errors import Framework2Error
-from tests.test_cli import assert_clear_error, framework2
+from tests.test_cli import CLI, assert_clear_error, framework2
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_DIR = ROOT / "k8s" / "worker"
@@ -328,6 +331,8 @@ def test_init_moves_the_deployments_to_the_kubernetes_pool_and_back(prefect_serv
         assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": code_dir}}]
         assert before[name].pull_steps[0]["prefect.deployments.steps.set_working_directory"] == {"directory": str(ROOT)}
     assert pool.base_job_template["variables"]["properties"]["image"]["default"] != image
+    waiting = started_run_waits_on(["run", "ppos", "--deployment"])
+    assert f"waiting for a worker on pool {KUBERNETES_WORK_POOL!r}" in waiting and "kubectl apply -k" in waiting
 
     again = framework2("init", "--pool", "kubernetes", "--image", image, env=WIDE)  # idempotent
     assert again.returncode == 0, again.stdout + again.stderr
@@ -343,6 +348,27 @@ def test_init_moves_the_deployments_to_the_kubernetes_pool_and_back(prefect_serv
         assert restored[name].job_variables == before[name].job_variables == {}
         assert restored[name].pull_steps == before[name].pull_steps
     assert read_pool(KUBERNETES_WORK_POOL).type == "kubernetes", "the kubernetes pool stays, empty, for next time"
+
+
+def started_run_waits_on(args: list[str]) -> str:
+    """What ``framework2 <args>`` prints up to the line saying which pool's worker it waits for; then stopped."""
+    proc = subprocess.Popen(
+        [CLI, *args], env=os.environ | WIDE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    seen = ""
+    guard = threading.Timer(120, proc.kill)  # a CLI that never gets there ends the read loop, not the test run
+    guard.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen += line
+            if "waiting for a worker" in line:
+                break
+    finally:
+        guard.cancel()
+        proc.kill()
+        proc.wait(timeout=30)
+    return seen
 
 
 @pytest.mark.integration

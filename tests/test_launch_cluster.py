@@ -86,6 +86,27 @@ def test_an_expired_lock_of_a_crashed_run_is_taken_over(cluster: FakeCluster) ->
         client.CoordinationV1Api(api).read_namespaced_lease(lock_name("web"), "shop")
 
 
+def test_a_lock_released_between_our_create_and_our_read_is_taken(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = cluster.api()
+    held = acquire_release_lock(api, TARGET, "flow-run-1", HOUR)
+    read = client.CoordinationV1Api.read_namespaced_lease
+
+    def holder_lets_go_first(self: client.CoordinationV1Api, name: str, namespace: str, **kwargs: object) -> object:
+        # The running release ends (and frees its lock) just after our create was refused with 409.
+        monkeypatch.setattr(client.CoordinationV1Api, "read_namespaced_lease", read)
+        release_lock(api, held)
+        return read(self, name, namespace, **kwargs)
+
+    monkeypatch.setattr(client.CoordinationV1Api, "read_namespaced_lease", holder_lets_go_first)
+    lock = acquire_release_lock(api, TARGET, "flow-run-2", HOUR)
+    assert lock.holder == "flow-run-2"
+    assert client.CoordinationV1Api(api).read_namespaced_lease(lock_name("web"), "shop").spec.holder_identity == (
+        "flow-run-2"
+    )
+
+
 def test_release_lock_leaves_someone_elses_lock_alone(cluster: FakeCluster) -> None:
     api = cluster.api()
     mine = acquire_release_lock(api, TARGET, "flow-run-1", HOUR)

@@ -217,10 +217,14 @@ def test_prefect_down_mid_stream_keeps_rows_queued_then_delivers_each_once(
     assert {r.attempts for r in rows(store_url) if r.status == "queued"} == {2}
 
     forwarder.mode = "forward"
-    assert outbox.relay_once(engine, forwarder.api) == outbox.RelayResult(3, 0)
+    # A busy server may still time out a round; the rows then stay queued for the next one, as after the outage.
+    rounds = []
+    while len(rounds) < 5 and (not rounds or rounds[-1].delivered == 0):
+        rounds.append(outbox.relay_once(engine, forwarder.api))
+        assert rounds[-1] == outbox.RelayResult(3, 0) or "timed out" in (rounds[-1].error or ""), rounds
     stored = rows(store_url)
     assert {r.status for r in stored} == {"delivered"}
-    assert [r.attempts for r in stored] == [1, 1, 3, 3, 3]
+    assert [r.attempts for r in stored] == [1, 1] + [2 + len(rounds)] * 3
 
     ids = [r.event_id for r in first + later]
     events = prefect_events(prefect_server, ids, expected=5)

@@ -40,10 +40,17 @@ from framework2.config import JourneySettings, PerformanceTarget, Settings, get_
 from framework2.errors import DataError
 from framework2.events import emit
 from framework2.flows.common import current_flow_run_id
+from framework2.scale import ScaleOut, resolve_scale
 from framework2.store import experience as store
 from framework2.store.engine import open_store
 from framework2.store.runs import failed_on_error, finish_run, jsonable, quarantine, start_run
 from framework2.systems import SystemResult
+from framework2.tasks.experiments.partitions import (
+    TABLE_PREFIX,
+    ExperimentSources,
+    analyse_experiments_in_partitions,
+    read_table_source,
+)
 
 SYSTEM = "puxt"
 MODEL_VERSION = "puxt-1"
@@ -94,12 +101,8 @@ def artifact_key(*parts: str) -> str:
 
 def read_source(source: str, settings: Settings, *, kind: str) -> pd.DataFrame:
     """A CSV/Parquet file, or ``table:NAME`` in ``[puxt] experimentsDatabase`` (default: the store)."""
-    from framework2.tasks.experiments.data import load_table, read_sql_table
-
-    if source.startswith("table:"):
-        url = settings.puxt.experiments_database or settings.store_url
-        return read_sql_table(url, source.removeprefix("table:"), kind=kind)  # type: ignore[arg-type]
-    return load_table(Path(source), kind=kind)  # type: ignore[arg-type]
+    url = (settings.puxt.experiments_database or settings.store_url) if source.startswith(TABLE_PREFIX) else None
+    return read_table_source(source, url, kind=kind)
 
 
 def _run_part(
@@ -475,34 +478,37 @@ def performance(
 
 
 def analyse_experiments(
-    engine: Engine, settings: Settings, run_id: str, inputs: ExperienceInputs
+    engine: Engine, settings: Settings, run_id: str, inputs: ExperienceInputs, scale: ScaleOut
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Read, aggregate and analyse every experiment; the analyses (with their data) and the counts."""
-    from framework2.tasks.experiments.analysis import analyse
-    from framework2.tasks.experiments.data import aggregate_many, load_tables
+    """Read, aggregate and analyse every experiment where ``scale`` says; the analyses (with their data) and
+    the counts. Bad rows are quarantined once."""
     from framework2.tasks.experiments.specs import load_experiments
 
     specs = load_experiments(inputs.experiments_file)  # type: ignore[arg-type]
-    if inputs.exposures.startswith("table:") or inputs.events.startswith("table:"):  # type: ignore[union-attr]
-        exposures = read_source(inputs.exposures, settings, kind="exposures")  # type: ignore[arg-type]
-        events = read_source(inputs.events, settings, kind="events")  # type: ignore[arg-type]
-    else:  # both files: one shared user dictionary makes the aggregation several times faster
-        exposures, events = load_tables(Path(inputs.exposures), Path(inputs.events))  # type: ignore[arg-type]
-    data = aggregate_many(specs, exposures, events, as_of=datetime.now(UTC))
+    tables = inputs.exposures.startswith("table:") or inputs.events.startswith("table:")  # type: ignore[union-attr]
+    sources = ExperimentSources(
+        exposures=inputs.exposures,  # type: ignore[arg-type]
+        events=inputs.events,  # type: ignore[arg-type]
+        database_url=(settings.puxt.experiments_database or settings.store_url) if tables else None,
+    )
+    previous = {r["experiment"]: r["analysis"] for r in store.latest_experiment_results(engine)}
+    analysed, exposure_rows, event_rows = analyse_experiments_in_partitions(
+        specs, sources, previous, datetime.now(UTC), scale
+    )
     seen: set[tuple[str, int]] = set()
-    for d in data.values():  # the shared events' bad rows appear under every experiment: keep them once
+    for _, d, _ in analysed:  # the shared events' bad rows appear under every experiment: keep them once
         rows = [
             r
             for r in d.quarantined.to_dict("records")
             if (r.get("table"), r.get("row")) not in seen and not seen.add((r.get("table"), r.get("row")))
         ]
         quarantine(engine, system=SYSTEM, source=f"experiments/{d.key}", rows=jsonable(rows), run_id=run_id)
-    previous = {r["experiment"]: r["analysis"] for r in store.latest_experiment_results(engine)}
-    analysed = [(spec, data[spec.key], analyse(spec, data[spec.key].stats, previous.get(spec.key))) for spec in specs]
-    return analysed, {"specs": len(specs), "exposure_rows": len(exposures), "event_rows": len(events)}
+    return analysed, {"specs": len(specs), "exposure_rows": exposure_rows, "event_rows": event_rows}
 
 
-def run_experiments(engine: Engine, settings: Settings, run_id: str, inputs: ExperienceInputs) -> dict[str, Any]:
+def run_experiments(
+    engine: Engine, settings: Settings, run_id: str, inputs: ExperienceInputs, scale: ScaleOut | None = None
+) -> dict[str, Any]:
     """Analyse, store, publish one artifact per experiment, and emit on decisive changes and guardrail breaches."""
     from framework2.tasks.experiments.report import experiment_markdown, history_chart
 
@@ -523,7 +529,7 @@ def run_experiments(engine: Engine, settings: Settings, run_id: str, inputs: Exp
         r["experiment"]: {(b["metric"], b["variation"]) for b in r["guardrails_breached"]} for r in latest
     }
     srm_before = {r["experiment"] for r in latest if r["srm_flagged"]}
-    analysed, counts = analyse_experiments(engine, settings, run_id, inputs)
+    analysed, counts = analyse_experiments(engine, settings, run_id, inputs, resolve_scale(scale, settings.scale))
     store.save_experiment_results(
         engine,
         run_id,
@@ -577,16 +583,20 @@ def run_experiments(engine: Engine, settings: Settings, run_id: str, inputs: Exp
 
 @flow(name="puxt-experiments", description="PUXT: A/B test analysis with a ship / keep running / stop decision.")
 def experiments(
-    experiments_file: Path | None = None, exposures: str | None = None, events: str | None = None
+    experiments_file: Path | None = None,
+    exposures: str | None = None,
+    events: str | None = None,
+    scale: ScaleOut | None = None,
 ) -> dict[str, Any]:
-    """Analyse the experiments (default ``[puxt] experimentsFile``) over the exposure and event data."""
+    """Analyse the experiments (default ``[puxt] experimentsFile``) over the exposure and event data, in process
+    or on Dask (default ``[scale]``)."""
     inputs = ExperienceInputs(experiments_file=experiments_file, exposures=exposures, events=events).resolved(
         get_settings()
     )
     return _run_part(
         "experiments",
         {"experiments_file": inputs.experiments_file, "exposures": inputs.exposures, "events": inputs.events},
-        lambda engine, settings, run_id: run_experiments(engine, settings, run_id, inputs),
+        lambda engine, settings, run_id: run_experiments(engine, settings, run_id, inputs, scale),
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -28,6 +27,7 @@ from sqlalchemy.engine import Engine
 from framework2.config import ProjectManagementSettings, get_settings
 from framework2.events import emit
 from framework2.flows.common import current_flow_run_id
+from framework2.scale import ScaleOut, resolve_scale
 from framework2.store.engine import open_store, session_scope
 from framework2.store.models import AnalysisRun, PmAssignment, PmBacklogEntry, PmForecast
 from framework2.store.planning import (
@@ -43,12 +43,10 @@ from framework2.store.runs import as_utc, failed_on_error, finish_run, jsonable,
 from framework2.systems import SystemResult
 from framework2.tasks.planning.assign import assign
 from framework2.tasks.planning.backtest import backtest, track_record
-from framework2.tasks.planning.durations import fit_duration_model
-from framework2.tasks.planning.forecast import forecast_project
+from framework2.tasks.planning.partitions import forecast_projects, run_seed
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
 from framework2.tasks.planning.report import burnup_chart, calibration_chart, calibration_markdown, forecast_chart
-from framework2.tasks.planning.risk import risk_factors
 
 SYSTEM = "ppms"
 MODEL_VERSION = "ppms-1"
@@ -168,37 +166,29 @@ def forecast_all(
     run_id: str,
     projects: list[str] | None = None,
     *,
+    scale: ScaleOut,
     calibration: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Forecast every project (or the named ones); store, chart and emit ``forecast.slipped`` on a slip."""
+    """Forecast every project (or the named ones) where ``scale`` says; store, chart and emit
+    ``forecast.slipped`` on a slip."""
     logger = get_run_logger()
     tasks, deps, people = load_tasks(engine), load_dependencies(engine), load_people(engine)
-    done = [t for t in tasks if t.status == "done"]
     now = datetime.now(UTC)
+    wanted = [p for p in load_projects(engine) if not projects or p.key in projects]
+    computed = forecast_projects(
+        wanted,
+        tasks,
+        deps,
+        people,
+        scale,
+        now=now,
+        trials=settings.forecast_trials,
+        seed=run_seed(run_id),
+        min_history_items=settings.min_history_items,
+    )
     rows, sections = [], []
-    for project in load_projects(engine):
-        if projects and project.key not in projects:
-            continue
-        model = fit_duration_model(
-            [t for t in done if t.project == project.key],
-            organisation=done,
-            min_items=settings.min_history_items,
-            in_progress=[t for t in tasks if t.status == "in_progress"],
-            now=now,
-        )
-        overall, milestones, finish = forecast_project(
-            project.key,
-            tasks,
-            deps,
-            people,
-            model,
-            now=now,
-            target_date=project.target_date,
-            trials=settings.forecast_trials,
-            rng=np.random.default_rng(abs(hash(run_id)) % 2**32),
-            min_history_items=settings.min_history_items,
-        )
-        risk = risk_factors(project.key, tasks, deps, overall, model, now=now)
+    for project, result in zip(wanted, computed, strict=True):
+        overall, milestones, finish, risk = result.overall, result.milestones, result.finish, result.risk
         previous = _previous_p85(engine, project.key)
         with session_scope(engine) as session:
             for milestone, f in [(None, overall), *milestones.items()]:
@@ -405,11 +395,14 @@ def assign_work(horizon_days: int | None = None) -> dict[str, int]:
 
 
 @flow(name="ppms-forecast", description="PPMS: Monte Carlo completion forecasts per project and milestone.")
-def forecast(projects: list[str] | None = None) -> list[dict[str, Any]]:
-    """Forecast the projects (all by default); see the ppms-forecast artifact."""
-    settings = get_settings().ppms
+def forecast(projects: list[str] | None = None, scale: ScaleOut | None = None) -> list[dict[str, Any]]:
+    """Forecast the projects (all by default) in process or on Dask; see the ppms-forecast artifact."""
+    settings = get_settings()
+    where = resolve_scale(scale, settings.scale)
     return _run(
-        "forecast", {"projects": projects}, lambda engine, run_id: forecast_all(engine, settings, run_id, projects)
+        "forecast",
+        {"projects": projects, "scale": where.model_dump(exclude_none=True)},
+        lambda engine, run_id: forecast_all(engine, settings.ppms, run_id, projects, scale=where),
     )[1]
 
 
@@ -424,6 +417,7 @@ def calibration_backtest() -> dict[str, Any]:
 def project_management() -> SystemResult:
     """What PSO runs for PPMS: the whole pipeline, summarised in one line per step."""
     settings = get_settings().ppms
+    where = resolve_scale(None, get_settings().scale)
 
     def body(engine: Engine, run_id: str) -> dict[str, Any]:
         synced = sync_sources(engine, settings, run_id)
@@ -431,7 +425,7 @@ def project_management() -> SystemResult:
         assigned = assign_ready(engine, settings, run_id, scored)
         # Calibration first, so tonight's forecast artifact can say how far its P85 dates have held.
         calibration = calibrate(engine, settings) if _calibration_due(engine, settings) else None
-        forecasts = forecast_all(engine, settings, run_id, calibration=calibration)
+        forecasts = forecast_all(engine, settings, run_id, scale=where, calibration=calibration)
         return {
             "calibration": calibration,
             "synced": synced,

@@ -25,18 +25,21 @@ from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from framework2.config import CompetitorRule, GuardrailOverrides, get_settings, with_overrides
 from framework2.errors import DataError
 from framework2.events import emit
+from framework2.scale import ScaleOut, resolve_scale
 from framework2.store import pricing as store
-from framework2.store.engine import open_store
+from framework2.store.engine import open_store, store_unreachable
 from framework2.store.locks import LockHeld, acquire
 from framework2.store.runs import as_utc, finish_run, run_status, start_run
 from framework2.systems import SYSTEMS, SystemResult
 from framework2.tasks.pricing.approval import Decision, PriceApproval, apply_approval, start_deadline
 from framework2.tasks.pricing.elasticity import baseline_units
 from framework2.tasks.pricing.market import category_positions, undercuts
+from framework2.tasks.pricing.partitions import price_catalogue
 from framework2.tasks.pricing.report import (
     positioning_chart,
     projected_totals,
@@ -46,11 +49,9 @@ from framework2.tasks.pricing.report import (
 from framework2.tasks.pricing.steps import (
     SYSTEM,
     collect_market,
-    estimate,
     load_inputs,
     position,
     quarantine_inputs,
-    recommend,
 )
 
 MODEL_VERSION = "ppis-poisson-pooled-1"
@@ -86,6 +87,7 @@ def hourly_pricing(
         int | None, Field(ge=0, description="Seconds to wait for approval of large changes; 0 leaves them pending.")
     ] = None,
     history_days: Annotated[int | None, Field(ge=7, description="Days of sales history to estimate from.")] = None,
+    scale: ScaleOut | None = None,
 ) -> SystemResult:
     """Analyse the market and recommend prices; unset parameters come from framework2.toml [ppis]."""
     logger = get_run_logger()
@@ -96,6 +98,7 @@ def hourly_pricing(
     feed_names = (feeds if feeds is not None else cfg.feeds) if cfg.competitor_tracking else []
     wait = int(cfg.approval_wait.total_seconds()) if approval_wait_seconds is None else approval_wait_seconds
     days = history_days or cfg.history_days
+    scale_out = resolve_scale(scale, settings.scale)
     engine = open_store(settings)
     flow_run = get_run_context().flow_run
     parameters = {
@@ -105,6 +108,7 @@ def hourly_pricing(
         "approval_wait_seconds": wait,
         "history_days": days,
         "mode": cfg.pricing_optimization,
+        "scale": scale_out.model_dump(exclude_none=True),
     }
     run_id = start_run(
         engine,
@@ -159,8 +163,8 @@ def hourly_pricing(
         elif cfg.pricing_optimization != "off" and inputs.sales.empty:
             gaps.append(f"no sales in the last {days} days, so no recommendations")
         elif cfg.pricing_optimization != "off":
-            recs = recommend(
-                inputs.catalogue, estimate(inputs.sales, inputs.catalogue), positions, inputs.sales, policy
+            recs = price_catalogue(
+                inputs.catalogue, inputs.sales, positions, baseline_units(inputs.sales), policy, scale_out
             )
             update_progress_artifact(progress, 70.0)
             recs["status"] = decide_statuses(recs, cfg.pricing_optimization)
@@ -239,11 +243,19 @@ def hourly_pricing(
         logger.info(summary)
         return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics=metrics)
     except BaseException as exc:
-        if run_status(engine, run_id) == "running":
-            finish_run(engine, run_id, status="failed", inputs=identity, error=f"{type(exc).__name__}: {exc}")
+        try:
+            if run_status(engine, run_id) == "running":
+                finish_run(engine, run_id, status="failed", inputs=identity, error=f"{type(exc).__name__}: {exc}")
+        except SQLAlchemyError as store_down:  # the run's own error is the one to report, not this one
+            logger.error(
+                "could not mark run %s failed (%s); it shows as running, and holds the pricing lock until %s UTC",
+                run_id,
+                store_unreachable(engine, store_down).message,
+                f"{lease.expires_at:%H:%M}",
+            )
         raise
     finally:
-        lease.release()
+        lease.release()  # logs, never raises, when the store is down: the lease then runs out on its own
 
 
 def _summary(gaps: list[str], n_skus: int, applied: int, counts: dict[str, int], feeds: list, totals: Any) -> str:

@@ -85,12 +85,16 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except (OperationalError, SQLAlchemyError) as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-        raise StoreError(
-            f"cannot reach the store at {redact(engine.url.render_as_string(hide_password=False))}: {reason}",
-            hint="check [store] url in framework2.toml (or FRAMEWORK2_STORE__URL) and that the database server "
-            "is running",
-        ) from exc
+        raise store_unreachable(engine, exc) from exc
+
+
+def store_unreachable(engine: Engine, exc: BaseException) -> StoreError:
+    """The StoreError for a store that failed to answer: where (no password), why, and what to check."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    return StoreError(
+        f"cannot reach the store at {redact(engine.url.render_as_string(hide_password=False))}: {reason}",
+        hint="check [store] url in framework2.toml (or FRAMEWORK2_STORE__URL) and that the database server is running",
+    )
 
 
 def dispose_all() -> None:

@@ -200,7 +200,12 @@ def acquire_release_lock(
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        current = with_retries(leases.read_namespaced_lease, name, target.namespace)
+        try:
+            current = with_retries(leases.read_namespaced_lease, name, target.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            continue  # released between our create and our read: create it again
         expires = _lease_expiry(current)
         if current.spec.holder_identity == holder:
             return ReleaseLock(target.namespace, name, holder, expires)

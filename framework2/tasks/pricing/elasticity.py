@@ -90,6 +90,25 @@ def sku_codes(sku: pd.Series, index: pd.Index) -> np.ndarray:
     return index.get_indexer(sku.astype(str))
 
 
+def usable_sales(sales: pd.DataFrame, index: pd.Index, *, require: bool = True) -> tuple[np.ndarray, ...]:
+    """SKU position, price and units of the rows that can be used: a catalogue SKU, price > 0, units >= 0.
+
+    DataError when ``require`` and no row is usable.
+    """
+    code = sku_codes(sales["sku"], index)
+    price = pd.to_numeric(sales["price"], errors="coerce").to_numpy(dtype=float)
+    units = pd.to_numeric(sales["units"], errors="coerce").to_numpy(dtype=float)
+    ok = (code >= 0) & np.isfinite(price) & (price > 0) & np.isfinite(units) & (units >= 0)
+    if not ok.all():
+        code, price, units = code[ok], price[ok], units[ok]
+    if len(code) == 0 and require:
+        raise DataError(
+            "no usable sales rows: none matched a catalogue SKU with a positive price and units >= 0",
+            "check that sales.sku uses the catalogue's SKU codes",
+        )
+    return code, price, units
+
+
 def _fit_poisson(
     code: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, yy: np.ndarray, n_days: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,11 +209,16 @@ def estimate_elasticities(
     min_log_price_std: float = 0.01,
     min_days: int = 14,
     interval: float = 0.90,
+    require_sales: bool = True,
 ) -> pd.DataFrame:
-    """Partially pooled own-price elasticity for every catalogue SKU (see module docstring)."""
+    """Partially pooled own-price elasticity for every catalogue SKU (see module docstring).
+
+    ``require_sales=False`` is for one partition of a catalogue (whole categories): a partition whose SKUs
+    sold nothing gets the prior, as those SKUs would in the whole run; the caller checks the whole run.
+    """
     _require(sales, ["sku", "price", "units"], "sales", "sales need one row per sku per day: sku, day, price, units")
     _require(catalogue, ["sku", "category"], "catalogue", "the catalogue needs at least sku and category")
-    if len(sales) == 0:
+    if len(sales) == 0 and require_sales:
         raise DataError("sales history is empty", "load at least min_days days of sales before estimating")
     if len(catalogue) == 0:
         raise DataError("catalogue is empty", "load the catalogue before estimating elasticities")
@@ -203,17 +227,7 @@ def estimate_elasticities(
 
     index = catalogue_index(catalogue)
     n_sku = len(index)
-    code = sku_codes(sales["sku"], index)
-    price = pd.to_numeric(sales["price"], errors="coerce").to_numpy(dtype=float)
-    units = pd.to_numeric(sales["units"], errors="coerce").to_numpy(dtype=float)
-    ok = (code >= 0) & np.isfinite(price) & (price > 0) & np.isfinite(units) & (units >= 0)
-    if not ok.all():
-        code, price, units = code[ok], price[ok], units[ok]
-    if len(code) == 0:
-        raise DataError(
-            "no usable sales rows: none matched a catalogue SKU with a positive price and units >= 0",
-            "check that sales.sku uses the catalogue's SKU codes",
-        )
+    code, price, units = usable_sales(sales, index, require=require_sales)
 
     logp = np.log(price)
     n_days = np.bincount(code, minlength=n_sku)

@@ -320,10 +320,12 @@ def _project(
         prof = (rec - cost) * q_new - (cur - cost) * base
     n = len(rec)
     bands = np.full((4, n), np.nan)
-    rng = np.random.default_rng(seed)
+    # Common random numbers: every SKU uses the same standard-normal draws, so a SKU's band depends on that
+    # SKU alone, not on which other SKUs were priced with it (the same band in one run or in partitions).
+    z = np.random.default_rng(seed).standard_normal(n_draws)
     for start in range(0, n, _DRAW_CHUNK):
         s = slice(start, min(start + _DRAW_CHUNK, n))
-        draws = e0[s, None] + se0[s, None] * rng.standard_normal((s.stop - s.start, n_draws))
+        draws = e0[s, None] + se0[s, None] * z[None, :]
         with np.errstate(invalid="ignore", over="ignore"):
             q = base[s, None] * np.exp(draws * np.where(unchanged[s], 0.0, log_r[s])[:, None])
             rev_d = rec[s, None] * q - (cur[s] * base[s])[:, None]

@@ -9,17 +9,17 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from framework2.blocks.competitor_feed import CompetitorFeed
 from framework2.config import CompetitorRule, PricingGuardrails, PricingSettings
 from framework2.store import pricing as store
+from framework2.store.engine import store_unreachable
 from framework2.store.models import utcnow
 from framework2.store.runs import quarantine
 from framework2.tasks.feeds import check_feed_url, collect_feed, empty_offers, validate_offers
-from framework2.tasks.pricing.elasticity import baseline_units, estimate_elasticities
 from framework2.tasks.pricing.inputs import validate_catalogue, validate_sales
 from framework2.tasks.pricing.market import price_positions
-from framework2.tasks.pricing.recommend import recommend_prices
 from framework2.tasks.pricing.report import FeedStatus
 
 SYSTEM = "ppis"
@@ -39,9 +39,13 @@ class PricingInputs:
 def load_inputs(engine: Engine, history_days: int) -> PricingInputs:
     """Catalogue and sales history from the store, validated (read-only, so safe to retry)."""
     since = utcnow().date() - timedelta(days=history_days)
-    raw = store.load_catalogue(engine)
+    try:
+        raw = store.load_catalogue(engine)
+        stored_sales = store.load_sales(engine, since)
+    except OperationalError as exc:  # a connection lost or refused: say which store, then the retries try again
+        raise store_unreachable(engine, exc) from exc
     catalogue, bad_catalogue = validate_catalogue(raw)
-    sales, bad_sales = validate_sales(store.load_sales(engine, since), pd.Index(raw["sku"]))
+    sales, bad_sales = validate_sales(stored_sales, pd.Index(raw["sku"]))
     # A product quarantined above takes its sales with it; its own quarantine row says why.
     sales = sales[sales["sku"].isin(catalogue["sku"])]
     window = (str(sales["day"].min().date()), str(sales["day"].max().date())) if len(sales) else ("", "")
@@ -134,27 +138,9 @@ def _failure_reason(future, feed_or_exc) -> str:  # type: ignore[no-untyped-def]
     return str(exc) if isinstance(exc, BaseException) else (future.state.message or "failed")
 
 
-@task(name="ppis-estimate-elasticities", cache_policy=NO_CACHE)
-def estimate(sales: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
-    """Own-price elasticity per SKU with partial pooling toward its category."""
-    return estimate_elasticities(sales, catalogue)
-
-
 @task(name="ppis-position", cache_policy=NO_CACHE)
 def position(
     catalogue: pd.DataFrame, offers: pd.DataFrame, rules: list[CompetitorRule], policy: PricingGuardrails
 ) -> pd.DataFrame:
     """Price index and market position per SKU."""
     return price_positions(catalogue, offers, rules, policy.competitor_reference)
-
-
-@task(name="ppis-recommend", cache_policy=NO_CACHE)
-def recommend(
-    catalogue: pd.DataFrame,
-    elasticities: pd.DataFrame,
-    positions: pd.DataFrame,
-    sales: pd.DataFrame,
-    policy: PricingGuardrails,
-) -> pd.DataFrame:
-    """Profit-optimal prices inside the guardrails, with projections and explanations."""
-    return recommend_prices(catalogue, elasticities, positions, baseline_units(sales), policy)

@@ -1,0 +1,121 @@
+"""PPMS Monte Carlo forecasts cut into partitions of projects, in process or on Dask.
+
+Each project's forecast is independent of the others' (other projects' tasks are read for dependencies,
+never forecast together), and each draws from its own generator seeded from the run, so a project gets the
+same dates in one piece, in partitions or on any Dask worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
+
+from framework2.scale import ScaleOut, balanced_partitions, partition_count, run_partitions
+from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.forecast import forecast_project
+from framework2.tasks.planning.montecarlo import Forecast
+from framework2.tasks.planning.records import DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
+from framework2.tasks.planning.risk import RiskReport, risk_factors
+
+
+class ProjectForecast(BaseModel):
+    """One project's forecast, its milestones', the simulated finish days and the risk report."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    project: str
+    overall: Forecast
+    milestones: dict[str, Forecast]
+    finish: np.ndarray | None
+    risk: RiskReport
+
+
+def run_seed(run_id: str) -> int:
+    """A seed from the run id that is the same in every process (``hash()`` of a str is not)."""
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:4], "big")
+
+
+@task(name="ppms-forecast-partition", cache_policy=NO_CACHE)
+def forecast_partition(
+    projects: Sequence[ProjectRecord],
+    tasks: Sequence[TaskRecord],
+    dependencies: Sequence[DependencyRecord],
+    people: Sequence[PersonRecord],
+    *,
+    now: datetime,
+    trials: int,
+    seed: int,
+    min_history_items: int,
+) -> list[ProjectForecast]:
+    """Duration model, Monte Carlo forecast and risk factors for each of ``projects``."""
+    done = [t for t in tasks if t.status == "done"]
+    in_progress = [t for t in tasks if t.status == "in_progress"]
+    out = []
+    for project in projects:
+        model = fit_duration_model(
+            [t for t in done if t.project == project.key],
+            organisation=done,
+            min_items=min_history_items,
+            in_progress=in_progress,
+            now=now,
+        )
+        overall, milestones, finish = forecast_project(
+            project.key,
+            tasks,
+            dependencies,
+            people,
+            model,
+            now=now,
+            target_date=project.target_date,
+            trials=trials,
+            rng=np.random.default_rng(seed),
+            min_history_items=min_history_items,
+        )
+        risk = risk_factors(project.key, tasks, dependencies, overall, model, now=now)
+        out.append(
+            ProjectForecast(project=project.key, overall=overall, milestones=milestones, finish=finish, risk=risk)
+        )
+    return out
+
+
+def forecast_projects(
+    projects: Sequence[ProjectRecord],
+    tasks: Sequence[TaskRecord],
+    dependencies: Sequence[DependencyRecord],
+    people: Sequence[PersonRecord],
+    scale: ScaleOut,
+    *,
+    now: datetime,
+    trials: int,
+    seed: int,
+    min_history_items: int,
+) -> list[ProjectForecast]:
+    """Forecast ``projects`` in ``scale``'s partitions (balanced by open tasks); results in project order."""
+    open_tasks = {p.key: 1.0 for p in projects}
+    for t in tasks:
+        if t.project in open_tasks and t.status != "done":
+            open_tasks[t.project] += 1
+    groups = balanced_partitions(open_tasks, partition_count(scale, len(projects))) if projects else []
+    by_key = {p.key: p for p in projects}
+    common = {
+        "tasks": tasks,
+        "dependencies": dependencies,
+        "people": people,
+        "now": now,
+        "trials": trials,
+        "seed": seed,
+        "min_history_items": min_history_items,
+    }
+    inputs = [{"projects": [by_key[k] for k in group], **common} for group in groups]
+    results = {
+        f.project: f
+        for part in run_partitions("ppms-forecast-partitions", forecast_partition, inputs, scale)
+        for f in part
+    }
+    return [results[p.key] for p in projects]
