@@ -115,6 +115,18 @@ class CoordinationSettings(Section):
     load_balancing: Literal["intelligent", "round-robin"] = "intelligent"
     failover_strategy: Literal["automatic", "manual"] = "automatic"
     max_parallel_systems: int = Field(4, ge=1, description="Independent systems run at most this many at once.")
+    unresponsive_after: Duration = Field(
+        timedelta(minutes=10),
+        description="A flow run silent this long (no heartbeat, which Prefect sends every "
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY, 180 s by default) is marked Crashed: its worker died.",
+    )
+
+    @field_validator("unresponsive_after")
+    @classmethod
+    def _longer_than_heartbeats(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1 minute, and longer than a few heartbeat intervals")
+        return value
 
 
 class PricingGuardrails(Section):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -133,29 +133,24 @@ def run_partitions(name: str, task: Any, inputs: Sequence[dict[str, Any]], scale
         return [task(**kwargs) for kwargs in inputs]
     address = scale.dask_address or ""
     _check_scheduler(address)
+    return _run_on_dask(name, task, inputs, address)
+
+
+def _run_on_dask(name: str, task: Any, inputs: Sequence[dict[str, Any]], address: str) -> list[Any]:
+    from prefect import flow
     from prefect_dask import DaskTaskRunner  # imported here: distributed is slow to import and rarely needed
 
-    return _partitions_flow(name, task, inputs)(
-        partitions=len(inputs), dask_address=address, task_runner=DaskTaskRunner(address=address)
-    )
-
-
-def _partitions_flow(name: str, task: Any, inputs: Sequence[dict[str, Any]]) -> Callable[..., list[Any]]:
-    from prefect import flow
-
-    # The inputs stay in the closure: as flow parameters Prefect would send whole DataFrames to its API.
+    # The inputs stay in the closure: as flow parameters Prefect would send whole DataFrames to its API. The two
+    # parameters are there for the UI: how many partitions, and on which cluster.
     def fan_out(partitions: int, dask_address: str) -> list[Any]:
         futures = [task.submit(**kwargs) for kwargs in inputs]
         return [future.result() for future in futures]
 
-    def call(*, partitions: int, dask_address: str, task_runner: Any) -> list[Any]:
-        sub = flow(
-            fan_out,
-            name=name,
-            description=f"{name}: {partitions} partitions on the Dask cluster at {dask_address}",
-            task_runner=task_runner,
-            validate_parameters=False,
-        )
-        return sub(partitions, dask_address)
-
-    return call
+    sub = flow(
+        fan_out,
+        name=name,
+        description=f"{name}: the partitions of one computation on a Dask cluster",
+        task_runner=DaskTaskRunner(address=address),
+        validate_parameters=False,
+    )
+    return sub(len(inputs), address)

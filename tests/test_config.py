@@ -116,3 +116,12 @@ def test_a_guardrail_override_changes_only_the_fields_it_sets() -> None:
     assert (merged.min_markup, merged.max_change_pct) == (0.3, 0.2)
     with pytest.raises(ValueError, match="competitor_band_high"):
         with_overrides(base, {"competitor_band_low": 1.5})  # validated together with the base
+
+
+def test_an_unresponsive_window_shorter_than_heartbeats_is_refused_with_the_key(tmp_path: Path) -> None:
+    # Prefect sends a heartbeat every 30 s at the most; a shorter window would crash runs that are alive.
+    write(tmp_path, '[coordination]\nunresponsiveAfter = "20s"\n')
+    with pytest.raises(ConfigError, match=r"coordination.unresponsive_after.*at least 1 minute"):
+        load_settings()
+    write(tmp_path, '[coordination]\nunresponsiveAfter = "15m"\n')
+    assert load_settings().coordination.unresponsive_after == timedelta(minutes=15)

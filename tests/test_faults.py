@@ -5,9 +5,10 @@ each test checks the same four things: the run fails or recovers cleanly (a fina
 retries are bounded (counted where the attempts land: at the proxy, at the HTTP server), the run takes
 bounded time, and nothing stored is lost, half-written or stored twice.
 
-What Prefect 3.8 does with a run whose worker died is part of the contract checked here: nothing. No heartbeat
-or zombie detection is configured, so the flow run stays Running for good; what frees the system is the
-store's lease (framework2/store/locks.py), which a rerun takes over once it has expired.
+What happens to a run whose worker died is part of the contract checked here. Prefect 3.8 by itself does
+nothing: the flow run stays Running. The automation `framework2 init` creates marks it Crashed once its
+heartbeats stop (which sets off the failure notification and, for a release, the auto-rollback); what frees
+the system meanwhile is the store's lease (framework2/store/locks.py), which a rerun takes over once it expired.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from prefect.automations import Automation
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
@@ -38,6 +40,7 @@ from sqlalchemy.engine import Engine, make_url
 import framework2.store.locks as locks
 from framework2.blocks import CompetitorFeed
 from framework2.config import get_settings
+from framework2.deployments.automations import unresponsive_run_automation
 from framework2.sample.world import sample_market
 from framework2.store import pricing as pricing_store
 from framework2.store.engine import dispose_all, open_store, session_scope
@@ -250,10 +253,56 @@ def test_worker_killed_mid_run_leaves_no_half_results_and_rerun_stores_once(
     assert stored[killed.id].status == "running" and stored[killed.id].finished_at is None
     assert [stored[rerun.run_id].status, stored[skipped.run_id].status] == ["completed", "skipped"]
 
-    # Prefect never hears of the death: with no worker left to report it and no heartbeat monitoring configured,
-    # the flow run stays Running (its end is the store's business, above).
+    # Prefect by itself never hears of the death: with no worker left to report it the flow run stays Running
+    # until the unresponsive-run automation's window has passed (10 minutes by default; see the next test).
     state = flow_run_state(flow_run.id)
     assert state.type == StateType.RUNNING, state
+
+
+def test_a_run_whose_worker_died_is_marked_crashed_once_its_heartbeats_stop(
+    prefect_server: str,
+    store_url: str,
+    http_server: LoopbackHTTPServer,
+    pricing_deployment: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    deployment, feed = pricing_deployment
+    catalogue = seed_clean_market(open_store())
+    http_server.route("/offers", Reply(200, offers_for(catalogue), delay=600))
+    CompetitorFeed(competitor="acme", url=http_server.url_for("/offers"), timeout_seconds=300).save(feed)
+    # What `framework2 init` creates, with a window a test can wait for (heartbeats every 30 s, Prefect's minimum).
+    watch = unresponsive_run_automation(timedelta(seconds=45))
+    watch.name = f"faults-unresponsive-{uuid.uuid4().hex[:8]}"
+    watch.create()
+    worker_log = tmp_path / "worker.log"
+    try:
+        with open(worker_log, "w") as log:
+            worker = subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", deployment.split("/")[1], "--type", "process"],
+                env=os.environ | {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            flow_run = run_deployment(deployment, timeout=0)
+            http_server.wait_for_requests(1, path="/offers", timeout=120)  # running, its first heartbeat sent
+        finally:
+            victims = kill_machine(worker.pid)
+            worker.wait(timeout=30)
+            wait_gone(victims)
+        killed_at = time.monotonic()
+        state = flow_run_state(flow_run.id)
+        while not state.is_final() and time.monotonic() - killed_at < 150:
+            time.sleep(2)
+            state = flow_run_state(flow_run.id)
+    finally:
+        Automation.read(name=watch.name).delete()
+
+    assert state.type == StateType.CRASHED, f"{state}\n{worker_log.read_text()}"
+    assert "no heartbeat for 0:00:45" in (state.message or "")
+    # Marked within the window after the last heartbeat (at most 30 s before the kill), plus the trigger's check.
+    assert time.monotonic() - killed_at < 45 + 30, state
 
 
 def _price_now(feed: str) -> Any:

@@ -221,6 +221,35 @@ def test_worker_binding_pool_namespace_and_service_accounts_agree() -> None:
 # The variant itself, offline -------------------------------------------------------------------------------------
 
 
+def dockerfile_instructions() -> dict[str, list[str]]:
+    """Each Dockerfile instruction (upper case) with its arguments, continuation lines joined."""
+    joined = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found: dict[str, list[str]] = {}
+    for line in joined.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            found.setdefault(word.upper(), []).append(" ".join(rest.split()))
+    return found
+
+
+def test_the_image_matches_what_the_job_template_and_the_worker_expect() -> None:
+    # No Docker engine here to build it: check that the Dockerfile agrees with the manifests that run it.
+    docker = dockerfile_instructions()
+    template = json.loads(BASE_JOB_TEMPLATE.read_text())
+    pod = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    [worker] = by_kind("Deployment")
+    assert docker["WORKDIR"] == [KUBERNETES["job_variables"]["env"]["FRAMEWORK2_PROJECT_DIR"]] == ["/opt/framework2"]
+    uid = str(pod["securityContext"]["runAsUser"])
+    assert docker["USER"] == [uid] and str(worker["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == uid
+    assert any("useradd --uid " + uid in run for run in docker["RUN"])
+    installs = " ".join(docker["RUN"])
+    assert "pip install '.[kubernetes]'" in installs and "scripts/ensure-chromium.sh" in installs
+    assert "chromium" in installs  # Debian's browser for the accessibility scans, never a download
+    assert worker["spec"]["template"]["spec"]["containers"][0]["args"][:5] == json.loads(docker["CMD"][0])[:5]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".framework2"} <= set(ignored)  # no local state or secrets in the image
+
+
 def test_kubernetes_variant_moves_every_process_deployment_and_keeps_the_rest() -> None:
     variant = kubernetes_variant(PREFECT_YAML, image="registry.example.com/framework2:1.2.3")
     assert [d["name"] for d in variant["deployments"]] == [d["name"] for d in PREFECT_YAML["deployments"]]

@@ -14,14 +14,17 @@
 - A release is slower than its baseline (``framework2.puxt.performance.regressed``) → notify.
 - A release flow run fails, crashes or is cancelled → run ``plos-rollback`` for that app with the run's own
   parameters (the seed's "deployment failure → auto-rollback"). This one needs no notification block.
+- A flow run stops sending heartbeats without ending (its worker or machine died) → mark it Crashed, so the
+  failure notification and the auto-rollback above fire for it too. No notification block needed either.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect.automations import Automation, EventTrigger, RunDeployment, SendNotification
+from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, RunDeployment, SendNotification
 from prefect.blocks.core import Block
+from prefect.client.schemas.objects import StateType
 
 from framework2.config import Settings
 from framework2.errors import ConfigError
@@ -37,6 +40,7 @@ EXPERIMENT_AUTOMATION = "framework2: notify on experiment decision or guardrail 
 ACCESSIBILITY_AUTOMATION = "framework2: notify on accessibility regression"
 PERFORMANCE_AUTOMATION = "framework2: notify on performance regression"
 AUTO_ROLLBACK_AUTOMATION = "framework2: roll back a failed release"
+UNRESPONSIVE_AUTOMATION = "framework2: crash runs that stopped responding"
 RELEASE_FLOW = "plos-blue-green-release"
 ROLLBACK_DEPLOYMENT = "plos-rollback/plos-rollback"
 
@@ -244,6 +248,36 @@ def auto_rollback_automation(rollback_deployment_id) -> Automation:  # type: ign
     )
 
 
+def unresponsive_run_automation(silent_for: timedelta) -> Automation:
+    """A flow run that sent a heartbeat and then nothing (no heartbeat, no final state) for ``silent_for`` →
+    Crashed. Prefect 3.8 alone leaves such a run Running for good; a paused run keeps its heartbeats."""
+    return Automation(
+        name=UNRESPONSIVE_AUTOMATION,
+        description=f"A flow run without a heartbeat for {silent_for} lost its process: mark it Crashed.",
+        trigger=EventTrigger(
+            posture="Proactive",
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=silent_for,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {silent_for}: the process running it (worker, pod or machine) stopped",
+            )
+        ],
+    )
+
+
 def _deployment_id(name: str):  # type: ignore[no-untyped-def]
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
@@ -277,6 +311,7 @@ def ensure_automations(settings: Settings) -> list[str]:
         done.append(f"auto-rollback skipped: deployment {ROLLBACK_DEPLOYMENT!r} not found (run framework2 init)")
     else:
         done.append(_upsert(auto_rollback_automation(rollback_id)))
+    done.append(_upsert(unresponsive_run_automation(settings.coordination.unresponsive_after)))
     block_id = notification_block_id(settings)
     if block_id is None:
         return [*done, "notifications skipped: set [notifications] block in framework2.toml to receive alerts"]

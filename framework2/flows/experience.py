@@ -485,7 +485,7 @@ def analyse_experiments(
     from framework2.tasks.experiments.specs import load_experiments
 
     specs = load_experiments(inputs.experiments_file)  # type: ignore[arg-type]
-    tables = inputs.exposures.startswith("table:") or inputs.events.startswith("table:")  # type: ignore[union-attr]
+    tables = inputs.exposures.startswith(TABLE_PREFIX) or inputs.events.startswith(TABLE_PREFIX)  # type: ignore[union-attr]
     sources = ExperimentSources(
         exposures=inputs.exposures,  # type: ignore[arg-type]
         events=inputs.events,  # type: ignore[arg-type]
@@ -590,13 +590,18 @@ def experiments(
 ) -> dict[str, Any]:
     """Analyse the experiments (default ``[puxt] experimentsFile``) over the exposure and event data, in process
     or on Dask (default ``[scale]``)."""
-    inputs = ExperienceInputs(experiments_file=experiments_file, exposures=exposures, events=events).resolved(
-        get_settings()
-    )
+    settings = get_settings()
+    inputs = ExperienceInputs(experiments_file=experiments_file, exposures=exposures, events=events).resolved(settings)
+    where = resolve_scale(scale, settings.scale)
     return _run_part(
         "experiments",
-        {"experiments_file": inputs.experiments_file, "exposures": inputs.exposures, "events": inputs.events},
-        lambda engine, settings, run_id: run_experiments(engine, settings, run_id, inputs, scale),
+        {
+            "experiments_file": inputs.experiments_file,
+            "exposures": inputs.exposures,
+            "events": inputs.events,
+            "scale": where.model_dump(exclude_none=True),
+        },
+        lambda engine, settings, run_id: run_experiments(engine, settings, run_id, inputs, where),
     )
 
 

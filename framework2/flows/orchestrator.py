@@ -45,6 +45,8 @@ from framework2.tasks.orchestration import SystemOutcome, run_in_dependency_orde
 HEALTH_LOCK = "pso-health"
 HEALTH_LOCK_TTL = timedelta(minutes=5)
 
+QUEUE_GRACE = timedelta(minutes=10)  # for a worker to pick a deployment run up, on top of its time limit
+
 
 class OrchestrationReport(BaseModel):
     """What one PSO run did: each system's outcome and health."""
@@ -89,10 +91,24 @@ async def run_as_subflow(spec: SystemSpec, parameters: dict[str, Any]) -> System
     return SystemOutcome(system=spec.code, status="failed", flow_run_id=flow_run_id, error=await _error_text(state))
 
 
+def _unfinished(spec: SystemSpec, state: Any, waited: timedelta) -> str:
+    where = f"{spec.code.upper()} did not finish within {waited}: its run is still {state.name if state else 'unknown'}"
+    if state is not None and (state.is_scheduled() or state.is_pending()):
+        return f"{where}; no worker took it (is a worker running on the deployment's pool?)"
+    return f"{where}; its worker may have died (cancel the run in the Prefect UI if so)"
+
+
 async def run_as_deployment(spec: SystemSpec, parameters: dict[str, Any]) -> SystemOutcome:
-    """Start the system's deployment (a worker runs it) and read its outcome back from the store."""
+    """Start the system's deployment (a worker runs it) and read its outcome back from the store.
+
+    PSO waits as long as the system's run may legitimately take plus ``QUEUE_GRACE`` for a worker to pick it
+    up; a run lost with its worker (Prefect leaves it Running) then fails this system instead of PSO.
+    """
+    waited = spec.run_limit(get_settings(), parameters) + QUEUE_GRACE
     try:
-        flow_run = await run_deployment(name=spec.deployment, parameters=parameters, timeout=None, as_subflow=True)
+        flow_run = await run_deployment(
+            name=spec.deployment, parameters=parameters, timeout=waited.total_seconds(), as_subflow=True
+        )
     except ObjectNotFound:
         return SystemOutcome(
             system=spec.code,
@@ -103,6 +119,15 @@ async def run_as_deployment(spec: SystemSpec, parameters: dict[str, Any]) -> Sys
     engine = open_store(migrate=False)
     stored = run_for_flow_run(engine, flow_run_id)
     state = flow_run.state
+    if state is None or not state.is_final():
+        # Still going past its time limit: leave its run record alone (its lease has run out; a rerun takes over).
+        return SystemOutcome(
+            system=spec.code,
+            status="failed",
+            flow_run_id=flow_run_id,
+            run_id=stored.id if stored else None,
+            error=_unfinished(spec, state, waited),
+        )
     if state is not None and state.is_completed() and stored is not None and stored.status == "completed":
         outcome = stored.outcome or {}
         return SystemOutcome(

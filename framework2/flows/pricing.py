@@ -54,7 +54,7 @@ from framework2.tasks.pricing.steps import (
     quarantine_inputs,
 )
 
-MODEL_VERSION = "ppis-poisson-pooled-1"
+MODEL_VERSION = "ppis-poisson-pooled-2"  # 2: projection bands use common random numbers
 LOCK = "ppis"  # the store lease one pricing run holds from its start to its end
 MOVING = ["applied", "approved", "pending_approval", "advisory"]  # changes the projection is about
 
