@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from results import record  # bench/results.py: a row for run_all.py's summary
+from results import record, text_table  # bench/results.py: a row for run_all.py's summary, the tables
 
 TARGET_SECONDS = 10.0
 
@@ -253,12 +253,7 @@ def main(argv: list[str] | None = None) -> int:
              "", "", "1.0x")
         )  # fmt: skip
     header = ("workload", "size", "seconds", "input MB", "peak MB", "target", "result", "baseline / ours")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
+    print(text_table(header, rows))
     print()
     cat, pq = results["categorical"], results["parquet"]
     print(

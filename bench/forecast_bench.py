@@ -33,7 +33,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
-from results import record  # bench/results.py: a row for run_all.py's summary
+from results import record, text_table  # bench/results.py: a row for run_all.py's summary, the tables
 
 from framework2.tasks.planning.montecarlo import (
     _dispatch_order,
@@ -201,12 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     header = ("workload", "size", "seconds", "peak MB", "target", "result", "loop / ours")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for r in rows:
-        print(line.format(*r))
+    print(text_table(header, rows))
     print()
     print(
         f"graph: {len(deps):,} dependencies ({len(deps) / args.tasks:.2f} per task); input durations "

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from results import record  # bench/results.py: a row for run_all.py's summary
+from results import record, text_table  # bench/results.py: a row for run_all.py's summary, the tables
 
 TARGET_SECONDS = 60.0
 TARGET_MB = 2048.0
@@ -182,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     header = ("workload", "size", "seconds", "peak MB", "target", "result")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for r in rows:
-        print(line.format(*r))
+    print(text_table(header, rows))
     est_seconds = child["stages"]["elasticities"]
     print()
     print(f"naive / ours (elasticity step): {naive_total / est_seconds:,.0f}x")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 RESULTS_ENV = "FRAMEWORK2_BENCH_RESULTS"
@@ -54,3 +55,11 @@ def record(
     }
     with Path(path).open("a") as fh:
         fh.write(json.dumps(row) + "\n")
+
+
+def text_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned columns under a header and a rule of dashes, as every benchmark prints its results."""
+    body = [tuple(str(cell) for cell in row) for row in rows]
+    widths = [max(len(line[i]) for line in [tuple(header), *body]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*b) for b in body)])

@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from kubernetes import client  # noqa: E402
-from results import record  # noqa: E402  (bench/results.py: a row for run_all.py's summary)
+from results import record, text_table  # noqa: E402  (bench/results.py: summary rows, tables)
 
 from framework2.sample.demo_app import DemoApp  # noqa: E402
 from framework2.tasks.launch.analysis import AnalysisResult  # noqa: E402
@@ -369,13 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         "target",
         "result",
     )
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print("seconds from the first failing post-promotion measurement to the active Service selecting blue again")
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for r in rows:
-        print(line.format(*r))
+    print(text_table(header, rows))
     print()
     print(f"redeploy / fast switch (medians): {1 / ratio:,.0f}x")
     for name, samples in (("fast switch", fast), ("redeploy", slow)):

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results import RESULTS_ENV
+from results import RESULTS_ENV, text_table
 
 HERE = Path(__file__).resolve().parent
 # name → (script, arguments for --quick)
@@ -56,11 +56,7 @@ def table(rows: list[dict]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*line) for line in body]
-    return "\n".join(lines)
+    return text_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> int:

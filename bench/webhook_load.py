@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from results import record  # bench/results.py: a row for run_all.py's summary
+from results import record, text_table  # bench/results.py: a row for run_all.py's summary, the tables
 
 BIN = Path(sys.executable).parent
 PATH = "/webhook/framework-set-2"
@@ -431,15 +431,6 @@ def wait_drained(api: str, store_url: str, event_ids: list[str], timeout: float)
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for r in rows:
-        print(line.format(*r))
-
-
 def statuses(load: Load) -> str:
     return ", ".join(f"{status}: {n:,}" for status, n in sorted(load.statuses.items()))
 
@@ -609,7 +600,8 @@ def run(args: argparse.Namespace, started: float) -> int:
         ),
     ]
     print(f"framework2 api on loopback, {args.concurrency} concurrent requests from a second process")
-    table(rows_out, ("workload", "requests", "s", "req/s", "p50 ms", "p99 ms", "vs health", "target", "result"))
+    header = ("workload", "requests", "s", "req/s", "p50 ms", "p99 ms", "vs health", "target", "result")
+    print(text_table(header, rows_out))
     print()
     accepted_new = len(load.accepted)
     print(
