@@ -21,7 +21,8 @@ from framework2.tasks.context.impact import (
     build_traceability,
     decide,
 )
-from framework2.tasks.planning.durations import fit_duration_model, synthetic_task_history
+from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.synthetic import synthetic_task_history
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, TaskRecord
 
 NOW = datetime(2024, 6, 3, 9, tzinfo=UTC)  # a Monday

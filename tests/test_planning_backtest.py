@@ -1,20 +1,17 @@
-"""PPMS calibration backtest: past moments are rebuilt honestly, and P85 dates hold about 85 % of the time
-on history made the way the forecast assumes work happens — and visibly less when it is not.
-
-Tolerance: P85 coverage within 0.85 ± 0.10 (``backtest.TOLERANCE``) over about 100 cases of six synthetic
-projects; across seeds it ranged 0.81-0.93 while the broken team scored under 0.10.
+"""PPMS calibration backtest: past moments are rebuilt honestly, every case is scored with the throughput
+baseline beside it, and the verdict tells a useless forecast (dates far out that "cover" everything) from a
+right one. The checks on real histories are in ``test_planning_real_history.py``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
 
 from framework2.tasks.planning.backtest import (
-    TOLERANCE,
     Coverage,
     PublishedForecast,
     backtest,
@@ -22,12 +19,11 @@ from framework2.tasks.planning.backtest import (
     snapshot_at,
     snapshot_moments,
     track_record,
-    wilson_interval,
 )
-from framework2.tasks.planning.durations import fit_duration_model, synthetic_median_days
-from framework2.tasks.planning.forecast import remaining_given_spent
+from framework2.tasks.planning.durations import fit_duration_model
 from framework2.tasks.planning.records import DependencyRecord, TaskRecord
-from framework2.tasks.planning.synthetic import synthetic_team_history
+from framework2.tasks.planning.scoring import ScoredCase, judge_scores, pinball_loss, score, wilson_interval
+from framework2.tasks.planning.synthetic import synthetic_median_days, synthetic_task_history, synthetic_team_history
 
 START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday
 NOW = START + timedelta(days=14 * 14)
@@ -51,32 +47,37 @@ def _portfolio(untracked: float = 0.0, projects: int = 6) -> tuple[list[TaskReco
     return tasks, deps
 
 
-def test_p85_dates_hold_about_85_percent_of_the_time_when_work_happens_as_forecast() -> None:
+def test_on_a_team_working_through_waves_dates_hold_and_beat_nothing_worse_than_the_baseline() -> None:
     tasks, deps = _portfolio()
 
     result = backtest(tasks, deps, [], now=NOW, every_days=7, trials=1_000)
 
     p50, p85, p95 = result.at(50), result.at(85), result.at(95)
     assert p85.decided >= 80
-    assert abs(p85.share - 0.85) <= TOLERANCE, p85
-    assert 0.35 <= p50.share <= 0.75, p50
+    assert 0.80 <= p85.share <= 0.97, p85
+    assert 0.35 <= p50.share <= 0.80, p50
     assert p95.share >= 0.85, p95
     assert p50.share <= p85.share <= p95.share
-    assert result.verdict == "consistent" and "P85 date held in" in result.reason
+    assert result.scores is not None and result.baseline is not None and result.paired is not None
+    # This history is a queue served in order: the throughput baseline is near its best here, and PPMS's
+    # P85 is still no worse.
+    assert result.paired.pinball[85] <= 1.1 * result.baseline.pinball[85]
+    assert 0.67 <= result.scores.median_ratio <= 1.5
     ranks = np.array([c.rank for c in result.cases if c.rank is not None])
     # Where the actual finish fell within each forecast spreads over all quarters, not piled at one end.
     quarters = np.histogram(ranks, bins=4, range=(0, 1))[0] / len(ranks)
-    assert (quarters >= 0.1).all() and (quarters <= 0.4).all(), quarters
+    assert (quarters >= 0.05).all() and (quarters <= 0.45).all(), quarters
 
 
-def test_backtest_calls_forecasts_over_confident_when_the_team_works_outside_the_tracker() -> None:
-    tasks, deps = _portfolio(untracked=3.0, projects=3)
+def test_every_case_carries_the_baseline_and_the_result_says_which_held_up_better() -> None:
+    tasks, deps = _portfolio(untracked=1.0, projects=2)
 
     result = backtest(tasks, deps, [], now=NOW, every_days=14, trials=500)
 
-    assert result.at(85).share < 0.5
-    assert result.verdict == "over-confident"
-    assert "too early" in result.reason and "work outside the tracker" in result.reason
+    assert result.cases and all(c.baseline is not None for c in result.cases)
+    assert result.trusted in ("PPMS", "throughput baseline (12 weeks)")
+    assert f"the {result.trusted} held up better" in result.reason
+    assert "pinball loss P50" in result.reason
 
 
 def test_snapshot_shows_only_what_was_known_then() -> None:
@@ -133,14 +134,50 @@ def test_wilson_interval_holds_the_share_even_at_all_or_nothing() -> None:
         assert low <= k / n <= high
 
 
-def test_judge_names_conservative_and_wide_intervals() -> None:
+def _case(start: date, p50: int, p85: int, p95: int, actual: int) -> ScoredCase:
+    dates = {50: start + timedelta(days=p50), 85: start + timedelta(days=p85), 95: start + timedelta(days=p95)}
+    done = start + timedelta(days=actual)
+    return ScoredCase(snapshot=start, dates=dates, actual=done, covered={q: done <= d for q, d in dates.items()})
+
+
+def test_a_ten_year_p85_that_covers_everything_is_judged_too_wide_not_right() -> None:
+    start = date(2024, 1, 1)
+    actuals = np.random.default_rng(0).integers(20, 200, 40)
+    useless = score("PPMS", [_case(start, 1800, 3650, 3650, int(a)) for a in actuals])
+    verdict, reason = judge_scores(useless)
+    assert useless.at(85).share == 1.0 and useless.at(50).share == 1.0
+    assert verdict == "too late" and "too pessimistic" in reason
+    assert useless.median_ratio > 5
+
+    wide = score(
+        "PPMS", [_case(start, int(a), 3650, 3650, int(a) + (5 if i % 2 else -5)) for i, a in enumerate(actuals)]
+    )
+    assert judge_scores(wide)[0] == "too wide"
+
+    early = score("PPMS", [_case(start, 5, 8, 10, int(a)) for a in actuals])
+    verdict, reason = judge_scores(early)
+    assert verdict == "too early" and "work outside the tracker" in reason
+
+    right = score("PPMS", [_case(start, 100, 170, 190, a) for a in (60, 90, 95, 99, 101, 105, 120, 150, 160, 200) * 2])
+    assert judge_scores(right)[0] == "consistent"
+    assert right.pinball[50] == pytest.approx(
+        np.mean([abs(a - 100) / 2 for a in (60, 90, 95, 99, 101, 105, 120, 150, 160, 200)])
+    )
+
+
+def test_pinball_loss_weighs_late_and_early_as_the_quantile_says() -> None:
+    assert pinball_loss(10, 8, 0.85) == pytest.approx(2 * 0.85)
+    assert pinball_loss(8, 10, 0.85) == pytest.approx(2 * 0.15)
+    assert pinball_loss(5, 5, 0.5) == 0.0
+
+
+def test_judge_of_published_forecasts_uses_the_p85_coverage() -> None:
     low, high = wilson_interval(60, 60)
-    conservative = Coverage(quantile=85, decided=60, covered=60, undecided=0, share=1.0, low=low, high=high)
-    assert judge(conservative)[0] == "conservative"
+    late = Coverage(quantile=85, decided=60, covered=60, undecided=0, share=1.0, low=low, high=high)
+    assert judge(late)[0] == "too late"
     low, high = wilson_interval(11, 12)
     few = Coverage(quantile=85, decided=12, covered=11, undecided=0, share=11 / 12, low=low, high=high)
-    verdict, reason = judge(few)
-    assert verdict == "consistent" and "interval wide" in reason
+    assert judge(few)[0] == "consistent"
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (9, 10), (85, 100), (100, 100), (3, 40)])
@@ -171,21 +208,36 @@ def test_running_tasks_correct_the_short_bias_of_recent_history() -> None:
     assert abs(log_error(censored)) < abs(log_error(naive))
 
 
-def test_a_task_running_long_is_expected_to_run_longer() -> None:
-    rng = np.random.default_rng(0)
-    draws = rng.lognormal(np.log(4.0), 0.6, size=20_000)
+def test_a_task_running_long_is_expected_to_run_longer_and_never_done_today() -> None:
+    history = synthetic_task_history(300, seed=0)
+    model = fit_duration_model(history)
+    task = history[0].model_copy(update={"status": "in_progress", "done_at": None})
 
-    fresh = remaining_given_spent(draws, 0.0, rng)
-    midway = remaining_given_spent(draws, 4.0, rng)
-    overrun = remaining_given_spent(draws, 40.0, rng)
+    def median_left(elapsed: float) -> float:
+        return float(np.median(model.sample_remaining([task], np.array([elapsed]), 4000, 0)))
 
-    assert np.array_equal(fresh, draws)
-    # P(D - 4 > x | D > 4) from the draws themselves:
-    survivors = draws[draws > 4.0] - 4.0
-    assert np.median(midway) == pytest.approx(np.median(survivors), rel=0.05)
-    assert np.median(midway) > np.median(draws) - 4.0
-    # Past everything ever drawn: a positive, heavy-tailed rest, not a made-up tenth.
-    assert (overrun > 0).all() and np.median(overrun) > 2.0
+    fresh, midway, overrun, ancient = (median_left(e) for e in (0.0, 4.0, 60.0, 600.0))
+    assert (model.sample_remaining([task], np.array([600.0]), 4000, 0) > 0).all()
+    assert overrun > 0.5 and ancient > overrun  # past everything seen: a rest that grows with the run
+    assert midway > 0 and fresh > 0
+
+    # Too little history (fallback band): four 1-day tasks started 90 days ago are not "done today".
+    few = fit_duration_model(history[:5])
+    assert few.mode == "fallback"
+    old = [
+        TaskRecord(
+            key=f"old#{i}",
+            project="p",
+            status="in_progress",
+            estimate_days=1.0,
+            created_at=START,
+            started_at=START,
+            updated_at=START,
+        )
+        for i in range(4)
+    ]
+    left = few.sample_remaining(old, np.full(4, 64.0), 2000, 0)
+    assert (left > 0).all() and np.median(left) > 5
 
 
 def test_track_record_scores_the_first_published_forecast_of_each_week() -> None:

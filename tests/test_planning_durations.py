@@ -13,11 +13,10 @@ from framework2.tasks.planning.durations import (
     MIN_DURATION_DAYS,
     DurationModel,
     fit_duration_model,
-    synthetic_median_days,
-    synthetic_task_history,
     task_duration_days,
     working_days_between,
 )
+from framework2.tasks.planning.synthetic import synthetic_median_days, synthetic_task_history
 from framework2.tasks.planning.records import TaskRecord
 
 TRAIN = 300

@@ -13,14 +13,10 @@ from framework2.tasks.planning.montecarlo import (
     Forecast,
     build_forecast,
     criticality_index,
-    daily_throughput,
     group_finish,
-    history_sufficient,
     percentiles,
     probability_by,
-    sample_durations,
     simulate_schedule,
-    throughput_forecast,
     to_dates,
     to_days,
     unavailable_forecast,
@@ -222,69 +218,37 @@ def test_working_day_calendar_skips_weekends_and_holidays():
             assert (to_dates(d, FRIDAY, holidays=holiday) <= target) == (d <= days)
 
 
-def test_throughput_forecast_with_zero_days_kept_is_slower_than_without():
-    busy = [2, 3, 1, 4, 2, 1, 3]
-    with_zeros = busy + [0] * 7
-    fast = throughput_forecast(busy, 60, 5_000, np.random.default_rng(1))
-    slow = throughput_forecast(with_zeros, 60, 5_000, np.random.default_rng(1))
-    assert slow.mean() > 1.7 * fast.mean()  # half the days are empty: about twice as long
-    assert throughput_forecast([1], 7, 10, 0).tolist() == [7] * 10
-    assert throughput_forecast([3, 0], 0, 4, 0).tolist() == [0] * 4
-    with pytest.raises(DataError, match="no items were completed"):
-        throughput_forecast([0, 0, 0], 5, 10, 0)
-
-
-def test_throughput_forecast_finishes_long_horizons_in_several_blocks():
-    days = throughput_forecast([0] * 19 + [1], 30, 2_000, np.random.default_rng(2))
-    # Negative binomial: 30 successes at p = 1/20 -> mean 600 days.
-    assert days.mean() == pytest.approx(600, rel=0.05)
-    assert days.min() >= 30
-
-
-def test_insufficient_history_says_why_in_plain_words():
-    today = date(2024, 6, 30)
-    recent = [today - timedelta(days=i * 2) for i in range(12)]
-    old = [today - timedelta(days=60)]
-    ok, why = history_sufficient(recent + old, today)
-    assert not ok
-    assert why == "only 12 items completed in the last 5 weeks; at least 30 are needed for a throughput forecast"
-    young = [today - timedelta(days=i % 14) for i in range(40)]
-    ok, why = history_sufficient(young, today)
-    assert not ok and "goes back only 14 days" in why and "needs 5 weeks of history" in why
-    enough = [today - timedelta(days=i % 40) for i in range(45)]
-    assert history_sufficient(enough, today) == (True, "40 items completed in the last 5 weeks (at least 30 needed)")
-    counts = daily_throughput(enough, today)
-    assert len(counts) == 35 and sum(counts) == 40 and counts[-1] == 2
-    forecast = unavailable_forecast("throughput", today, history_sufficient(recent, today)[1])
-    assert not forecast.available and forecast.p85_date is None and "only 12 items" in forecast.reason
-
-
-def test_sample_durations_bootstraps_actual_over_estimate_ratios():
-    estimates = np.array([1.0, 2.0, 5.0])
-    exact = sample_durations(estimates, np.full(10, 1.5), 100, 0, smooth=False)
-    assert exact.shape == (100, 3)
-    assert np.allclose(exact, estimates * 1.5)
-    ratios = np.random.default_rng(0).lognormal(0.3, 0.4, 200)
-    drawn = sample_durations(estimates, ratios, 20_000, 1)
-    assert (drawn > 0).all()
-    assert np.median(drawn[:, 2] / 5.0) == pytest.approx(np.median(ratios), rel=0.05)
-    with pytest.raises(DataError, match="at least 5"):
-        sample_durations(estimates, [1.0, 2.0, -1.0], 10, 0)
-
-
 def test_seeded_rng_gives_identical_forecasts():
     ids = [f"t{i}" for i in range(20)]
     deps = [(ids[i], ids[i - 1]) for i in range(1, 20, 2)]
     estimates = np.linspace(1, 5, 20)
-    ratios = np.random.default_rng(0).lognormal(0.2, 0.5, 50)
 
-    def run(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        durations = sample_durations(estimates, ratios, 500, np.random.default_rng(seed))
+    def run(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        durations = estimates * np.random.default_rng(seed).lognormal(0.2, 0.5, (500, 20))
         sample = simulate_schedule(ids, durations, deps, workers=4)
-        days = throughput_forecast([0, 1, 2, 3], 40, 500, np.random.default_rng(seed))
-        return sample.finish, sample.critical, days
+        return sample.finish, sample.critical
 
     first, again, other = run(42), run(42), run(43)
     for a, b in zip(first, again, strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(first[0], other[0])
+
+
+def test_percentiles_past_the_horizon_get_no_date_and_a_reason_instead_of_a_crash():
+    # One trial far past year 9999 used to crash date conversion and the forecast's validation.
+    forecast = build_forecast(np.array([1.0, 2.0, 3e6]), method="dependency-graph", start=date(2007, 7, 16))
+    assert forecast.p50_date == date(2007, 7, 17)
+    assert forecast.p85_date is None and forecast.p95_date is None
+    assert forecast.beyond_horizon == [85, 95]
+    assert "more than 5 years out" in forecast.horizon_note and "cannot support a date" in forecast.horizon_note
+    missed = build_forecast(np.full(10, 1e7), method="dependency-graph", start=FRIDAY, target_date=FRIDAY)
+    assert missed.probability_of_target == 0.0 and "more than 5 years out" in missed.target_note
+
+
+def test_per_trial_start_offsets_hold_each_trial_back_by_its_own_wait():
+    durations = np.array([[1.0, 1.0], [1.0, 1.0]])
+    offsets = np.array([[0.0, 5.0], [2.0, 0.0]])  # task-major: a waits 0 / 5, b waits 2 / 0
+    sample = simulate_schedule(["a", "b"], durations, [("b", "a")], start_offsets=offsets)
+    assert sample.finish.tolist() == [[1.0, 3.0], [6.0, 7.0]]
+    with pytest.raises(DataError, match="unlimited parallelism"):
+        simulate_schedule(["a", "b"], durations, [], start_offsets=offsets, workers=1)

@@ -24,7 +24,7 @@ Effort
 - **Removed scope** is the tasks linked before but not after the change that are not done and that no other
   requirement still links (the trace says so; work another requirement needs does not go away). Done work
   is sunk and saves nothing; of a task in progress only the remaining time is saved, drawn given the days it
-  has run (PPMS's ``remaining_given_spent``).
+  has run (``DurationModel.sample_remaining``).
 - **Rework** on done tasks still linked after the change: ``REWORK_SHARE_PER_CRITERION`` = 20 % of the
   task's duration per acceptance criterion added or removed, capped at 100 % (at worst the task is redone).
   Why 20 %: a story typically carries three to five acceptance criteria, so one criterion is about a fifth
@@ -85,7 +85,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from framework2.tasks.planning.durations import DurationModel, task_duration_days, working_days_between
-from framework2.tasks.planning.forecast import forecast_project, remaining_given_spent, remaining_scope
+from framework2.tasks.planning.forecast import forecast_project, remaining_scope
 from framework2.tasks.planning.montecarlo import Forecast
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, TaskRecord
 
@@ -522,9 +522,11 @@ def assess_impact(
         delta += common.sample([by_key[key]], trials)[:, 0]
     for key in removed:
         task = by_key[key]
-        draws = common.sample([task], trials)[:, 0]
         if task.status == "in_progress" and task.started_at is not None:
-            draws = remaining_given_spent(draws, working_days_between(task.started_at, now), rng)
+            spent = np.array([working_days_between(task.started_at, now)])
+            draws = model.sample_remaining([task], spent, trials, rng)[:, 0]
+        else:
+            draws = common.sample([task], trials)[:, 0]
         delta -= draws
     rework = np.zeros(trials)
     if share > 0:

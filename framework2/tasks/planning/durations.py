@@ -1,67 +1,53 @@
-"""PPMS duration model: how many working days will a task take, as a distribution rather than a point?
+"""PPMS duration model: how many working days will a task take from start to done, as a distribution?
 
-Trained on the project's own finished tasks; forecasting and scheduling draw durations from it. Everything
+Trained on finished tasks (and on the ones still running, as censored); forecasting draws from it. Everything
 here is a plain function over ``TaskRecord`` lists the caller loads from its store.
 
 Durations
 ---------
 A finished task's duration is the **working time between ``started_at`` and ``done_at``, in days**: the
 elapsed time with Saturdays and Sundays (UTC) left out, so a task started Friday 15:00 and done Monday 10:00
-took 9 h + 10 h = 0.79 working days. Public holidays and time zones other than UTC are ignored (a few hours
-either way at the weekend edges). Durations are floored at ``MIN_DURATION_DAYS`` = 0.25 day: nothing takes
-less than a couple of hours once review and merge are counted, and the floor keeps log(duration) finite for
-tasks closed minutes after they were started (or started and finished over a weekend). Naive times are read
-as UTC, as the records promise.
+took 9 h + 10 h = 0.79 working days. This is elapsed time, not effort: it already holds the waiting, the
+reviews and the other work people juggle, which is what a date depends on. Public holidays and time zones
+other than UTC are ignored. Durations are floored at ``MIN_DURATION_DAYS`` = 0.25 day, which keeps
+log(duration) finite for tasks closed minutes after they started. Naive times are read as UTC.
 
-Usable history: tasks with status ``done`` and both times set. Tasks without them are skipped (counted in
-the reason). Tasks that finished before they started, or whose estimate is negative or not a number, are
-**excluded with a reason** (``DurationModel.excluded``) rather than raising: one bad row from a connector
-should not stop every forecast, and the reason names the tasks so they can be fixed at the source. (Tasks
-passed to ``sample``/``forecast`` with an invalid estimate do raise ``DataError`` naming them: that is a
-question about those very tasks.)
+Usable history: tasks with status ``done`` and both times set. Tasks that finished before they started, or
+whose estimate is negative or not a number, are **excluded with a reason** (``DurationModel.excluded``)
+rather than raising: one bad row from a connector should not stop every forecast. (Tasks passed to
+``sample`` with an invalid estimate do raise ``DataError`` naming them: that is a question about those tasks.)
 
 Model
 -----
-With at least ``min_items`` usable tasks (default 30) a model of **log(working days)** is learned from:
+With at least ``min_items`` usable tasks (default 30), log(working days) = centre(task) + residual:
 
-- log(estimate), estimates floored at 0.25 day; unestimated tasks get the training median log estimate and
-  an ``unestimated`` indicator (so the model learns how unestimated work differs on average);
-- type: one-hot for types with at least ``MIN_TYPE_TASKS`` = 3 tasks, the rest pooled into ``other``;
-- labels: one-hot for the ``TOP_LABELS`` = 10 most frequent labels with at least ``MIN_LABEL_TASKS`` = 3
-  tasks, plus ``label:other`` for carrying any rarer label (lower-cased, trimmed);
-- assignee: one-hot for people with at least ``MIN_ASSIGNEE_TASKS`` = 5 finished tasks; everyone else and
-  unassigned tasks share ``other``;
-- size proxy: log(1 + words in the title).
+- **centre**: ridge regression (StandardScaler + RidgeCV, alpha by efficient leave-one-out) on log(estimate)
+  (floored at 0.25 day; unestimated tasks get the median and an ``unestimated`` indicator), type, the 10 most
+  frequent labels, assignees with at least 5 finished tasks, and log(1 + title words). A shrunk linear model
+  of log time: effects on durations are multiplicative, a few hundred tasks do not support more, and it
+  extrapolates along log(estimate). Fitted on finished tasks, each weighted by recency (below).
+- **residual**: the **out-of-fold** residuals (K-fold, K = min(5, n // 5); in-sample ones understate the
+  spread) of the finished tasks, plus the tasks still running as *censored* residuals (log of the time they
+  have run so far minus their centre), in a recency-weighted Kaplan-Meier distribution with a Pareto tail
+  fitted above its top tenth and capped at twice the longest residual seen (``survival.CensoredDistribution``).
+  One distribution per group where a group has ``MIN_GROUP_RESIDUALS`` = 20 finished tasks: estimated tasks
+  by type (bugs are less predictable than chores), else all estimated tasks, and unestimated tasks.
 
-The regressor is StandardScaler + RidgeCV (alpha picked by efficient leave-one-out over
-``RIDGE_ALPHAS``), chosen over gradient boosting because: with tens to a few hundred tasks a shrunk linear
-model overfits less; effects on task durations are multiplicative (a slower person, a bug's investigation
-time scale the whole task), which is additive in log space; and it extrapolates along log(estimate) to
-estimates larger than any in the history, where trees would predict a flat ceiling.
+Why this and not the earlier bootstrap: on a real company's history, bootstrapping log residuals without a
+bound multiplied some draws by ~850x, and imputing running tasks from a normal tail made it 4x worse; P85
+dates landed centuries out. The empirical distribution never draws beyond twice what the data show, and a
+running task counts as "at least this long", nothing more.
 
-**Spread.** Durations are drawn as exp(predicted log duration + r), where r is bootstrapped from
-**out-of-fold residuals** (K-fold, K = min(5, n // 5)): in-sample residuals would understate the spread.
-Residuals are grouped because the spread differs by group: unestimated tasks form one group, estimated
-tasks one group per type (bugs are less predictable than chores); a group needs ``MIN_GROUP_RESIDUALS`` =
-20 residuals, otherwise the task draws from all estimated (resp. all) residuals. Grouping by type rather
-than estimate bucket: in log space residuals are already relative, so size matters less than kind of work.
-Draws are independent across tasks (no shared "slow month" effect), and never below 0.25 day.
+**Recency.** Every task is weighted by 0.5 ** (age / 91 days) (``survival.HALF_LIFE_DAYS``), age counted
+from its start: teams change speed, and last quarter's team is the one that will do the work.
 
-**Checking.** The whole procedure is rerun in K-fold cross-validation; ``describe()`` reports the
-out-of-fold median absolute error in working days of the model's median against the naive baseline
-"duration = estimate" (unestimated tasks at the training folds' median duration), and how wide the P10-P90
-band typically is.
+**Running tasks.** ``sample_remaining`` draws a running task's duration *given* that it has lasted as long as
+it has (the survival distribution above its elapsed time) and returns what is left. A task running longer
+than anything in the history keeps a Pareto tail from where it is: its remaining time is never zero and
+grows with how long it has run.
 
-Censoring
----------
-Finished tasks alone are a biased sample: of the work started in the last weeks, only the quick part is
-done, so a model of them learns durations that are too short and a band too narrow (the calibration
-backtest showed P85 dates holding about 70 % of the time because of it). Tasks still in progress are
-therefore passed as ``in_progress`` with ``now``: each took *at least* the working days it has run. They
-enter by stochastic Buckley-James-style imputation: ``CENSORED_ROUNDS`` = 3 times, draw each running
-task's log duration from its residual group above its elapsed time (a normal fitted to the group when no
-residual is that large), refit on finished + imputed tasks and recompute the out-of-fold residuals. The
-cross-validated errors in days are still measured on finished tasks only.
+**Checking.** ``describe()`` reports the out-of-fold median absolute error in working days of the model's
+median against the naive "duration = estimate" (unestimated tasks at the training folds' median duration).
 
 Fallback
 --------
@@ -69,24 +55,25 @@ With fewer than ``min_items`` usable tasks (of the project, and of ``organisatio
 there is nothing trustworthy to learn, and the model says so. It then draws
 
 - for estimated tasks: estimate x a log-normal multiplier with P10 x0.7 and P90 x2.0 (median x1.18, mean
-  about x1.29). This sits between McConnell's cone of uncertainty at "product definition" (x0.5-x2) and
-  "requirements complete" (x0.67-x1.5), skewed towards overruns as single-task estimates are, and its mean
-  overrun of ~30 % matches the average overruns of 30-40 % that Molokken & Jorgensen's review of estimation
-  surveys (2003) reports;
-- for unestimated tasks: the median duration of the usable history when it holds at least
-  ``MIN_FOR_HISTORY_MEDIAN`` = 5 tasks, else ``DEFAULT_UNESTIMATED_DAYS`` = 3 days, x a log-normal
-  multiplier with P10 x1/3 and P90 x3 (no estimate, so wider than the cone's early stages).
+  about x1.29): between McConnell's cone of uncertainty at "product definition" (x0.5-x2) and "requirements
+  complete" (x0.67-x1.5), skewed towards overruns as single-task estimates are; its mean overrun of ~30 %
+  matches the 30-40 % that Molokken & Jorgensen's review of estimation surveys (2003) reports;
+- for unestimated tasks: the median duration of the usable history when it holds at least 5 tasks, else
+  3 days, x a log-normal multiplier with P10 x1/3 and P90 x3.
+
+A running task past its log-normal's bulk (3 standard deviations) gets a Pareto tail of index
+``FALLBACK_TAIL_INDEX`` = 3 from its elapsed time: its median remaining is about a quarter of what it has
+run, never "done today".
 
 Pools
 -----
-The project's own history is used when it is large enough. Otherwise, when ``organisation`` is given and
-holds at least ``min_items`` usable tasks, the model is trained on the organisation's tasks (the project's
-included) and ``pool`` and the reason say so: other teams' durations beat a fixed band, but less so than
-the project's own.
+The project's own history is used when it is large enough; otherwise, when ``organisation`` holds at least
+``min_items`` usable tasks, the organisation's (the project's included), and ``pool`` and the reason say so.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -103,6 +90,7 @@ from threadpoolctl import threadpool_limits
 
 from framework2.errors import DataError
 from framework2.tasks.planning.records import TaskRecord
+from framework2.tasks.planning.survival import CAP_FACTOR, HALF_LIFE_DAYS, CensoredDistribution, recency_weights
 
 MIN_DURATION_DAYS = 0.25
 TOP_LABELS = 10
@@ -111,15 +99,18 @@ MIN_TYPE_TASKS = 3
 MIN_ASSIGNEE_TASKS = 5
 MIN_GROUP_RESIDUALS = 20
 MAX_FOLDS = 5
-CENSORED_ROUNDS = 3
 # min_items below this leaves too few tasks per fold to cross-validate anything.
 MIN_TRAINABLE = 10
+# The regression must beat one typical duration by this share of its error, out of fold, to be used.
+FEATURE_GAIN = 0.03
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 3, 11))
 # Fallback multipliers on the estimate (P10, P90) and on the unestimated default (see module docstring).
 FALLBACK_BAND = (0.7, 2.0)
 UNESTIMATED_BAND = (1 / 3, 3.0)
 DEFAULT_UNESTIMATED_DAYS = 3.0
 MIN_FOR_HISTORY_MEDIAN = 5
+FALLBACK_TAIL_INDEX = 3.0
+_FALLBACK_TAIL_Z = 3.0
 _Z90 = 1.2815515655446004  # 90th percentile of the standard normal
 _DAY = timedelta(days=1)
 _MAX_EXAMPLES = 3
@@ -170,6 +161,10 @@ def _add_working_days(start: datetime, days: float) -> datetime:
             return moment + remaining * _DAY
         remaining -= today
         moment = next_midnight
+
+
+def _age_days(moment: datetime, now: datetime) -> float:
+    return max(0.0, (_utc(now) - _utc(moment)) / _DAY)
 
 
 def _estimate_problem(task: TaskRecord) -> str | None:
@@ -309,10 +304,12 @@ class _Vocabulary:
         return x
 
 
-def _fit_pipeline(tasks: Sequence[TaskRecord], durations: np.ndarray) -> tuple[_Vocabulary, Pipeline]:
+def _fit_pipeline(
+    tasks: Sequence[TaskRecord], durations: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[_Vocabulary, Pipeline]:
     vocabulary = _Vocabulary.learn(tasks)
     pipeline = Pipeline([("scale", StandardScaler()), ("ridge", RidgeCV(alphas=RIDGE_ALPHAS))])
-    pipeline.fit(vocabulary.design(tasks), np.log(durations))
+    pipeline.fit(vocabulary.design(tasks), np.log(durations), ridge__sample_weight=weights)
     return vocabulary, pipeline
 
 
@@ -323,20 +320,8 @@ def _residual_groups(task: TaskRecord) -> tuple[str, ...]:
     return (f"type:{task.type.lower()}", "estimated", "all")
 
 
-def _group_residuals(tasks: Sequence[TaskRecord], residuals: np.ndarray) -> dict[str, np.ndarray]:
-    members: dict[str, list[float]] = {}
-    for task, residual in zip(tasks, residuals, strict=True):
-        for group in _residual_groups(task):
-            members.setdefault(group, []).append(float(residual))
-    return {
-        group: np.asarray(values)
-        for group, values in members.items()
-        if group == "all" or len(values) >= MIN_GROUP_RESIDUALS
-    }
-
-
-def _pick_group(task: TaskRecord, residuals: dict[str, np.ndarray]) -> str:
-    return next(g for g in _residual_groups(task) if g in residuals)
+def _pick_group(task: TaskRecord, groups: dict[str, CensoredDistribution]) -> str:
+    return next(g for g in _residual_groups(task) if g in groups)
 
 
 def _log_band(p10: float, p90: float) -> tuple[float, float]:
@@ -349,36 +334,58 @@ def _folds(n: int) -> int:
     return max(2, min(MAX_FOLDS, n // 5))
 
 
+class _ConstantCentre:
+    """The centre when the task's features do not predict its duration out of fold: one weighted mean."""
+
+    def __init__(self, log_durations: np.ndarray, weights: np.ndarray) -> None:
+        self.value = float(np.average(log_durations, weights=weights))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.value)
+
+
 @dataclass(frozen=True)
 class _CrossCheck:
-    residuals: np.ndarray  # out-of-fold residuals of log duration
+    residuals: np.ndarray  # out-of-fold residuals of log duration (of the centre chosen)
     model_mae: float  # working days, model median vs actual
     baseline_mae: float  # working days, estimate (or fold median) vs actual
+    constant_mae: float  # working days, the fold's median duration for every task
+    constant_residuals: np.ndarray  # out-of-fold residuals of the constant centre
+
+    @property
+    def features_help(self) -> bool:
+        """Whether the regression beats one typical duration for every task by at least ``FEATURE_GAIN``."""
+        return self.model_mae < (1.0 - FEATURE_GAIN) * self.constant_mae
 
 
 def _cross_check(
-    tasks: Sequence[TaskRecord], durations: np.ndarray, random_state: int, observed: np.ndarray | None = None
+    tasks: Sequence[TaskRecord], durations: np.ndarray, weights: np.ndarray, random_state: int
 ) -> _CrossCheck:
-    """Out-of-fold residuals of every task; the errors in days only over ``observed`` (not imputed) ones."""
-    observed = np.ones(len(tasks), dtype=bool) if observed is None else observed
+    """Out-of-fold residuals of every task, and the model's and the naive baseline's errors in days."""
     log_durations = np.log(durations)
     oof_log = np.empty(len(tasks))
+    oof_constant = np.empty(len(tasks))
     oof_median = np.empty(len(tasks))
+    constant = np.empty(len(tasks))
     baseline = np.empty(len(tasks))
     folds = KFold(n_splits=_folds(len(tasks)), shuffle=True, random_state=random_state)
     for train, test in folds.split(np.arange(len(tasks))):
         train_tasks = [tasks[i] for i in train]
         test_tasks = [tasks[i] for i in test]
-        vocabulary, pipeline = _fit_pipeline(train_tasks, durations[train])
+        vocabulary, pipeline = _fit_pipeline(train_tasks, durations[train], weights[train])
         shift = float(np.median(log_durations[train] - pipeline.predict(vocabulary.design(train_tasks))))
         oof_log[test] = pipeline.predict(vocabulary.design(test_tasks))
         oof_median[test] = np.maximum(MIN_DURATION_DAYS, np.exp(oof_log[test] + shift))
         fold_median = float(np.median(durations[train]))
         baseline[test] = [fold_median if t.estimate_days is None else t.estimate_days for t in test_tasks]
+        constant[test] = fold_median
+        oof_constant[test] = _ConstantCentre(log_durations[train], weights[train]).value
     return _CrossCheck(
         residuals=log_durations - oof_log,
-        model_mae=float(np.median(np.abs(oof_median - durations)[observed])),
-        baseline_mae=float(np.median(np.abs(baseline - durations)[observed])),
+        model_mae=float(np.median(np.abs(oof_median - durations))),
+        baseline_mae=float(np.median(np.abs(baseline - durations))),
+        constant_mae=float(np.median(np.abs(constant - durations))),
+        constant_residuals=log_durations - oof_constant,
     )
 
 
@@ -397,12 +404,34 @@ def _left_out(history: _History) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def lognormal_above(mu: np.ndarray, sigma: np.ndarray, floors: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Log values of a normal(mu, sigma) given they exceed ``floors``, by inverse survival (u near 0 = long).
+
+    Beyond ``_FALLBACK_TAIL_Z`` standard deviations the excess over the floor is exponential at rate
+    ``FALLBACK_TAIL_INDEX`` (a Pareto tail in days), so a task far past its expected length keeps a remaining
+    time that grows with how long it has run instead of collapsing onto its elapsed time.
+    """
+    mu, sigma = np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float)
+    u = np.clip(np.asarray(uniforms, dtype=float), 1e-300, 1.0)
+    z0 = np.broadcast_to((np.asarray(floors, dtype=float) - mu) / sigma, u.shape)
+    mu, sigma = np.broadcast_to(mu, u.shape), np.broadcast_to(sigma, u.shape)
+    out = np.empty(u.shape)
+    far = z0 > _FALLBACK_TAIL_Z
+    near = ~far
+    if near.any():
+        level = u[near] * ndtr(-z0[near])
+        out[near] = mu[near] - sigma[near] * ndtri(np.maximum(level, 1e-300))
+    if far.any():
+        out[far] = mu[far] + sigma[far] * z0[far] - np.log(u[far]) / FALLBACK_TAIL_INDEX
+    return out
+
+
 @dataclass(frozen=True)
 class DurationModel:
     """Working-day duration distributions for tasks, learned or fallback (see module docstring).
 
-    Use ``sample`` for Monte Carlo forecasts, ``forecast`` for per-task percentiles, ``describe`` for the
-    reason in words.
+    Use ``sample`` / ``sample_remaining`` for Monte Carlo forecasts, ``forecast`` for per-task percentiles,
+    ``describe`` for the reason in words.
     """
 
     mode: Literal["model", "fallback"]
@@ -422,14 +451,16 @@ class DurationModel:
     unestimated_source: Literal["history median", "default"] = "default"
     vocabulary: _Vocabulary | None = None
     pipeline: Pipeline | None = None
-    residuals: dict[str, np.ndarray] = field(default_factory=dict)
+    residuals: dict[str, CensoredDistribution] = field(default_factory=dict)
+    # log of the longest duration the history shows (finished or still running): no fresh draw goes past twice it.
+    longest_log: float | None = None
 
     def describe(self) -> str:
         """The model's reason: training size, cross-validated error vs the naive baseline, band width."""
         return self.reason
 
     def _centres(self, tasks: Sequence[TaskRecord]) -> np.ndarray:
-        """Predicted mean log duration per task (model mode)."""
+        """Predicted centre of log duration per task (model mode)."""
         assert self.vocabulary is not None and self.pipeline is not None
         return self.pipeline.predict(self.vocabulary.design(tasks))
 
@@ -443,32 +474,78 @@ class DurationModel:
         mu, sigma = _log_band(*UNESTIMATED_BAND)
         return float(np.log(self.unestimated_days)) + mu, sigma, self.unestimated_source
 
-    def sample(
-        self, tasks: Sequence[TaskRecord], trials: int, rng: np.random.Generator | int | None = None
-    ) -> np.ndarray:
-        """Working-day durations, shape ``(trials, len(tasks))``, drawn independently per task and trial.
-
-        ``rng`` is a numpy Generator or a seed; the same seed gives the same draws.
-        """
-        if trials < 1:
-            raise ValueError(f"trials must be at least 1, got {trials}")
-        _check_targets(tasks)
-        generator = np.random.default_rng(rng)
-        out = np.empty((trials, len(tasks)))
-        if not tasks:
-            return out
+    def _draw_log(self, tasks: Sequence[TaskRecord], floors: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """(n, trials) log durations given log duration > floor (-inf: unconditional), task-major."""
+        out = np.empty(uniforms.shape)
         if self.mode == "model":
             centres = self._centres(tasks)
             groups = [_pick_group(task, self.residuals) for task in tasks]
             for group in sorted(set(groups)):
-                columns = np.array([j for j, g in enumerate(groups) if g == group])
-                pool = self.residuals[group]
-                picks = generator.integers(0, len(pool), size=(trials, len(columns)))
-                out[:, columns] = np.exp(centres[columns] + pool[picks])
+                rows = np.array([j for j, g in enumerate(groups) if g == group])
+                distribution = self.residuals[group]
+                out[rows] = centres[rows, None] + distribution.sample_above(
+                    (floors[rows] - centres[rows])[:, None], uniforms[rows]
+                )
+            if self.longest_log is not None:
+                # The residual tail is capped relative to each task's centre; a task with a large centre would
+                # still be drawn past anything the team has ever taken. Cap in days too, unless already past.
+                cap = self.longest_log + math.log(CAP_FACTOR)
+                # A running task may always take CAP_FACTOR times what it has run (never squeezed to nothing).
+                limit = np.maximum(cap, floors + math.log(CAP_FACTOR))[:, None]
+                out = np.minimum(out, limit)
         else:
             mu, sigma = np.array([self._fallback_log(task)[:2] for task in tasks]).T
-            out[:] = np.exp(mu + sigma * generator.standard_normal((trials, len(tasks))))
-        return np.maximum(out, MIN_DURATION_DAYS)
+            out[:] = lognormal_above(mu[:, None], sigma[:, None], floors[:, None], uniforms)
+        return out
+
+    def sample(
+        self,
+        tasks: Sequence[TaskRecord],
+        trials: int,
+        rng: np.random.Generator | int | None = None,
+        *,
+        uniforms: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Working-day durations, shape ``(trials, len(tasks))``.
+
+        Independent per task and trial unless ``uniforms`` (task-major ``(n, trials)``, survival orientation:
+        near 0 = long) say otherwise. ``rng`` is a numpy Generator or a seed; the same seed gives the same draws.
+        """
+        return self.sample_remaining(tasks, np.zeros(len(tasks)), trials, rng, uniforms=uniforms)
+
+    def sample_remaining(
+        self,
+        tasks: Sequence[TaskRecord],
+        elapsed: np.ndarray,
+        trials: int,
+        rng: np.random.Generator | int | None = None,
+        *,
+        uniforms: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Working days left, shape ``(trials, len(tasks))``, of tasks that have run ``elapsed`` working days.
+
+        Each task's duration is drawn given that it is longer than what it has run; the result is what is left
+        (always > 0 for a running task, growing with ``elapsed`` once that is past what the history knows).
+        ``elapsed`` 0 means not started: the whole duration, at least ``MIN_DURATION_DAYS``.
+        """
+        if trials < 1:
+            raise ValueError(f"trials must be at least 1, got {trials}")
+        _check_targets(tasks)
+        elapsed = np.asarray(elapsed, dtype=float)
+        if elapsed.shape != (len(tasks),) or not (np.isfinite(elapsed).all() and (elapsed >= 0).all()):
+            raise DataError(f"elapsed must be {len(tasks)} finite working days >= 0", "0 for tasks not started")
+        if not tasks:
+            return np.empty((trials, 0))
+        if uniforms is None:
+            uniforms = np.random.default_rng(rng).uniform(size=(len(tasks), trials))
+        elif uniforms.shape != (len(tasks), trials):
+            raise ValueError(f"uniforms must have shape {(len(tasks), trials)}, got {uniforms.shape}")
+        running = elapsed > MIN_DURATION_DAYS
+        floors = np.where(running, np.log(np.maximum(elapsed, MIN_DURATION_DAYS)), -np.inf)
+        total = np.exp(self._draw_log(tasks, floors, uniforms))
+        left = np.where(running[:, None], total - elapsed[:, None], np.maximum(total, MIN_DURATION_DAYS))
+        # A draw equal to the floor (the first value above it) still leaves a sliver of work.
+        return np.maximum(left, 1e-3).T
 
     def forecast(self, tasks: Sequence[TaskRecord]) -> list[DurationForecast]:
         """P10, median and P90 of each task's duration (exact quantiles of the sampling distribution)."""
@@ -478,12 +555,18 @@ class DurationModel:
         results = []
         if self.mode == "model":
             centres = self._centres(tasks)
+            spreads: dict[str, np.ndarray] = {}
             for task, centre in zip(tasks, centres, strict=True):
                 group = _pick_group(task, self.residuals)
-                q = np.maximum(MIN_DURATION_DAYS, np.exp(centre + np.quantile(self.residuals[group], [0.1, 0.5, 0.9])))
+                spread = self.residuals[group]
+                if group not in spreads:
+                    spreads[group] = np.array([spread.quantile(p) for p in (0.1, 0.5, 0.9)])
+                q = np.maximum(MIN_DURATION_DAYS, np.exp(centre + spreads[group]))
+                if self.longest_log is not None:
+                    q = np.minimum(q, CAP_FACTOR * np.exp(self.longest_log))
                 why = (
-                    f"ridge model of log duration on {self.training_size} done tasks of the {self.pool}; "
-                    f"spread from {len(self.residuals[group])} out-of-fold residuals ({group})"
+                    f"{self.training_size} tasks of the {self.pool}; spread from {spread.events} out-of-fold "
+                    f"residuals and {spread.censored} running tasks ({group})"
                 )
                 results.append(DurationForecast(task=task.key, p10=q[0], p50=q[1], p90=q[2], basis="model", reason=why))
             return results
@@ -553,29 +636,18 @@ def _running(tasks: Iterable[TaskRecord], now: datetime, exclude: set[str]) -> t
     return running, np.asarray(elapsed, dtype=float)
 
 
-def normal_above(values: np.ndarray, floor: float, rng: np.random.Generator, size: int) -> np.ndarray:
-    """``size`` draws from a normal fitted to ``values``, conditioned on exceeding ``floor`` (inverse CDF)."""
-    mu, sigma = float(values.mean()), max(float(values.std()), 1e-3)
-    low = min(float(ndtr((floor - mu) / sigma)), 1 - 1e-9)
-    return mu + sigma * ndtri(rng.uniform(low, 1.0, size=size))
-
-
-def _impute_beyond(
-    centres: np.ndarray, floors: np.ndarray, pools: list[np.ndarray], rng: np.random.Generator
-) -> np.ndarray:
-    """Log durations for censored tasks: a draw from each task's residual pool above what it has already run.
-
-    When no residual in the pool is that large, a normal fitted to the pool is truncated at the floor and
-    sampled by inverse CDF, so a task running far past everything seen keeps a tail beyond its elapsed time.
-    """
-    out = np.empty(len(centres))
-    for i, (centre, floor, pool) in enumerate(zip(centres, floors, pools, strict=True)):
-        needed = floor - centre
-        beyond = pool[pool > needed]
-        if len(beyond):
-            out[i] = centre + float(rng.choice(beyond))
-            continue
-        out[i] = centre + float(normal_above(pool, needed, rng, 1)[0])
+def _residual_distributions(
+    tasks: Sequence[TaskRecord], residuals: np.ndarray, observed: np.ndarray, weights: np.ndarray
+) -> dict[str, CensoredDistribution]:
+    members: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        for group in _residual_groups(task):
+            members.setdefault(group, []).append(i)
+    out = {}
+    for group, rows in members.items():
+        index = np.asarray(rows)
+        if group == "all" or observed[index].sum() >= MIN_GROUP_RESIDUALS:
+            out[group] = CensoredDistribution.fit(residuals[index], observed[index], weights[index])
     return out
 
 
@@ -587,6 +659,7 @@ def fit_duration_model(
     organisation: Sequence[TaskRecord] | None = None,
     in_progress: Sequence[TaskRecord] = (),
     now: datetime | None = None,
+    half_life_days: float = HALF_LIFE_DAYS,
 ) -> DurationModel:
     """Learn working-day duration distributions from finished tasks (see module docstring).
 
@@ -594,7 +667,7 @@ def fit_duration_model(
     project has fewer than ``min_items`` usable tasks. With too little history in both, the returned model
     is in fallback mode and its reason says so with the counts. Bad rows are excluded, not raised.
     ``in_progress`` tasks (of the same pool; with ``now``) enter as censored: they took at least as long as
-    they have run so far (see "Censoring" in the module docstring).
+    they have run so far. ``now`` (default: the latest finish in the history) also anchors the recency weights.
     """
     if min_items < MIN_TRAINABLE:
         raise ValueError(f"min_items must be at least {MIN_TRAINABLE} to cross-validate, got {min_items}")
@@ -612,40 +685,52 @@ def fit_duration_model(
         return _fallback(project, organisation_history, min_items)
 
     tasks, durations = history.tasks, history.durations
+    anchor = now if now is not None else max(_utc(t.done_at) for t in tasks if t.done_at is not None)
     running, elapsed = _running(in_progress, now, {t.key for t in tasks}) if now is not None else ([], np.empty(0))
     if pool == "project":
         running_pool = {t.project for t in done}
         keep = [i for i, t in enumerate(running) if t.project in running_pool]
         running, elapsed = [running[i] for i in keep], elapsed[keep]
+    weights = recency_weights(np.array([_age_days(t.started_at, anchor) for t in tasks]), half_life_days)
+    running_weights = recency_weights(np.array([_age_days(t.started_at, anchor) for t in running]), half_life_days)
     # A few dozen features: BLAS threads only add overhead (and spin-wait on busy workers).
     with threadpool_limits(limits=1):
-        vocabulary, pipeline = _fit_pipeline(tasks, durations)
-        check = _cross_check(tasks, durations, random_state)
-        if running:
-            # Finished tasks alone are biased short: of the work started lately, only the quick part is done.
-            # Stochastic Buckley-James-style imputation: draw each running task's duration beyond what it has
-            # run from the current fit, refit on everything, repeat.
-            rng = np.random.default_rng(random_state)
-            observed = np.r_[np.ones(len(tasks), dtype=bool), np.zeros(len(running), dtype=bool)]
-            for _ in range(CENSORED_ROUNDS):
-                residuals = _group_residuals(tasks, check.residuals[: len(tasks)])
-                pools = [residuals[_pick_group(t, residuals)] for t in running]
-                imputed = _impute_beyond(pipeline.predict(vocabulary.design(running)), np.log(elapsed), pools, rng)
-                both = [*history.tasks, *running]
-                durations = np.r_[history.durations, np.exp(imputed)]
-                vocabulary, pipeline = _fit_pipeline(both, durations)
-                check = _cross_check(both, durations, random_state, observed)
-            tasks = both
-        centres = pipeline.predict(vocabulary.design(tasks))
-    residuals = _group_residuals(tasks, check.residuals)
-    p10 = np.empty(len(tasks))
-    p90 = np.empty(len(tasks))
-    for i, task in enumerate(tasks):
-        q10, q90 = np.quantile(residuals[_pick_group(task, residuals)], [0.1, 0.9])
-        p10[i], p90[i] = np.maximum(MIN_DURATION_DAYS, np.exp(centres[i] + np.array([q10, q90])))
-    width, ratio = float(np.median(p90 - p10)), float(np.median(p90 / p10))
+        vocabulary, pipeline = _fit_pipeline(tasks, durations, weights)
+        check = _cross_check(tasks, durations, weights, random_state)
+        oof = check.residuals
+        if not check.features_help:
+            # Features that do not predict out of fold only spread the tasks apart (and the slowest-looking
+            # one decides a scope's date): one typical duration for all is the honest centre.
+            pipeline, oof = _ConstantCentre(np.log(durations), weights), check.constant_residuals  # type: ignore[assignment]
+        running_residuals = np.log(elapsed) - pipeline.predict(vocabulary.design(running)) if running else np.empty(0)
+    everyone = [*tasks, *running]
+    observed = np.r_[np.ones(len(tasks), dtype=bool), np.zeros(len(running), dtype=bool)]
+    residuals = _residual_distributions(
+        everyone, np.r_[oof, running_residuals], observed, np.r_[weights, running_weights]
+    )
+    model = DurationModel(
+        mode="model",
+        pool=pool,
+        training_size=len(tasks),
+        project_usable=len(project.tasks),
+        min_items=min_items,
+        excluded=history.excluded,
+        skipped=history.skipped,
+        reason="",
+        censored=len(running),
+        cv_mae_days=check.model_mae,
+        baseline_mae_days=check.baseline_mae,
+        unestimated_days=float(np.median(durations)),
+        unestimated_source="history median",
+        vocabulary=vocabulary,
+        pipeline=pipeline,
+        residuals=residuals,
+        longest_log=float(np.log(max(durations.max(), elapsed.max() if len(elapsed) else 0.0))),
+    )
+    bands = np.array([[f.p10, f.p90] for f in model.forecast(tasks)])
+    width, ratio = float(np.median(bands[:, 1] - bands[:, 0])), float(np.median(bands[:, 1] / bands[:, 0]))
 
-    source = f"{len(history.tasks)} done tasks of the {pool}"
+    source = f"{len(tasks)} done tasks of the {pool}"
     if running:
         source += f" and {len(running)} still in progress (counted as lasting at least as long as they have run)"
     if pool == "organisation":
@@ -656,173 +741,42 @@ def fit_duration_model(
     )
     if check.model_mae >= check.baseline_mae:
         errors = f"the model does NOT beat the naive baseline ({errors}): treat its medians as no better than estimates"
-    groups = ", ".join(f"{g} {len(r)}" for g, r in sorted(residuals.items()))
+    tail = residuals["all"]
+    groups = ", ".join(f"{g} {d.events}+{d.censored}" for g, d in sorted(residuals.items()))
+    centre = (
+        "ridge regression of log working days on log estimate, type, labels, assignee and title length"
+        if check.features_help
+        else (
+            f"one typical duration for every task (the task's estimate, type, labels and assignee did not predict "
+            f"its duration out of fold: {check.model_mae:.2f} vs {check.constant_mae:.2f} working days)"
+        )
+    )
     reason = (
-        f"learned from {source}{_left_out(history)}: ridge regression of log working days on log estimate, "
-        f"type, labels, assignee and title length; {errors}; the P10-P90 band is typically {width:.2f} working "
-        f"days wide (P90 = x{ratio:.2f} P10), bootstrapped from out-of-fold residuals ({groups})"
+        f"learned from {source}{_left_out(history)}: {centre}, recency-weighted (half-life {half_life_days:g} days); "
+        f"{errors}; "
+        f"the P10-P90 band is typically {width:.2f} working days wide (P90 = x{ratio:.2f} P10), from censored "
+        f"empirical residuals ({groups}) with a Pareto tail of index {tail.index:.2g} capped at x2 the longest seen"
     )
     return DurationModel(
-        mode="model",
-        pool=pool,
-        training_size=len(tasks),
-        project_usable=len(project.tasks),
-        min_items=min_items,
-        excluded=history.excluded,
-        skipped=history.skipped,
-        reason=reason,
-        censored=len(running),
-        cv_mae_days=check.model_mae,
-        baseline_mae_days=check.baseline_mae,
-        band_width_days=width,
-        band_ratio=ratio,
-        unestimated_days=float(np.median(durations)),
-        unestimated_source="history median",
-        vocabulary=vocabulary,
-        pipeline=pipeline,
-        residuals=residuals,
+        **{
+            **model.__dict__,
+            "reason": reason,
+            "band_width_days": width,
+            "band_ratio": ratio,
+        }
     )
 
 
-# --- Synthetic history ---------------------------------------------------------------------------------------
-
-SYNTHETIC_PROJECT = "synthetic:shop"
-SYNTHETIC_ESTIMATES = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
-_ESTIMATE_P = (0.15, 0.25, 0.25, 0.15, 0.12, 0.08)
-_UNESTIMATED_SHARE = 0.15
-# type: (share, median duration / estimate, log-normal sigma)
-_TYPES = {
-    "feature": (0.40, 1.30, 0.35),
-    "bug": (0.30, 1.10, 0.65),
-    "task": (0.20, 1.00, 0.30),
-    "chore": (0.10, 0.80, 0.30),
-}
-# assignee: (share of tasks, duration multiplier); None = unassigned. "fay" rarely gets work (< 5 tasks).
-_PEOPLE: dict[str | None, tuple[float, float]] = {
-    "ana": (0.25, 0.75),
-    "ben": (0.20, 0.90),
-    "chen": (0.20, 1.00),
-    "dara": (0.15, 1.15),
-    "eli": (0.13, 1.35),
-    "fay": (0.02, 1.00),
-    None: (0.05, 1.00),
-}
-# label: (probability a task carries it, duration multiplier)
-_LABEL_EFFECTS = {
-    "backend": (0.40, 1.00),
-    "frontend": (0.35, 1.00),
-    "db": (0.15, 1.30),
-    "infra": (0.10, 1.15),
-    "docs": (0.10, 0.70),
-    "urgent": (0.10, 0.85),
-}
-_RARE_LABELS = 40
-_RARE_LABEL_P = 0.10
-_WORDS = (
-    "add",
-    "fix",
-    "update",
-    "remove",
-    "checkout",
-    "search",
-    "cart",
-    "api",
-    "page",
-    "export",
-    "report",
-    "cache",
-    "login",
-    "payment",
-    "email",
-    "filter",
-    "sort",
-    "retry",
-    "timeout",
-    "admin",
-    "invoice",
-    "webhook",
-    "migration",
-    "index",
-    "coupon",
-)
-TASKS_PER_WORKING_DAY = 3
+def elapsed_working_days(tasks: Sequence[TaskRecord], now: datetime) -> np.ndarray:
+    """Working days each task has been running at ``now`` (0 for tasks not in progress)."""
+    return np.array(
+        [
+            working_days_between(t.started_at, now) if t.status == "in_progress" and t.started_at is not None else 0.0
+            for t in tasks
+        ]
+    )
 
 
-def synthetic_median_days(task: TaskRecord) -> float | None:
-    """The generating model's median duration of an estimated synthetic task; None when unestimated.
-
-    An unestimated synthetic task's hidden size is not on its record, so its true median is not known here.
-    """
-    if task.estimate_days is None:
-        return None
-    factor = _TYPES[task.type][1] * _PEOPLE[task.assignee][1]
-    for label in task.labels:
-        factor *= _LABEL_EFFECTS.get(label, (0.0, 1.0))[1]
-    return max(MIN_DURATION_DAYS, task.estimate_days * factor)
-
-
-def synthetic_task_history(n: int, *, seed: int = 0, start: datetime | None = None) -> list[TaskRecord]:
-    """``n`` plausible finished tasks of ``SYNTHETIC_PROJECT``, for tests and demos.
-
-    Generating model, per task: a size drawn from ``SYNTHETIC_ESTIMATES`` (probabilities 15/25/25/15/12/8 %),
-    shown as the estimate except for 15 % of tasks, which are unestimated. Type feature/bug/task/chore with
-    40/30/20/10 %; assignee ana/ben/chen/dara/eli/fay/unassigned with 25/20/20/15/13/2/5 %, who take x0.75,
-    x0.9, x1, x1.15, x1.35, x1, x1 as long. Labels independently: backend 40 %, frontend 35 % (no effect),
-    db 15 % (x1.3), infra 10 % (x1.15), docs 10 % (x0.7), urgent 10 % (x0.85), and with 10 % one of 40 rare
-    ``area-k`` labels (no effect). The duration in working days is
-
-        max(0.25, size x type factor x person multiplier x label multipliers x LogNormal(0, sigma_type))
-
-    with type factors feature x1.3, bug x1.1, task x1, chore x0.8 and sigma 0.35, 0.65, 0.3, 0.3 (bugs are
-    noisiest). The title has 2 + Poisson(1 + 1.5 log2(1 + size)) words, a weak size signal. Three tasks start
-    per working day from ``start`` (default 2024-01-01, a Monday, UTC) at a uniform time 09:00-17:00 and
-    finish that many working days later (weekends skipped). ``synthetic_median_days`` gives the true median.
-    """
-    if n < 0:
-        raise ValueError(f"n must not be negative, got {n}")
-    rng = np.random.default_rng(seed)
-    first = _utc(start) if start is not None else datetime(2024, 1, 1, tzinfo=UTC)
-    types = list(_TYPES)
-    people = list(_PEOPLE)
-    sizes = rng.choice(SYNTHETIC_ESTIMATES, size=n, p=_ESTIMATE_P)
-    estimated = rng.uniform(size=n) >= _UNESTIMATED_SHARE
-    kinds = rng.choice(len(types), size=n, p=[v[0] for v in _TYPES.values()])
-    who = rng.choice(len(people), size=n, p=[v[0] for v in _PEOPLE.values()])
-    label_draws = rng.uniform(size=(n, len(_LABEL_EFFECTS)))
-    rare = np.where(rng.uniform(size=n) < _RARE_LABEL_P, rng.integers(0, _RARE_LABELS, size=n), -1)
-    noise = rng.standard_normal(n)
-    words = 2 + rng.poisson(1 + 1.5 * np.log2(1 + sizes))
-    start_hours = rng.uniform(9, 17, size=n)
-    created_lag = rng.uniform(0, 20, size=n)
-
-    tasks = []
-    for i in range(n):
-        kind, assignee = types[kinds[i]], people[who[i]]
-        labels = [name for j, name in enumerate(_LABEL_EFFECTS) if label_draws[i, j] < _LABEL_EFFECTS[name][0]]
-        if rare[i] >= 0:
-            labels.append(f"area-{rare[i]}")
-        factor = _TYPES[kind][1] * _PEOPLE[assignee][1]
-        for label in labels:
-            factor *= _LABEL_EFFECTS.get(label, (0.0, 1.0))[1]
-        duration = max(MIN_DURATION_DAYS, float(sizes[i] * factor * np.exp(_TYPES[kind][2] * noise[i])))
-        day = np.busday_offset(first.date(), i // TASKS_PER_WORKING_DAY, roll="forward").astype(date)
-        started = _midnight(day) + timedelta(hours=float(start_hours[i]))
-        done = _add_working_days(started, duration)
-        title = " ".join(rng.choice(_WORDS, size=int(words[i]))).capitalize()
-        tasks.append(
-            TaskRecord(
-                key=f"{SYNTHETIC_PROJECT}#{i + 1}",
-                project=SYNTHETIC_PROJECT,
-                title=title,
-                status="done",
-                type=kind,
-                labels=labels,
-                estimate_days=float(sizes[i]) if estimated[i] else None,
-                assignee=assignee,
-                created_at=started - timedelta(days=float(created_lag[i])),
-                started_at=started,
-                done_at=done,
-                updated_at=done,
-            )
-        )
-    return tasks
+def log_floor(days: float) -> float:
+    """log(days) floored at ``MIN_DURATION_DAYS``: the space the distributions live in."""
+    return math.log(max(days, MIN_DURATION_DAYS))

@@ -1,25 +1,25 @@
-"""A project's completion forecast: the duration model's draws run through the dependency graph.
+"""A project's completion forecast: which model, on what data, and the throughput answer beside it.
 
-Which method, in order:
+Which model, in order (``Forecast.model`` says which, ``model_reason`` why):
 
-1. **dependency-graph** — the remaining tasks (and the not-done tasks in other projects they wait for)
-   get duration draws from the duration model (trained on completed tasks; with too little history it
-   says so and uses estimates with a stated uncertainty band), and ``simulate_schedule`` runs them
-   through the dependencies with the project's people as parallel workers.
-2. **throughput** — when no remaining task has an estimate and the duration model has no history
-   either, the daily completed-item counts of the last five weeks (zero days kept) are resampled, as
-   throughput-based Monte Carlo tools do; it needs 30 completed items over 5 weeks and says so.
-3. otherwise no forecast, with the reason.
+1. **flow** — when the duration model learned from finished work (the project's, or the organisation's
+   for a young project): running tasks finish after their remaining time, backlog tasks wait then run,
+   dependencies hold, open items move together as much as they did in the project's past, and the scope is
+   never done sooner than its size at the recent rate (``flow.py``). This is the forecast of *these* items.
+2. **plan** — too little finished history to learn from, but the open tasks have estimates: the estimates
+   with a stated uncertainty band, through the dependency graph with the project's people as parallel
+   workers. An uncalibrated plan, said plainly.
+3. **throughput** — no estimates and no history of durations: when *any* N items will be done at the
+   recent rate (``throughput.py``: the last 12 weeks, a shorter window for a young project, or an average
+   project's share of the organisation's rate).
+4. otherwise no forecast, with the reason.
 
-People's time off inside the forecast window (the first pass's P85) stretches durations by the share of
-people-days left, and the forecast is run again; weekly capacity needs no adjustment, because it already
-shaped the history the durations were learned from.
+The throughput answer for the same number of items is attached to every forecast that has a rate
+(``Forecast.throughput``), so a lead sees both answers; the calibration backtest scores both on the same
+past cases and says which held up better.
 
-A task already in progress has survived the working days since it started, so its remaining time is
-drawn from its duration distribution *given* that it lasts longer than that (``remaining_given_spent``).
-Subtracting the time spent from an unconditional draw instead makes the tasks that have been running
-long — the ones most likely to be long — look nearly done; the calibration backtest showed that as P85
-dates that held only about 60 % of the time.
+People's time off inside the forecast window (the first pass's P85) stretches waits and durations by the
+share of people-days left, and the forecast is run again.
 """
 
 from __future__ import annotations
@@ -29,62 +29,32 @@ from datetime import date, datetime
 
 import numpy as np
 
-from framework2.tasks.planning.durations import DurationModel, normal_above, working_days_between
+from framework2.tasks.planning.durations import DurationModel
+from framework2.tasks.planning.flow import (
+    Dependence,
+    estimate_dependence,
+    flow_finish,
+    project_rate,
+    remaining_scope,
+    simulate_flow,
+    stable_seed,
+    throughput_days,
+)
 from framework2.tasks.planning.montecarlo import (
     Forecast,
+    ThroughputAnswer,
     build_forecast,
     critical_for,
     criticality_index,
-    daily_throughput,
     group_finish,
-    history_sufficient,
     simulate_schedule,
-    throughput_forecast,
     unavailable_forecast,
 )
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, TaskRecord
+from framework2.tasks.planning.throughput import ThroughputRate
+from framework2.tasks.planning.waits import fit_wait_model
 
-MIN_SURVIVING_SHARE = 0.05
-
-
-def remaining_given_spent(draws: np.ndarray, spent: float, rng: np.random.Generator) -> np.ndarray:
-    """Remaining working days of a task that has run ``spent`` days, one per trial, given its duration draws.
-
-    While at least ``MIN_SURVIVING_SHARE`` of the draws exceed ``spent``, trials resample those draws (the
-    empirical conditional distribution) minus ``spent``. Past that — a task running longer than nearly
-    everything its kind ever took — a log-normal fitted to the draws is conditioned on exceeding ``spent``
-    and sampled by inverse CDF, so an overrunning task keeps a heavy tail instead of a made-up small rest.
-    """
-    if spent <= 0:
-        return draws
-    surviving = draws[draws > spent]
-    if len(surviving) >= MIN_SURVIVING_SHARE * len(draws):
-        return rng.choice(surviving, size=len(draws)) - spent
-    logs = np.log(np.maximum(draws, 1e-9))
-    return np.maximum(np.exp(normal_above(logs, float(np.log(spent)), rng, len(draws))) - spent, 0.0)
-
-
-def remaining_scope(
-    project: str, tasks: Sequence[TaskRecord], dependencies: Sequence[DependencyRecord]
-) -> tuple[list[TaskRecord], list[tuple[str, str]]]:
-    """Not-done tasks of ``project`` plus the not-done tasks anywhere they (transitively) wait for,
-    and the dependency edges among them (edges to done tasks are satisfied and dropped)."""
-    by_key = {t.key: t for t in tasks}
-    waits: dict[str, list[str]] = {}
-    for dep in dependencies:
-        waits.setdefault(dep.task, []).append(dep.depends_on)
-    open_keys = [t.key for t in tasks if t.project == project and t.status != "done"]
-    seen: dict[str, None] = {}
-    stack = list(open_keys)
-    while stack:
-        key = stack.pop()
-        if key in seen or key not in by_key or by_key[key].status == "done":
-            continue
-        seen[key] = None
-        stack.extend(waits.get(key, []))
-    scope = [by_key[k] for k in seen]
-    edges = [(d.task, d.depends_on) for d in dependencies if d.task in seen and d.depends_on in seen]
-    return scope, edges
+__all__ = ["availability", "forecast_project", "remaining_scope", "workers_for"]
 
 
 def workers_for(project: str, tasks: Sequence[TaskRecord], people: Sequence[PersonRecord]) -> int | None:
@@ -123,6 +93,48 @@ def availability(
     )
 
 
+def _seed(rng: np.random.Generator | int | None) -> int:
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2**62))
+    return 0 if rng is None else int(rng)
+
+
+def _throughput_answer(
+    rate: ThroughputRate | str, items: int, trials: int, seed: int, now: datetime
+) -> tuple[ThroughputAnswer | None, np.ndarray | None, np.ndarray | None]:
+    """The N-items answer as dates, and its per-trial calendar and working days (None without a rate)."""
+    if isinstance(rate, str) or items == 0:
+        return None, None, None
+    calendar, working = throughput_days(rate, items, trials, seed, now)
+    summary = build_forecast(calendar, method="throughput", start=now.date(), workdays=False)
+    answer = ThroughputAnswer(
+        items=items,
+        p50_date=summary.p50_date,
+        p85_date=summary.p85_date,
+        p95_date=summary.p95_date,
+        source=rate.source,
+        window=rate.reason,
+    )
+    return answer, calendar, working
+
+
+def _milestones(sample, scope: Sequence[TaskRecord], project: str, today: date, horizon: dict) -> dict[str, Forecast]:
+    milestones: dict[str, Forecast] = {}
+    for name in sorted({t.milestone for t in scope if t.project == project and t.milestone}):
+        members = [t.key for t in scope if t.project == project and t.milestone == name]
+        critical = critical_for(sample, members).mean(axis=0)
+        index = {k: float(critical[i]) for i, k in enumerate(sample.task_ids) if critical[i] > 0}
+        milestones[name] = build_forecast(
+            group_finish(sample, members),
+            method="dependency-graph",
+            start=today,
+            criticality=index,
+            reason=f"milestone {name}: {len(members)} open tasks",
+            **horizon,
+        )
+    return milestones
+
+
 def forecast_project(
     project: str,
     tasks: Sequence[TaskRecord],
@@ -135,38 +147,110 @@ def forecast_project(
     trials: int = 10_000,
     rng: np.random.Generator | int | None = 0,
     min_history_items: int = 30,
+    dependence: Dependence | float | None = None,
+    dependence_cache: dict | None = None,
 ) -> tuple[Forecast, dict[str, Forecast], np.ndarray | None]:
     """The project's forecast, one per milestone (by the milestone's own tasks), and the per-trial finish
-    days behind the project's (None without a forecast), for the chart."""
-    rng = np.random.default_rng(rng)
+    days behind the project's (None without a forecast), for the chart.
+
+    ``model`` is the duration model (``fit_duration_model`` on what is known at ``now``). ``dependence``: how
+    strongly open items move together in the flow model — None estimates it from the project's past
+    (``flow.estimate_dependence``, reusing ``dependence_cache`` when given), a number uses it as is.
+    """
+    seed = _seed(rng)
     today = now.date()
     scope, edges = remaining_scope(project, tasks, dependencies)
     if not scope:
         none = unavailable_forecast("dependency-graph", today, f"{project} has no open tasks", target_date=target_date)
         return none, {}, None
-    estimated = any(t.estimate_days is not None for t in scope)
-    if estimated or model.mode == "model":
-        draws = model.sample(scope, trials, rng)
-        for i, task in enumerate(scope):
-            if task.status == "in_progress" and task.started_at is not None:
-                draws[:, i] = remaining_given_spent(draws[:, i], working_days_between(task.started_at, now), rng)
+    own = [t.key for t in scope if t.project == project]
+    rate = project_rate(project, tasks, now)
+    answer, answer_calendar, answer_working = _throughput_answer(rate, len(own), trials, stable_seed(seed, "tp"), now)
+    external = len(scope) - len(own)
+    waiting = f" plus {external} open tasks in other projects they wait for" if external else ""
+
+    if model.mode == "model":
+        if dependence is None:
+            dependence = estimate_dependence(
+                project, tasks, dependencies, now=now, min_history_items=min_history_items, cache=dependence_cache
+            )
+        elif not isinstance(dependence, Dependence):
+            dependence = Dependence(
+                float(dependence), 0, f"items move together with correlation {dependence:g} (given)"
+            )
+        waits = fit_wait_model([t for t in tasks if t.project == project], now) or fit_wait_model(tasks, now)
+
+        def run(stretch: float):  # type: ignore[no-untyped-def]
+            sample = simulate_flow(
+                scope,
+                edges,
+                model,
+                waits,
+                now=now,
+                trials=trials,
+                seed=seed,
+                dependence=dependence.value,
+                stretch=stretch * dependence.pace,
+            )
+            return sample, *flow_finish(sample, own, answer_working)
+
+        sample, finish, floored = run(1.0)
+        horizon_days = int(min(np.ceil(np.quantile(finish, 0.85)), 5 * 261))
+        share, away = availability(project, tasks, people, today, horizon_days)
+        if share < 1.0:
+            sample, finish, floored = run(1.0 / max(share, 0.05))
+        todo = sum(1 for t in scope if t.status == "todo")
+        running = len(scope) - todo
+        wait_text = (
+            waits.describe() if waits is not None else "no history of waits: backlog tasks are taken to start now"
+        )
+        floor_text = (
+            f"; the throughput floor ({answer.window}) decided {floored:.0%} of trials"
+            if answer is not None
+            else f"; no throughput floor ({rate})"
+        )
+        model_reason = (
+            f"flow model: learned from how this team's work flowed — {running} running tasks finish after their "
+            f"remaining time given how long they have run, {todo} not started wait then run ({wait_text}); "
+            f"{dependence.reason}{floor_text}"
+        )
+        reason = (
+            f"{len(own)} open tasks{waiting}; {trials:,} trials through the dependency graph"
+            + (f"; {away}" if away else "")
+            + f". Durations: {model.describe()}"
+        )
+        overall = build_forecast(
+            finish,
+            method="dependency-graph",
+            start=today,
+            target_date=target_date,
+            criticality=criticality_index(sample, within=own),
+            reason=reason,
+            model="flow",
+            model_reason=model_reason,
+            dependence=dependence.value,
+            throughput=answer,
+        )
+        return overall, _milestones(sample, scope, project, today, {}), finish
+
+    if any(t.estimate_days is not None for t in scope):
         workers = workers_for(project, tasks, people)
         keys = [t.key for t in scope]
+        draws = model.sample(scope, trials, np.random.default_rng([seed, 2]))
         sample = simulate_schedule(keys, np.asfortranarray(draws), edges, workers=workers)
-        own = [t.key for t in scope if t.project == project]
-        # Time off inside the forecast window: one more pass with durations stretched by the share of
-        # people-days left. (History durations already include part-time capacity, so only absences
-        # ahead need adding.)
-        horizon = int(np.ceil(np.quantile(group_finish(sample, own), 0.85)))
-        share, away = availability(project, tasks, people, today, horizon)
+        horizon_days = int(min(np.ceil(np.quantile(group_finish(sample, own), 0.85)), 5 * 261))
+        share, away = availability(project, tasks, people, today, horizon_days)
         if share < 1.0:
             draws /= max(share, 0.05)
             sample = simulate_schedule(keys, np.asfortranarray(draws), edges, workers=workers)
-        external = len(scope) - len(own)
-        waiting = f" plus {external} open tasks in other projects they wait for" if external else ""
+        model_reason = (
+            "plan: too little finished work to learn from, so the estimates (with the stated band) go through the "
+            "dependency graph with "
+            + (f"{workers} people working in parallel" if workers else "unlimited parallelism (no people known)")
+            + "; nothing has checked these dates against this team yet"
+        )
         reason = (
-            f"{len(own)} open tasks{waiting}"
-            + f"; {trials:,} trials through the dependency graph with "
+            f"{len(own)} open tasks{waiting}; {trials:,} trials through the dependency graph with "
             + (f"{workers} people in parallel" if workers else "unlimited parallelism (no people known)")
             + (f"; {away}" if away else "")
             + f". Durations: {model.describe()}"
@@ -179,44 +263,42 @@ def forecast_project(
             target_date=target_date,
             criticality=criticality_index(sample, within=own),
             reason=reason,
+            model="plan",
+            model_reason=model_reason,
+            throughput=answer,
         )
-        milestones: dict[str, Forecast] = {}
-        for name in sorted({t.milestone for t in scope if t.project == project and t.milestone}):
-            members = [t.key for t in scope if t.project == project and t.milestone == name]
-            critical = critical_for(sample, members).mean(axis=0)
-            index = {k: float(critical[i]) for i, k in enumerate(sample.task_ids) if critical[i] > 0}
-            milestones[name] = build_forecast(
-                group_finish(sample, members),
-                method="dependency-graph",
-                start=today,
-                criticality=index,
-                reason=f"milestone {name}: {len(members)} open tasks",
-            )
-        return overall, milestones, finish
+        return overall, _milestones(sample, scope, project, today, {}), finish
 
-    done_dates = [t.done_at.date() for t in tasks if t.project == project and t.done_at is not None]
-    enough, why = history_sufficient(done_dates, today, min_items=min_history_items)
-    if not enough:
+    if answer_calendar is None:
+        why = rate if isinstance(rate, str) else "no open task of the project"
         return (
             unavailable_forecast(
                 "throughput",
                 today,
-                f"no open task has an estimate and {why}; add estimates or wait for more history",
+                f"no open task has an estimate, there is too little finished work to learn durations from, and {why}; "
+                "add estimates or wait for more history",
                 target_date=target_date,
             ),
             {},
             None,
         )
-    days = throughput_forecast(daily_throughput(done_dates, today), len(scope), trials, rng)
+    assert answer is not None
+    reason = f"{len(own)} open tasks without estimates and too little finished work to learn durations from"
     return (
         build_forecast(
-            days,
+            answer_calendar,
             method="throughput",
             start=today,
             target_date=target_date,
             workdays=False,
-            reason=f"{len(scope)} open tasks without estimates; resampled daily throughput of the last 5 weeks ({why})",
+            reason=reason,
+            model="throughput",
+            model_reason=(
+                f"throughput: when any {len(own)} items will be done at the recent rate ({answer.window}, "
+                f"{answer.source}); it does not know which items, so read it as a lower bound for these ones"
+            ),
+            throughput=answer,
         ),
         {},
-        days,
+        answer_calendar,
     )

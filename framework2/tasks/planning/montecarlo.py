@@ -1,19 +1,12 @@
-"""PPMS timeline forecasts: Monte Carlo over the dependency graph, or over daily throughput.
+"""PPMS timeline forecasts: Monte Carlo through the dependency graph, percentiles, dates and the horizon.
 
-Methods
--------
-**dependency-graph.** ``sample_durations`` draws a working-day duration for every task in every trial
-(estimate x a bootstrapped actual/estimate ratio from history), and ``simulate_schedule`` pushes all
-trials through the dependency graph at once: one Python step per task in topological order, each a
-numpy operation over all trials. Without a capacity limit that is the classic critical-path forward
-pass; with ``workers`` it is a list schedule (see ``simulate_schedule`` for the approximation). A
-backward pass marks, per trial, the tasks on the critical path; ``criticality_index`` is the share of
-trials in which a task was on it.
-
-**throughput.** When tasks have no estimates, ``throughput_forecast`` resamples the team's daily
-completed-item counts over a trailing window (zero days kept, as throughput Monte Carlo tools do) until
-the remaining items are done. ``history_sufficient`` refuses when the window holds fewer than
-``MIN_THROUGHPUT_ITEMS`` items or the history is shorter than ``MIN_THROUGHPUT_WEEKS`` weeks.
+``simulate_schedule`` pushes all trials of per-task durations through the dependency graph at once: one
+Python step per task in topological order, each a numpy operation over all trials. Without a capacity limit
+that is the classic critical-path forward pass (start offsets may differ per trial: the flow model's waits);
+with ``workers`` it is a list schedule (see ``simulate_schedule`` for the approximation). A backward pass
+marks, per trial, the tasks on the critical path; ``criticality_index`` is the share of trials in which a
+task was on it. Where the durations and waits come from is ``flow.py``; the throughput answer is
+``throughput.py``.
 
 Days and dates
 --------------
@@ -22,6 +15,13 @@ A forecast is a number of days from the start of ``start``: a finish of 0 < d <=
 ``to_days`` does the reverse for a target date, so "finish date <= target" and "finish days <=
 to_days(target)" are the same event. Percentiles and ``probability_by`` use one empirical
 distribution, so P(finish <= P85) >= 0.85 always holds.
+
+Horizon
+-------
+No percentile more than ``MAX_HORIZON_DAYS`` (five years) after the start is shown as a date:
+``build_forecast`` leaves that date empty, lists the percentile in ``beyond_horizon`` and says in
+``horizon_note`` that the model cannot tell. Five years is past any plan a team keeps in a tracker; a
+forecast that far out says the history cannot support a date, not when the work will be done.
 """
 
 from __future__ import annotations
@@ -43,16 +43,12 @@ from pydantic import BaseModel, Field
 from framework2.errors import DataError
 
 DEFAULT_QUANTILES = (50, 85, 95)
-MIN_THROUGHPUT_ITEMS = 30
-MIN_THROUGHPUT_WEEKS = 5
-# Fewer actual/estimate pairs than this make a bootstrap that only replays a handful of values.
-MIN_RESIDUALS = 5
 TOP_CRITICAL = 10
+MAX_HORIZON_DAYS = 5 * 365
 _WEEKMASK = "1111100"
-# Elements per random-number block: bounds the temporaries of the samplers to ~32 MB each.
-_BLOCK = 4_000_000
 
 Method = Literal["dependency-graph", "throughput"]
+ForecastModel = Literal["flow", "plan", "throughput", "none"]
 RngLike = np.random.Generator | int | None
 
 
@@ -95,10 +91,27 @@ class CriticalTask(BaseModel):
     index: float = Field(..., ge=0, le=1, description="Share of trials in which the task was on the critical path.")
 
 
+class ThroughputAnswer(BaseModel):
+    """When *any* N items will be done at the team's recent rate (throughput Monte Carlo, calendar days)."""
+
+    items: int = Field(..., ge=0, description="How many items: the open scope's size.")
+    p50_date: date | None = None
+    p85_date: date | None = None
+    p95_date: date | None = None
+    source: str = Field("", description="project, project (short window) or organisation average.")
+    window: str = Field("", description="The completions resampled, in words.")
+
+
 class Forecast(BaseModel):
     """Completion forecast for a project or milestone (``available`` False when there was too little data)."""
 
-    method: Method = Field(..., description="dependency-graph (estimates through the graph) or throughput.")
+    method: Method = Field(..., description="dependency-graph (durations through the graph) or throughput.")
+    model: ForecastModel = Field(
+        "plan",
+        description="flow (learned waits and durations), plan (estimates through the graph, people as workers), "
+        "throughput (N items at the recent rate) or none.",
+    )
+    model_reason: str = Field("", description="Which model was used and why, in words.")
     available: bool = Field(True, description="False when the data could not support a forecast; reason says why.")
     trials: int = Field(0, ge=0, description="Monte Carlo trials behind the numbers.")
     start: date = Field(..., description="Day offsets count from the start of this date.")
@@ -118,6 +131,16 @@ class Forecast(BaseModel):
         default_factory=list, description=f"Up to {TOP_CRITICAL} tasks most often on the critical path."
     )
     reason: str = Field("", description="Why this method, on what data; or why there is no forecast.")
+    beyond_horizon: list[int] = Field(
+        default_factory=list, description=f"Percentiles later than {MAX_HORIZON_DAYS} days out: no date is shown."
+    )
+    horizon_note: str = Field("", description="Why some percentiles have no date, in words.")
+    dependence: float | None = Field(
+        None, ge=0, le=1, description="How strongly open items move together (flow model's copula correlation)."
+    )
+    throughput: ThroughputAnswer | None = Field(
+        None, description="The throughput answer for the same number of items, when there is a rate to use."
+    )
 
 
 # --------------------------------------------------------------------------------------------- graph
@@ -216,14 +239,19 @@ def _dispatch_order(
 # ---------------------------------------------------------------------------------------- simulation
 
 
-def _ready(finish_t: np.ndarray, preds: list[int], offset: float) -> np.ndarray | None:
-    """Per trial, the earliest start allowed by predecessors and the start offset (None: 0 everywhere)."""
+def _ready(finish_t: np.ndarray, preds: list[int], offset: float | np.ndarray) -> np.ndarray | None:
+    """Per trial, the earliest start allowed by predecessors and the start offset (None: 0 everywhere).
+
+    ``offset`` is one number or one per trial (a row of 2-D start offsets)."""
+    per_trial = isinstance(offset, np.ndarray) and offset.ndim == 1
     if not preds:
+        if per_trial:
+            return offset.astype(finish_t.dtype, copy=True) if offset.any() else None
         return None if offset <= 0 else np.full(finish_t.shape[1], offset, dtype=finish_t.dtype)
     out = finish_t[preds[0]].copy()
     for p in preds[1:]:
         np.maximum(out, finish_t[p], out=out)
-    if offset > 0:
+    if per_trial or offset > 0:
         np.maximum(out, offset, out=out)
     return out
 
@@ -241,8 +269,8 @@ def simulate_schedule(
     ``durations`` is (trials, n) working days, column j for ``task_ids[j]``; a Fortran-ordered array
     (what ``sample_durations`` returns) avoids one transposing copy. ``dependencies`` are
     ``(task, depends_on)`` pairs: ``task`` starts after ``depends_on`` finishes. ``start_offsets`` (n,)
-    are days from now before which a task cannot start (0 for work already in progress). Nothing starts
-    before day 0.
+    are days from now before which a task cannot start (0 for work already in progress); task-major (n, trials)
+    gives each trial its own (the flow model's waits; unlimited parallelism only). Nothing starts before day 0.
 
     Capacity. ``workers=None`` is unlimited parallelism: finish = max(offset, predecessors' finish) +
     duration, the critical-path method. With ``workers=k`` the schedule is a list schedule with a fixed
@@ -277,8 +305,12 @@ def simulate_schedule(
         offsets = np.zeros(n)
     else:
         offsets = np.asarray(start_offsets, dtype=float)
-        if offsets.shape != (n,) or not (np.isfinite(offsets).all() and (offsets >= 0).all()):
-            raise DataError(f"start_offsets must be {n} finite days >= 0", "use 0 for tasks that can start now")
+        if offsets.shape not in ((n,), (n, trials)) or not (np.isfinite(offsets).all() and (offsets >= 0).all()):
+            raise DataError(
+                f"start_offsets must be {n} (or {n} x {trials}) finite days >= 0", "use 0 for tasks that can start now"
+            )
+        if offsets.ndim == 2 and workers is not None:
+            raise DataError("per-trial start offsets need unlimited parallelism", "pass workers=None")
     if workers is not None and workers < 1:
         raise DataError(f"workers must be at least 1, got {workers}", "use None for unlimited parallelism")
     preds, topo = _graph(task_ids, dependencies)
@@ -431,52 +463,6 @@ def criticality_index(sample: ScheduleSample, *, within: Sequence[str] | None = 
     return dict(zip(sample.task_ids, share.tolist(), strict=True))
 
 
-# ------------------------------------------------------------------------------------------ durations
-
-
-def sample_durations(
-    estimates: np.ndarray, residual_ratios: np.ndarray, trials: int, rng: RngLike, *, smooth: bool = True
-) -> np.ndarray:
-    """(trials, n) durations: each estimate times an actual/estimate ratio bootstrapped from history.
-
-    The ratios are resampled in log space, so durations stay positive and the skew of overruns is kept
-    (no normal approximation). With ``smooth`` each resampled log ratio gets Gaussian jitter of
-    Silverman's bandwidth, so a short history does not replay only its few exact values. Trials are
-    independent per task; a team-wide bias shared by all tasks shows only through the ratios' mean.
-    The result is Fortran-ordered, which is what ``simulate_schedule`` reads without copying.
-    """
-    est = np.asarray(estimates, dtype=float)
-    if est.ndim != 1 or not (np.isfinite(est).all() and (est >= 0).all()):
-        raise DataError("estimates must be a 1-D array of finite days >= 0", "give unestimated tasks an estimate first")
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}")
-    ratios = np.asarray(residual_ratios, dtype=float).ravel()
-    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-    if len(ratios) < MIN_RESIDUALS:
-        raise DataError(
-            f"only {len(ratios)} usable actual/estimate ratios in the history; at least {MIN_RESIDUALS} are needed",
-            "finish some estimated tasks first, or forecast from throughput",
-        )
-    gen = np.random.default_rng(rng)
-    log_r = np.log(ratios)
-    bandwidth = 0.0
-    if smooth:
-        q75, q25 = np.percentile(log_r, [75, 25])
-        spread = min(log_r.std(ddof=1), (q75 - q25) / 1.349) or log_r.std(ddof=1)
-        bandwidth = 0.9 * spread * len(log_r) ** -0.2
-    n = len(est)
-    out = np.empty((n, trials))
-    step = max(1, _BLOCK // trials)
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        draw = log_r[gen.integers(0, len(log_r), size=(hi - lo, trials))]
-        if bandwidth > 0:
-            draw += bandwidth * gen.standard_normal((hi - lo, trials))
-        np.exp(draw, out=draw)
-        out[lo:hi] = est[lo:hi, None] * draw
-    return out.T
-
-
 # ------------------------------------------------------------------------------------- distributions
 
 
@@ -525,8 +511,8 @@ def to_dates(days: float, start: date, *, workdays: bool = True, holidays: Abstr
     every calendar day counts (holidays are ignored: throughput histories already contain them as zero
     days).
     """
-    if not math.isfinite(days):
-        raise ValueError(f"days must be finite, got {days}")
+    if not math.isfinite(days) or days > 100 * 366:
+        raise ValueError(f"days must be finite and within a century, got {days}")
     # No rounding tolerance: to_days must be its exact inverse, or a P85 date could hold < 85 % of trials.
     k = math.ceil(days)
     if k <= 0:
@@ -558,102 +544,39 @@ def to_days(day: date, start: date, *, workdays: bool = True, holidays: Abstract
     )
 
 
-# ---------------------------------------------------------------------------------------- throughput
-
-
-def daily_throughput(done_dates: Sequence[date], today: date, *, days: int = 7 * MIN_THROUGHPUT_WEEKS) -> list[int]:
-    """Items completed per calendar day over the ``days`` days ending today (inclusive), zero days kept."""
-    first = today - timedelta(days=days - 1)
-    counts = [0] * days
-    for d in done_dates:
-        if first <= d <= today:
-            counts[(d - first).days] += 1
-    return counts
-
-
-def history_sufficient(
-    done_dates: Sequence[date],
-    today: date,
-    *,
-    min_items: int = MIN_THROUGHPUT_ITEMS,
-    min_weeks: int = MIN_THROUGHPUT_WEEKS,
-) -> tuple[bool, str]:
-    """Whether the completion history supports a throughput forecast, and a plain sentence saying why (not).
-
-    Needs at least ``min_items`` completions in the last ``min_weeks`` weeks (today included), and
-    completions going back to the start of that window: a window that begins before the team's first
-    completion would count days the team did not exist as zero days.
-    """
-    first = today - timedelta(days=7 * min_weeks - 1)
-    past = [d for d in done_dates if d <= today]
-    in_window = sum(1 for d in past if d >= first)
-    weeks = f"{min_weeks} week{'s' if min_weeks != 1 else ''}"
-    if in_window < min_items:
-        only = "no items" if in_window == 0 else f"only {in_window} item{'s' if in_window != 1 else ''}"
-        return False, (
-            f"{only} completed in the last {weeks}; at least {min_items} are needed for a throughput forecast"
-        )
-    earliest = min(past)
-    if earliest > first:
-        return False, (
-            f"the completion history goes back only {(today - earliest).days + 1} days (first item done "
-            f"{earliest.isoformat()}); a throughput forecast needs {weeks} of history"
-        )
-    return True, f"{in_window} items completed in the last {weeks} (at least {min_items} needed)"
-
-
-def throughput_forecast(
-    daily_done_counts: Sequence[int], remaining_items: int, trials: int, rng: RngLike
-) -> np.ndarray:
-    """Days to finish ``remaining_items`` per trial, resampling daily completed-item counts (zeros kept).
-
-    Each trial draws days with replacement from ``daily_done_counts`` until the cumulative count
-    reaches the remaining items; the result is the number of days drawn (same day unit as the counts).
-    Vectorised: blocks of days for all unfinished trials at once, ``cumsum`` and the first crossing.
-    """
-    counts = np.asarray(daily_done_counts, dtype=np.int64)
-    if counts.ndim != 1 or counts.size == 0 or (counts < 0).any():
-        raise DataError("daily completed-item counts must be a non-empty list of counts >= 0", "see daily_throughput")
-    if counts.sum() == 0:
-        raise DataError(
-            f"no items were completed in the {counts.size}-day window", "a throughput forecast needs completed items"
-        )
-    if remaining_items < 0 or trials < 1:
-        raise ValueError(f"need remaining_items >= 0 and trials >= 1, got {remaining_items}, {trials}")
-    gen = np.random.default_rng(rng)
-    days = np.zeros(trials, dtype=np.int64)
-    if remaining_items == 0:
-        return days
-    left = np.full(trials, remaining_items, dtype=np.int64)
-    active = np.arange(trials)
-    # First block sized for ~1.5x the mean need, so most trials finish in one pass.
-    horizon = math.ceil(1.5 * remaining_items / counts.mean()) + 8
-    while active.size:
-        block = max(8, min(horizon, _BLOCK // active.size))
-        cum = np.cumsum(counts[gen.integers(0, counts.size, size=(active.size, block))], axis=1)
-        done = cum[:, -1] >= left[active]
-        first = (cum[done] >= left[active[done], None]).argmax(axis=1)
-        days[active[done]] += first + 1
-        rest = active[~done]
-        days[rest] += block
-        left[rest] -= cum[~done, -1]
-        active = rest
-    return days
-
-
 # ------------------------------------------------------------------------------------------- results
 
 
 def _target_note(
-    x: np.ndarray, target: date, p: float, start: date, workdays: bool, holidays: AbstractSet[date]
+    x: np.ndarray,
+    target: date,
+    p: float,
+    start: date,
+    workdays: bool,
+    holidays: AbstractSet[date],
+    horizon_days: int = MAX_HORIZON_DAYS,
 ) -> str:
     on = target.isoformat()
     if p == 0.0:
-        earliest = to_dates(float(x.min()), start, workdays=workdays, holidays=holidays)
-        return f"no trial finished by the target date {on}; the earliest trial finished on {earliest.isoformat()}"
+        earliest = _within(float(x.min()), start, horizon_days, {"workdays": workdays, "holidays": holidays})
+        when = f"on {earliest.isoformat()}" if earliest else f"more than {horizon_days // 365} years out"
+        return f"no trial finished by the target date {on}; the earliest trial finished {when}"
     if p == 1.0:
         return f"every trial finished by the target date {on}"
     return f"{p:.0%} of trials finished by the target date {on}"
+
+
+def _horizon_end(start: date, horizon_days: int) -> date:
+    return start + timedelta(days=horizon_days)
+
+
+def _within(days: float, start: date, horizon_days: int, cal: dict) -> date | None:
+    """The date of ``days`` if it is no later than the horizon, else None (no date shown)."""
+    # Cheap guard before any calendar arithmetic: a working day is at least one calendar day.
+    if days > horizon_days:
+        return None
+    when = to_dates(days, start, **cal)
+    return when if when <= _horizon_end(start, horizon_days) else None
 
 
 def build_forecast(
@@ -666,11 +589,15 @@ def build_forecast(
     workdays: bool = True,
     holidays: AbstractSet[date] = frozenset(),
     reason: str = "",
+    horizon_days: int = MAX_HORIZON_DAYS,
+    **extra: object,
 ) -> Forecast:
     """Summarise per-trial finish days (a project's, a milestone's) as P50/P85/P95, dates and target odds.
 
     Day offsets from ``simulate_schedule`` are working days (``workdays=True``); pass ``workdays=False``
-    for a throughput forecast made from calendar-day counts (``daily_throughput``).
+    for a throughput forecast made from calendar-day counts. A percentile later than ``horizon_days``
+    calendar days after ``start`` gets no date (see the module docstring). ``extra`` fills the other
+    ``Forecast`` fields (model, model_reason, dependence, throughput).
     """
     x = _sorted_finite(finish_days)
     qs = percentiles(x, DEFAULT_QUANTILES)
@@ -678,7 +605,18 @@ def build_forecast(
     probability, note = None, ""
     if target_date is not None:
         probability = probability_by(x, to_days(target_date, start, **cal))
-        note = _target_note(x, target_date, probability, start, workdays, holidays)
+        note = _target_note(x, target_date, probability, start, workdays, holidays, horizon_days)
+    dates = {q: _within(qs[q], start, horizon_days, cal) for q in DEFAULT_QUANTILES}
+    beyond = [q for q in DEFAULT_QUANTILES if dates[q] is None]
+    horizon_note = ""
+    if beyond:
+        shown = ", ".join(f"P{q}" for q in beyond)
+        horizon_note = (
+            f"{shown} fall{'s' if len(beyond) == 1 else ''} more than {horizon_days // 365} years out "
+            f"(after {_horizon_end(start, horizon_days).isoformat()}): the history cannot support a date that far, "
+            "so none is shown. Read it as 'not within the horizon' — look at the longest-running open items and "
+            "the model's reason"
+        )
     top = sorted((criticality or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CRITICAL]
     return Forecast(
         method=method,
@@ -688,17 +626,20 @@ def build_forecast(
         p50_days=qs[50],
         p85_days=qs[85],
         p95_days=qs[95],
-        p50_date=to_dates(qs[50], start, **cal),
-        p85_date=to_dates(qs[85], start, **cal),
-        p95_date=to_dates(qs[95], start, **cal),
+        p50_date=dates[50],
+        p85_date=dates[85],
+        p95_date=dates[95],
         target_date=target_date,
         probability_of_target=probability,
         target_note=note,
         criticality=[CriticalTask(task=t, index=v) for t, v in top if v > 0],
         reason=reason,
+        beyond_horizon=beyond,
+        horizon_note=horizon_note,
+        **extra,  # type: ignore[arg-type]
     )
 
 
 def unavailable_forecast(method: Method, start: date, reason: str, *, target_date: date | None = None) -> Forecast:
     """A forecast that says why there is none (e.g. too little history) instead of showing made-up numbers."""
-    return Forecast(method=method, available=False, start=start, target_date=target_date, reason=reason)
+    return Forecast(method=method, model="none", available=False, start=start, target_date=target_date, reason=reason)

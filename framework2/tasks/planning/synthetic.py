@@ -1,4 +1,4 @@
-"""A synthetic project whose history was made by a team working through a backlog, for backtests and demos.
+"""Synthetic task histories for tests and demos: tasks at a fixed rate, and a team working through a backlog.
 
 ``synthetic_task_history`` gives realistic tasks but starts them at a fixed rate, which no team does; a
 calibration backtest needs history made the way the forecast assumes work happens, so that a well-built
@@ -21,19 +21,163 @@ assignee count says, which is what a backtest should catch.
 from __future__ import annotations
 
 import heapq
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
 from framework2.tasks.planning.durations import (
-    _PEOPLE,
     MIN_DURATION_DAYS,
     _add_working_days,
-    synthetic_task_history,
+    _midnight,
+    _utc,
     task_duration_days,
     working_days_between,
 )
 from framework2.tasks.planning.records import DependencyRecord, TaskRecord
+
+# --- Tasks at a fixed rate ------------------------------------------------------------------------------------
+
+SYNTHETIC_PROJECT = "synthetic:shop"
+SYNTHETIC_ESTIMATES = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+_ESTIMATE_P = (0.15, 0.25, 0.25, 0.15, 0.12, 0.08)
+_UNESTIMATED_SHARE = 0.15
+# type: (share, median duration / estimate, log-normal sigma)
+_TYPES = {
+    "feature": (0.40, 1.30, 0.35),
+    "bug": (0.30, 1.10, 0.65),
+    "task": (0.20, 1.00, 0.30),
+    "chore": (0.10, 0.80, 0.30),
+}
+# assignee: (share of tasks, duration multiplier); None = unassigned. "fay" rarely gets work (< 5 tasks).
+_PEOPLE: dict[str | None, tuple[float, float]] = {
+    "ana": (0.25, 0.75),
+    "ben": (0.20, 0.90),
+    "chen": (0.20, 1.00),
+    "dara": (0.15, 1.15),
+    "eli": (0.13, 1.35),
+    "fay": (0.02, 1.00),
+    None: (0.05, 1.00),
+}
+# label: (probability a task carries it, duration multiplier)
+_LABEL_EFFECTS = {
+    "backend": (0.40, 1.00),
+    "frontend": (0.35, 1.00),
+    "db": (0.15, 1.30),
+    "infra": (0.10, 1.15),
+    "docs": (0.10, 0.70),
+    "urgent": (0.10, 0.85),
+}
+_RARE_LABELS = 40
+_RARE_LABEL_P = 0.10
+_WORDS = (
+    "add",
+    "fix",
+    "update",
+    "remove",
+    "checkout",
+    "search",
+    "cart",
+    "api",
+    "page",
+    "export",
+    "report",
+    "cache",
+    "login",
+    "payment",
+    "email",
+    "filter",
+    "sort",
+    "retry",
+    "timeout",
+    "admin",
+    "invoice",
+    "webhook",
+    "migration",
+    "index",
+    "coupon",
+)
+TASKS_PER_WORKING_DAY = 3
+
+
+def synthetic_median_days(task: TaskRecord) -> float | None:
+    """The generating model's median duration of an estimated synthetic task; None when unestimated.
+
+    An unestimated synthetic task's hidden size is not on its record, so its true median is not known here.
+    """
+    if task.estimate_days is None:
+        return None
+    factor = _TYPES[task.type][1] * _PEOPLE[task.assignee][1]
+    for label in task.labels:
+        factor *= _LABEL_EFFECTS.get(label, (0.0, 1.0))[1]
+    return max(MIN_DURATION_DAYS, task.estimate_days * factor)
+
+
+def synthetic_task_history(n: int, *, seed: int = 0, start: datetime | None = None) -> list[TaskRecord]:
+    """``n`` plausible finished tasks of ``SYNTHETIC_PROJECT``, for tests and demos.
+
+    Generating model, per task: a size drawn from ``SYNTHETIC_ESTIMATES`` (probabilities 15/25/25/15/12/8 %),
+    shown as the estimate except for 15 % of tasks, which are unestimated. Type feature/bug/task/chore with
+    40/30/20/10 %; assignee ana/ben/chen/dara/eli/fay/unassigned with 25/20/20/15/13/2/5 %, who take x0.75,
+    x0.9, x1, x1.15, x1.35, x1, x1 as long. Labels independently: backend 40 %, frontend 35 % (no effect),
+    db 15 % (x1.3), infra 10 % (x1.15), docs 10 % (x0.7), urgent 10 % (x0.85), and with 10 % one of 40 rare
+    ``area-k`` labels (no effect). The duration in working days is
+
+        max(0.25, size x type factor x person multiplier x label multipliers x LogNormal(0, sigma_type))
+
+    with type factors feature x1.3, bug x1.1, task x1, chore x0.8 and sigma 0.35, 0.65, 0.3, 0.3 (bugs are
+    noisiest). The title has 2 + Poisson(1 + 1.5 log2(1 + size)) words, a weak size signal. Three tasks start
+    per working day from ``start`` (default 2024-01-01, a Monday, UTC) at a uniform time 09:00-17:00 and
+    finish that many working days later (weekends skipped). ``synthetic_median_days`` gives the true median.
+    """
+    if n < 0:
+        raise ValueError(f"n must not be negative, got {n}")
+    rng = np.random.default_rng(seed)
+    first = _utc(start) if start is not None else datetime(2024, 1, 1, tzinfo=UTC)
+    types = list(_TYPES)
+    people = list(_PEOPLE)
+    sizes = rng.choice(SYNTHETIC_ESTIMATES, size=n, p=_ESTIMATE_P)
+    estimated = rng.uniform(size=n) >= _UNESTIMATED_SHARE
+    kinds = rng.choice(len(types), size=n, p=[v[0] for v in _TYPES.values()])
+    who = rng.choice(len(people), size=n, p=[v[0] for v in _PEOPLE.values()])
+    label_draws = rng.uniform(size=(n, len(_LABEL_EFFECTS)))
+    rare = np.where(rng.uniform(size=n) < _RARE_LABEL_P, rng.integers(0, _RARE_LABELS, size=n), -1)
+    noise = rng.standard_normal(n)
+    words = 2 + rng.poisson(1 + 1.5 * np.log2(1 + sizes))
+    start_hours = rng.uniform(9, 17, size=n)
+    created_lag = rng.uniform(0, 20, size=n)
+
+    tasks = []
+    for i in range(n):
+        kind, assignee = types[kinds[i]], people[who[i]]
+        labels = [name for j, name in enumerate(_LABEL_EFFECTS) if label_draws[i, j] < _LABEL_EFFECTS[name][0]]
+        if rare[i] >= 0:
+            labels.append(f"area-{rare[i]}")
+        factor = _TYPES[kind][1] * _PEOPLE[assignee][1]
+        for label in labels:
+            factor *= _LABEL_EFFECTS.get(label, (0.0, 1.0))[1]
+        duration = max(MIN_DURATION_DAYS, float(sizes[i] * factor * np.exp(_TYPES[kind][2] * noise[i])))
+        day = np.busday_offset(first.date(), i // TASKS_PER_WORKING_DAY, roll="forward").astype(date)
+        started = _midnight(day) + timedelta(hours=float(start_hours[i]))
+        done = _add_working_days(started, duration)
+        title = " ".join(rng.choice(_WORDS, size=int(words[i]))).capitalize()
+        tasks.append(
+            TaskRecord(
+                key=f"{SYNTHETIC_PROJECT}#{i + 1}",
+                project=SYNTHETIC_PROJECT,
+                title=title,
+                status="done",
+                type=kind,
+                labels=labels,
+                estimate_days=float(sizes[i]) if estimated[i] else None,
+                assignee=assignee,
+                created_at=started - timedelta(days=float(created_lag[i])),
+                started_at=started,
+                done_at=done,
+                updated_at=done,
+            )
+        )
+    return tasks
+
 
 TEAM = [name for name in _PEOPLE if name is not None and name != "fay"]
 
