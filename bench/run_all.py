@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "pricing": ("pricing_bench.py", ["--quick"]),
     "rollback": ("rollback_bench.py", ["--runs", "2"]),
     "forecast": ("forecast_bench.py", ["--quick"]),
+    "forecast_real": ("forecast_real.py", ["--quick"]),
     "portfolio": ("portfolio_bench.py", ["--quick"]),
     "experiments": ("experiments_bench.py", ["--quick"]),
     "dashboard": ("dashboard_bench.py", ["--quick"]),

@@ -153,6 +153,21 @@ class ProjectManagementAPI:
 
         return forecast(projects)
 
+    def forecast_file(self, path: str, project: str | None = None, as_of: Any = None, *, trials: int = 10_000) -> Any:
+        """Forecast a project of a tasks CSV (your own history), as it stood at the end of ``as_of`` (a date;
+        default: the file's latest moment). Nothing is stored. Returns a ``FileForecast`` (``.forecast`` has
+        P50/P85/P95, the model and why, and the throughput answer)."""
+        from framework2.tasks.planning.history import forecast_file
+
+        return forecast_file(path, project=project, as_of=as_of, trials=trials)
+
+    def backtest_file(self, path: str, project: str | None = None, every_days: int = 28, *, trials: int = 2_000) -> Any:
+        """Replay the forecast every ``every_days`` days over a tasks CSV and score it against what happened,
+        beside the 12-week throughput baseline. Returns a ``FileBacktest`` (every case, scores, verdict)."""
+        from framework2.tasks.planning.history import backtest_file
+
+        return backtest_file(path, project=project, every_days=every_days, trials=trials)
+
 
 class ProjectOpsAPI:
     """PPOS: the newest health, slip risk and allocation of the portfolio."""

@@ -393,6 +393,138 @@ def load_sales(path: Annotated[Path, typer.Argument(help="CSV: sku, day (YYYY-MM
     _print_load(load_sales_csv(open_store(_settings()), path), "sales rows")
 
 
+ppms_app = typer.Typer(
+    help="PPMS on a task history file: forecast its open scope, or backtest the forecast on its past.",
+    no_args_is_help=True,
+)
+app.add_typer(ppms_app, name="ppms")
+
+
+def _json_out(model: Any) -> None:
+    # Plain print: rich would wrap long lines and break the JSON.
+    print(model.model_dump_json(indent=2))
+
+
+def _date_text(when: Any) -> str:
+    return str(when) if when is not None else "beyond 5 years"
+
+
+@ppms_app.command("forecast")
+def ppms_forecast(
+    path: Annotated[Path, typer.Argument(help="Tasks CSV (key, project, title, status, created_at, started_at, ...)")],
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project key (needed if the file has several).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Forecast as the file stood at the end of this day (YYYY-MM-DD).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole forecast as JSON.")] = False,
+    trials: Annotated[int, typer.Option(min=100, max=100_000, help="Monte Carlo trials.")] = 10_000,
+) -> None:
+    """When will the project's open scope be done: P50/P85/P95, which model and why, the throughput answer."""
+    from datetime import date
+
+    from framework2.tasks.planning.history import forecast_file
+
+    day = None
+    if as_of is not None:
+        try:
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            raise Framework2Error(f"--as-of {as_of!r} is not a date", hint="write it as YYYY-MM-DD") from None
+    result = forecast_file(path, project=project, as_of=day, trials=trials)
+    if as_json:
+        _json_out(result)
+        return
+    f = result.forecast
+    console.print(
+        f"[bold]{escape(result.project)}[/bold] as of {result.as_of:%Y-%m-%d %H:%M} UTC: "
+        f"{result.open_tasks} open tasks",
+        highlight=False,
+    )
+    if not f.available:
+        console.print(f"no forecast: {escape(f.reason)}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"{f.model} model, {f.trials:,} trials")
+    for col in ("", "P50", "P85", "P95"):
+        table.add_column(col, no_wrap=True)
+    table.add_row("these open items", _date_text(f.p50_date), _date_text(f.p85_date), _date_text(f.p95_date))
+    if f.throughput is not None and f.model != "throughput":
+        t = f.throughput
+        table.add_row(
+            f"any {t.items} items (throughput)", _date_text(t.p50_date), _date_text(t.p85_date), _date_text(t.p95_date)
+        )
+    console.print(table)
+    console.print(f"model: {escape(f.model_reason)}", highlight=False, soft_wrap=True)
+    if f.horizon_note:
+        console.print(f"[yellow]{escape(f.horizon_note)}[/yellow]", highlight=False, soft_wrap=True)
+    console.print(f"durations: {escape(result.durations)}", highlight=False, soft_wrap=True)
+    if result.rejected_rows:
+        console.print(
+            f"{result.rejected_rows} row(s) could not be read and were left out, e.g. "
+            f"{escape(result.rejected_reasons[0])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"how far to trust it: run `framework2 ppms backtest {escape(str(path))}` to score it on this file's past",
+        highlight=False,
+    )
+
+
+@ppms_app.command("backtest")
+def ppms_backtest(
+    path: Annotated[Path, typer.Argument(help="Tasks CSV (key, project, title, status, created_at, started_at, ...)")],
+    project: Annotated[str | None, typer.Option("--project", help="Only this project (default: all).")] = None,
+    every: Annotated[str, typer.Option("--every", help="Days between past moments: 28d, 4w or 14.")] = "28d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print every case and the scores as JSON.")] = False,
+    trials: Annotated[int, typer.Option(min=100, max=100_000, help="Monte Carlo trials per case.")] = 2_000,
+) -> None:
+    """Replay the forecast at past moments and score it (coverage, pinball loss, horizon ratio) against what
+    happened, with the 12-week throughput baseline on the same cases."""
+    from rich.progress import Progress
+
+    from framework2.tasks.planning.history import backtest_file, parse_every
+
+    days = parse_every(every)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        job = progress.add_task("replaying past moments", total=None)
+        result = backtest_file(
+            path,
+            project=project,
+            every_days=days,
+            trials=trials,
+            on_progress=lambda done, total: progress.update(job, completed=done, total=total),
+        )
+    if as_json:
+        _json_out(result)
+        return
+    table = Table(title=f"{len(result.cases)} past moments every {days} days, {', '.join(result.projects)[:80]}")
+    for col in ("forecaster", "cases", "P50", "P85", "P95", "loss50", "loss85", "ratio"):
+        table.add_column(col, no_wrap=col != "forecaster")
+    for scores in (result.scores, result.paired, result.baseline):
+        if scores is None or (scores is result.paired and result.baseline and scores.cases == result.scores.cases):
+            continue
+        label = scores.forecaster if scores is not result.paired else "PPMS (baseline's cases)"
+        held = [f"{c.share:.0%}" if c.share is not None else "—" for c in scores.coverage]
+        pinball = [f"{scores.pinball[q]:.1f} d" if q in scores.pinball else "—" for q in (50, 85)]
+        ratio = f"{scores.median_ratio:.2f}" if scores.median_ratio is not None else "—"
+        table.add_row(label, str(scores.cases), *held, *pinball, ratio)
+    console.print(table)
+    console.print(
+        "P50/P85/P95: share of cases whose date held; loss50/loss85: mean pinball loss in days (lower is better); "
+        "ratio: median P50 horizon / actual horizon (1 is right)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"[bold]{result.verdict}[/bold]: {escape(result.reason)}.", highlight=False, soft_wrap=True)
+    if result.skipped:
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items()))
+        console.print(f"moments not used: {escape(skipped)}", highlight=False, soft_wrap=True)
+    if result.rejected_rows:
+        console.print(f"{result.rejected_rows} row(s) of the file could not be read and were left out", highlight=False)
+
+
 def _print_load(report: Any, what: str) -> None:
     console.print(f"loaded {report.loaded} {what}; quarantined {report.quarantined} (run {report.run_id})")
     if report.quarantined:
@@ -477,22 +609,25 @@ def _print_planning() -> None:
     if not forecasts:
         return
     table = Table(title="PPMS: when will each project be done?")
-    for col in ("project", "P50", "P85", "P95", "target", "odds"):
+    for col in ("project", "model", "P50", "P85", "P95", "target", "odds"):
         table.add_column(col, no_wrap=True)
     for f in sorted(forecasts, key=lambda f: f["project"]):
         odds = f["probability_on_time"]
+        details = f.get("details") or {}
+        beyond = details.get("beyond_horizon") or []
         table.add_row(
             f["project"],
-            str(f["p50"] or "—"),
-            str(f["p85"] or "—"),
-            str(f["p95"] or "—"),
+            str(details.get("model", "—")),
+            *(str(f[f"p{q}"] or ("beyond 5 years" if q in beyond else "—")) for q in (50, 85, 95)),
             str(f["target_date"] or "—"),
             f"{odds:.0%}" if odds is not None else "—",
         )
     console.print(table)
     calibration = ppms.get_calibration()
     if calibration:
-        console.print(f"How far to trust P85 ({calibration['verdict']}): {calibration['reason']}.", highlight=False)
+        console.print(
+            f"How far to trust these dates ({calibration['verdict']}): {calibration['reason']}.", highlight=False
+        )
 
 
 def _print_launch_plan(engine) -> None:  # type: ignore[no-untyped-def]

@@ -22,8 +22,8 @@ from framework2.tasks.context.impact import (
     decide,
 )
 from framework2.tasks.planning.durations import fit_duration_model
-from framework2.tasks.planning.synthetic import synthetic_task_history
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, TaskRecord
+from framework2.tasks.planning.synthetic import synthetic_task_history
 
 NOW = datetime(2024, 6, 3, 9, tzinfo=UTC)  # a Monday
 MODEL = fit_duration_model([])  # fallback: estimates x0.7-x2 (P10-P90)

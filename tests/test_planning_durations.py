@@ -16,8 +16,8 @@ from framework2.tasks.planning.durations import (
     task_duration_days,
     working_days_between,
 )
-from framework2.tasks.planning.synthetic import synthetic_median_days, synthetic_task_history
 from framework2.tasks.planning.records import TaskRecord
+from framework2.tasks.planning.synthetic import synthetic_median_days, synthetic_task_history
 
 TRAIN = 300
 HELD_OUT = 500

@@ -43,9 +43,11 @@ def test_project_management_ranks_assigns_and_forecasts_the_sample_projects(
     assert report is not None and "P85" in report.data and "data:image/png;base64," in report.data
     assert "key-person dependency" in report.data and "Risk " in report.data
     assert Artifact.get("ppms-backlog") is not None and Artifact.get("ppms-assignments") is not None
-    assert "How far to trust P85" in report.data and "past cases" in report.data
+    assert "How far to trust these dates" in report.data and "held up better" in report.data
+    assert "**Model — flow.**" in report.data and "The throughput answer" in report.data
     calibration = Artifact.get("ppms-calibration")
     assert calibration is not None and "| P85 |" in calibration.data and "data:image/png;base64," in calibration.data
+    assert "| throughput baseline (12 weeks) |" in calibration.data and "pinball P85" in calibration.data
     assert "Track record of published forecasts" in calibration.data
 
     import framework2
@@ -56,7 +58,8 @@ def test_project_management_ranks_assigns_and_forecasts_the_sample_projects(
     backlog = framework2.ppms.get_backlog(limit=5)
     assert [b["rank"] for b in backlog] == [1, 2, 3, 4, 5]
     trust = framework2.ppms.get_calibration()
-    assert trust["verdict"] in {"consistent", "over-confident", "conservative"} and trust["cases"] >= 10
+    assert trust["verdict"] in {"consistent", "too early", "too late", "too wide", "too narrow"}
+    assert trust["cases"] >= 10 and set(trust["dependence"]) == {"sample:shop", "sample:payments"}
     assert [c["quantile"] for c in trust["coverage"]] == [50, 85, 95]
 
 

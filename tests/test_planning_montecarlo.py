@@ -19,7 +19,6 @@ from framework2.tasks.planning.montecarlo import (
     simulate_schedule,
     to_dates,
     to_days,
-    unavailable_forecast,
 )
 
 FRIDAY = date(2024, 5, 3)

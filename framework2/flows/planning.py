@@ -43,6 +43,8 @@ from framework2.store.runs import as_utc, failed_on_error, finish_run, jsonable,
 from framework2.systems import SystemResult
 from framework2.tasks.planning.assign import assign
 from framework2.tasks.planning.backtest import backtest, track_record
+from framework2.tasks.planning.durations import working_days_between
+from framework2.tasks.planning.flow import Dependence, estimate_dependence
 from framework2.tasks.planning.partitions import forecast_projects, run_seed
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
@@ -123,9 +125,15 @@ def assign_ready(engine: Engine, settings: ProjectManagementSettings, run_id: st
         scored["ready"] & scored.index.map(lambda k: tasks[k].assignee is None and tasks[k].status == "todo")
     ]
     load: dict[str, float] = {}
+    now = datetime.now(UTC)
     for task in tasks.values():
         if task.assignee and task.status != "done":
-            load[task.assignee] = load.get(task.assignee, 0.0) + float(task.estimate_days or 0)
+            estimate = float(task.estimate_days or 0)
+            if task.status == "in_progress" and task.started_at is not None:
+                # Work already under way holds a person for what is left of it, not for all of it again
+                # (at least a tenth, as the risk factors count it: an overrun task is not free time).
+                estimate = max(estimate - working_days_between(task.started_at, now), 0.1 * estimate)
+            load[task.assignee] = load.get(task.assignee, 0.0) + estimate
     result = assign(
         ready,
         load_people(engine),
@@ -175,6 +183,11 @@ def forecast_all(
     tasks, deps, people = load_tasks(engine), load_dependencies(engine), load_people(engine)
     now = datetime.now(UTC)
     wanted = [p for p in load_projects(engine) if not projects or p.key in projects]
+    calibration = calibration or latest_calibration(engine)
+    # The weekly calibration replays the past once; the nightly forecasts reuse what it learned of how each
+    # project's open items move together (a project it has not seen estimates its own).
+    known = (calibration or {}).get("dependence") or {}
+    dependence = {key: Dependence(**value) for key, value in known.items() if isinstance(value, dict)}
     computed = forecast_projects(
         wanted,
         tasks,
@@ -185,6 +198,7 @@ def forecast_all(
         trials=settings.forecast_trials,
         seed=run_seed(run_id),
         min_history_items=settings.min_history_items,
+        dependence=dependence,
     )
     rows, sections = [], []
     for project, result in zip(wanted, computed, strict=True):
@@ -229,21 +243,35 @@ def forecast_all(
             )
             logger.warning("%s: P85 %s is past the target %s", project.name, overall.p85_date, target)
         odds = f"{overall.probability_of_target:.0%}" if overall.probability_of_target is not None else "—"
+        answer = overall.throughput
         rows.append(
             {
                 "project": project.name,
                 "method": overall.method,
-                "P50": str(overall.p50_date or "—"),
-                "P85": str(overall.p85_date or "—"),
-                "P95": str(overall.p95_date or "—"),
+                "model": overall.model,
+                "P50": _shown(overall, 50),
+                "P85": _shown(overall, 85),
+                "P95": _shown(overall, 95),
+                "throughput P85": str(answer.p85_date or "—") if answer else "—",
                 "target": str(target or "—"),
                 "on time": odds,
                 "risk": f"{risk.total:.0f} ({risk.level})",
+                "beyond_horizon": bool(overall.beyond_horizon),
             }
         )
         chart = forecast_chart(project.name, overall, finish) if finish is not None else None
         critical = ", ".join(f"{c.task} ({c.index:.0%})" for c in overall.criticality[:5]) or "—"
-        lines = [f"## {project.name}", "", overall.reason, ""]
+        lines = [f"## {project.name}", "", f"**Model — {overall.model}.** {overall.model_reason or overall.reason}", ""]
+        if overall.horizon_note:
+            lines += [f"**Beyond the horizon:** {overall.horizon_note}.", ""]
+        if answer is not None and overall.model != "throughput":
+            lines += [
+                f"**The throughput answer** — when *any* {answer.items} items will be done at the recent rate "
+                f"({answer.window}): P50 {answer.p50_date or '—'}, P85 {answer.p85_date or '—'}, P95 "
+                f"{answer.p95_date or '—'}. It does not know which items; the dates above are for these ones.",
+                "",
+            ]
+        lines += [overall.reason, ""]
         if overall.target_note:
             lines += [f"**Target:** {overall.target_note}", ""]
         lines += [f"**Most often on the critical path:** {critical}", ""]
@@ -265,17 +293,19 @@ def forecast_all(
         if burnup:
             lines += ["", f"![burn-up of {project.name}]({burnup})"]
         sections.append("\n".join(lines))
-    calibration = calibration or latest_calibration(engine)
     trust = (
-        f"**How far to trust P85** (backtest of {calibration['at'][:10]}, see the ppms-calibration artifact): "
-        f"{calibration['reason']}."
+        f"**How far to trust these dates — {calibration['verdict']}** (backtest of {calibration['at'][:10]}, see "
+        f"the ppms-calibration artifact): {calibration['reason']}."
         if calibration
-        else "**How far to trust P85:** no calibration backtest has run yet (`ppms-backtest`)."
+        else "**How far to trust these dates:** no calibration backtest has run yet (`ppms-backtest`)."
     )
-    table = "| project | method | P50 | P85 | P95 | target | on time | risk |\n|---|---|---|---|---|---|---|---|\n"
+    table = (
+        "| project | model | P50 | P85 | P95 | any-N-items P85 | target | on time | risk |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
     table += "\n".join(
-        f"| {r['project']} | {r['method']} | {r['P50']} | {r['P85']} | {r['P95']} | {r['target']} | {r['on time']} "
-        f"| {r['risk']} |"
+        f"| {r['project']} | {r['model']} | {r['P50']} | {r['P85']} | {r['P95']} | {r['throughput P85']} | "
+        f"{r['target']} | {r['on time']} | {r['risk']} |"
         for r in rows
     )
     create_markdown_artifact(
@@ -284,6 +314,28 @@ def forecast_all(
         description="PPMS completion forecasts (P50/P85/P95, odds of the target date)",
     )
     return rows
+
+
+def _shown(forecast: Any, quantile: int) -> str:
+    when = getattr(forecast, f"p{quantile}_date")
+    if when is not None:
+        return str(when)
+    return "beyond 5 years" if quantile in forecast.beyond_horizon else "—"
+
+
+def forecast_quality(forecasts: list[dict[str, Any]], calibration: dict[str, Any] | None) -> tuple[float, str]:
+    """How far this run's dates can be trusted, 0-1, and why: a date the model cannot give (beyond the
+    horizon) halves it; a backtest verdict other than consistent (or too few cases to tell) takes a fifth."""
+    quality, why = 1.0, []
+    beyond = [f["project"] for f in forecasts if f.get("beyond_horizon")]
+    if beyond:
+        quality *= 0.5
+        why.append(f"no date within 5 years for {', '.join(beyond)}")
+    verdict = (calibration or {}).get("verdict")
+    if verdict not in (None, "consistent", "too few cases"):
+        quality *= 0.8
+        why.append(f"the calibration backtest says {verdict}")
+    return quality, "; ".join(why)
 
 
 def latest_calibration(engine: Engine) -> dict[str, Any] | None:
@@ -306,18 +358,28 @@ def calibrate(engine: Engine, settings: ProjectManagementSettings) -> dict[str, 
     """Replay past moments and score the forecasts published then against what happened; publish the
     ppms-calibration artifact; return the summary that is stored with the run."""
     now = datetime.now(UTC)
-    tasks = load_tasks(engine)
+    tasks, dependencies = load_tasks(engine), load_dependencies(engine)
     progress = create_progress_artifact(0.0, description="PPMS calibration backtest: past moments replayed")
+    cache: dict = {}
     result = backtest(
         tasks,
-        load_dependencies(engine),
+        dependencies,
         load_people(engine),
         now=now,
         every_days=settings.backtest_every_days,
         trials=min(settings.forecast_trials, 2_000),
         min_history_items=settings.min_history_items,
         on_progress=lambda done, total: update_progress_artifact(progress, 100.0 * done / total),
+        dependence_cache=cache,
     )
+    # Today's dependence per project, from the moments the backtest just replayed: the nightly forecasts
+    # reuse it instead of replaying the past every night.
+    dependence = {
+        project.key: estimate_dependence(
+            project.key, tasks, dependencies, now=now, min_history_items=settings.min_history_items, cache=cache
+        ).__dict__
+        for project in load_projects(engine)
+    }
     record_cases, record = track_record(load_published_forecasts(engine), tasks, now=now)
     markdown = calibration_markdown(result, record, settings.backtest_every_days, calibration_chart(result))
     create_markdown_artifact(
@@ -328,8 +390,12 @@ def calibrate(engine: Engine, settings: ProjectManagementSettings) -> dict[str, 
             "at": now,
             "verdict": result.verdict,
             "reason": result.reason,
+            "trusted": result.trusted,
             "coverage": [c.model_dump() for c in result.coverage],
+            "scores": result.scores.model_dump() if result.scores else None,
+            "baseline": result.baseline.model_dump() if result.baseline else None,
             "cases": len(result.cases),
+            "dependence": dependence,
             "track_record": [c.model_dump() for c in record],
             "published_cases": len(record_cases),
         }
@@ -345,7 +411,7 @@ def _calibration_due(engine: Engine, settings: ProjectManagementSettings) -> boo
     )
 
 
-def _run(step: str, parameters: dict[str, Any], body: Any) -> Any:
+def _run(step: str, parameters: dict[str, Any], body: Any, quality_of: Any = None) -> Any:
     engine = open_store()
     run_id = start_run(
         engine,
@@ -356,7 +422,11 @@ def _run(step: str, parameters: dict[str, Any], body: Any) -> Any:
     )
     with failed_on_error(engine, run_id):
         outcome = body(engine, run_id)
-    finish_run(engine, run_id, status="completed", outcome=jsonable({"step": step, "result": outcome}))
+    stored: dict[str, Any] = {"step": step, "result": outcome}
+    if quality_of is not None:
+        # Health reads the run's own trust signal from the outcome's top level.
+        stored["quality"], stored["quality_reason"] = quality_of(engine, outcome)
+    finish_run(engine, run_id, status="completed", outcome=jsonable(stored))
     return run_id, outcome
 
 
@@ -403,6 +473,7 @@ def forecast(projects: list[str] | None = None, scale: ScaleOut | None = None) -
         "forecast",
         {"projects": projects, "scale": where.model_dump(exclude_none=True)},
         lambda engine, run_id: forecast_all(engine, settings.ppms, run_id, projects, scale=where),
+        lambda engine, rows: forecast_quality(rows, latest_calibration(engine)),
     )[1]
 
 
@@ -435,7 +506,10 @@ def project_management() -> SystemResult:
             "forecasts": forecasts,
         }
 
-    run_id, outcome = _run("all", {}, body)
+    run_id, outcome = _run(
+        "all", {}, body, lambda engine, out: forecast_quality(out["forecasts"], latest_calibration(engine))
+    )
+    quality, why = forecast_quality(outcome["forecasts"], outcome["calibration"] or latest_calibration(open_store()))
     odds = "; ".join(f"{f['project']} P85 {f['P85']} ({f['on time']} on time)" for f in outcome["forecasts"])
     summary = (
         f"{outcome['ranked']} open tasks ranked, {outcome['assigned']} assigned, {outcome['unstaffed']} "
@@ -443,4 +517,8 @@ def project_management() -> SystemResult:
     )
     if outcome["calibration"]:
         summary += f"; calibration: {outcome['calibration']['verdict']}"
-    return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, metrics={"forecasts": outcome["forecasts"]})
+    if why:
+        summary += f"; trust lowered: {why}"
+    return SystemResult(
+        system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics={"forecasts": outcome["forecasts"]}
+    )

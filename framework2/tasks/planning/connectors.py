@@ -1048,6 +1048,7 @@ TASK_COLUMNS = (
     "type",
     "labels",
     "estimate_days",
+    "estimate_hours",
     "assignee",
     "required_skills",
     "created_at",
@@ -1064,6 +1065,8 @@ TASK_COLUMNS = (
     "confidence",
 )
 PEOPLE_COLUMNS = ("handle", "name", "skills", "weekly_capacity_days", "time_off")
+# An estimate in hours becomes ideal days at this many hours of focused work a day.
+HOURS_PER_DAY = 8.0
 _SCORE_COLUMNS = ("business_value", "time_criticality", "risk_reduction", "reach", "impact", "confidence")
 _CSV_STATUS = {
     "todo": "todo",
@@ -1196,7 +1199,8 @@ def _reject_row(batch: Batch, name: str, line: int, ident: str, reasons: list[st
 
 def read_csv(path_or_text: str | Path, *, project_default: str | None = None, now: datetime | None = None) -> Batch:
     """Tasks from a CSV (columns in ``TASK_COLUMNS``; ``key`` and ``title`` required, ``project`` unless
-    ``project_default``). Bad rows go to ``rejected`` with reasons naming the column and value.
+    ``project_default``). Bad rows go to ``rejected`` with reasons naming the column and value. An estimate may
+    be given in ``estimate_hours`` instead of ``estimate_days`` (``HOURS_PER_DAY`` hours a day).
 
     Blank times: created_at falls back to the earliest of started_at/done_at/updated_at, then ``now``;
     updated_at to the latest of the others.
@@ -1225,6 +1229,12 @@ def read_csv(path_or_text: str | Path, *, project_default: str | None = None, no
         if status is None:
             problems.reasons.append(f"status {status_text!r} is not one of todo, in_progress, done")
         estimate = problems.number(row, "estimate_days")
+        hours = problems.number(row, "estimate_hours")
+        if hours is not None:
+            if estimate is not None:
+                problems.reasons.append("both estimate_days and estimate_hours are set (give one)")
+            else:
+                estimate = hours / HOURS_PER_DAY
         scores = {column: problems.number(row, column) for column in _SCORE_COLUMNS}
         created, started = problems.time(row, "created_at"), problems.time(row, "started_at")
         done, updated = problems.time(row, "done_at"), problems.time(row, "updated_at")

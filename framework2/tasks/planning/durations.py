@@ -475,24 +475,25 @@ class DurationModel:
         return float(np.log(self.unestimated_days)) + mu, sigma, self.unestimated_source
 
     def _draw_log(self, tasks: Sequence[TaskRecord], floors: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-        """(n, trials) log durations given log duration > floor (-inf: unconditional), task-major."""
-        out = np.empty(uniforms.shape)
+        """(n, trials) log durations given log duration > floor (-inf: unconditional), task-major, in the
+        uniforms' precision."""
+        out = np.empty(uniforms.shape, dtype=uniforms.dtype if uniforms.dtype == np.float32 else float)
         if self.mode == "model":
             centres = self._centres(tasks)
             groups = [_pick_group(task, self.residuals) for task in tasks]
             for group in sorted(set(groups)):
                 rows = np.array([j for j, g in enumerate(groups) if g == group])
                 distribution = self.residuals[group]
-                out[rows] = centres[rows, None] + distribution.sample_above(
-                    (floors[rows] - centres[rows])[:, None], uniforms[rows]
-                )
+                draws = distribution.sample_above((floors[rows] - centres[rows])[:, None], uniforms[rows])
+                draws += centres[rows, None].astype(out.dtype)
+                out[rows] = draws
             if self.longest_log is not None:
                 # The residual tail is capped relative to each task's centre; a task with a large centre would
                 # still be drawn past anything the team has ever taken. Cap in days too, unless already past.
                 cap = self.longest_log + math.log(CAP_FACTOR)
                 # A running task may always take CAP_FACTOR times what it has run (never squeezed to nothing).
                 limit = np.maximum(cap, floors + math.log(CAP_FACTOR))[:, None]
-                out = np.minimum(out, limit)
+                np.minimum(out, limit.astype(out.dtype), out=out)
         else:
             mu, sigma = np.array([self._fallback_log(task)[:2] for task in tasks]).T
             out[:] = lognormal_above(mu[:, None], sigma[:, None], floors[:, None], uniforms)
@@ -542,10 +543,11 @@ class DurationModel:
             raise ValueError(f"uniforms must have shape {(len(tasks), trials)}, got {uniforms.shape}")
         running = elapsed > MIN_DURATION_DAYS
         floors = np.where(running, np.log(np.maximum(elapsed, MIN_DURATION_DAYS)), -np.inf)
-        total = np.exp(self._draw_log(tasks, floors, uniforms))
-        left = np.where(running[:, None], total - elapsed[:, None], np.maximum(total, MIN_DURATION_DAYS))
-        # A draw equal to the floor (the first value above it) still leaves a sliver of work.
-        return np.maximum(left, 1e-3).T
+        left = np.exp(self._draw_log(tasks, floors, uniforms))
+        left -= np.where(running, elapsed, 0.0).astype(left.dtype)[:, None]
+        # Not started: at least the floor; running: a draw equal to the floor still leaves a sliver of work.
+        np.maximum(left, np.where(running, 1e-3, MIN_DURATION_DAYS).astype(left.dtype)[:, None], out=left)
+        return left.T
 
     def forecast(self, tasks: Sequence[TaskRecord]) -> list[DurationForecast]:
         """P10, median and P90 of each task's duration (exact quantiles of the sampling distribution)."""
@@ -739,7 +741,11 @@ def fit_duration_model(
         f"cross-validated median absolute error {check.model_mae:.2f} working days vs {check.baseline_mae:.2f} "
         "for the naive 'duration = estimate' baseline (unestimated tasks at the median duration)"
     )
-    if check.model_mae >= check.baseline_mae:
+    if not check.features_help:
+        errors = (
+            f"the typical duration's median absolute error is {check.constant_mae:.2f} working days (cross-validated)"
+        )
+    elif check.model_mae >= check.baseline_mae:
         errors = f"the model does NOT beat the naive baseline ({errors}): treat its medians as no better than estimates"
     tail = residuals["all"]
     groups = ", ".join(f"{g} {d.events}+{d.censored}" for g, d in sorted(residuals.items()))

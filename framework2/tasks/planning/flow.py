@@ -67,6 +67,7 @@ CALIBRATION_WARMUP_DAYS = 42
 CALIBRATION_LOOKBACK_DAYS = 365
 CALIBRATION_TRIALS = 200
 MIN_CALIBRATION_MOMENTS = 4
+BLOCK_DRAWS = 250_000
 
 
 def stable_seed(*parts: object) -> int:
@@ -77,15 +78,33 @@ def stable_seed(*parts: object) -> int:
 
 def keyed_normals(keys: Sequence[str], trials: int, seed: int, streams: int = 2) -> np.ndarray:
     """(streams, n, trials) standard normals, each task's from its own stream keyed by (seed, key)."""
-    out = np.empty((streams, len(keys), trials))
+    # Single precision: 40 million of them for a 2,000-task scope, and a uniform needs no more.
+    out = np.empty((streams, len(keys), trials), dtype=np.float32)
     for i, key in enumerate(keys):
-        out[:, i, :] = np.random.default_rng([seed, stable_seed(key)]).standard_normal((streams, trials))
+        rng = np.random.default_rng([seed, stable_seed(key)])
+        out[:, i, :] = rng.standard_normal((streams, trials), dtype=np.float32)
     return out
 
 
 def copula_uniforms(normals: np.ndarray, shared: np.ndarray, dependence: float) -> np.ndarray:
     """Uniforms (survival orientation) from independent ``normals`` mixed with one ``shared`` normal per trial."""
-    return ndtr(math.sqrt(dependence) * shared + math.sqrt(1.0 - dependence) * normals)
+    mixed = normals * np.float32(math.sqrt(1.0 - dependence))
+    mixed += (np.float32(math.sqrt(dependence)) * shared.astype(np.float32))[None, :]
+    return normal_cdf(mixed)
+
+
+_CDF_LIMIT = 9.0
+_CDF_STEPS = 2**17
+_CDF_TABLE = ndtr(np.linspace(-_CDF_LIMIT, _CDF_LIMIT, _CDF_STEPS + 1)).astype(np.float32)
+
+
+def normal_cdf(z: np.ndarray) -> np.ndarray:
+    """The standard normal CDF by table (nearest of 131,073 points on [-9, 9]: within 3e-5 of exact), in
+    single precision: ``ndtr`` itself took a second for a 2,000-task scope's 40 million draws."""
+    index = (np.asarray(z, dtype=np.float32) + np.float32(_CDF_LIMIT)) * np.float32(_CDF_STEPS / (2 * _CDF_LIMIT))
+    index += np.float32(0.5)
+    np.clip(index, 0, _CDF_STEPS, out=index)
+    return _CDF_TABLE[index.astype(np.int32)]
 
 
 def remaining_scope(
@@ -126,22 +145,31 @@ def simulate_flow(
     """Per trial, when each task of ``scope`` finishes (working days from the start of today); see the module
     docstring. ``stretch`` > 1 slows everything (people away)."""
     keys = [t.key for t in scope]
-    normals = keyed_normals(keys, trials, seed)
     shared = np.random.default_rng([seed, 0]).standard_normal(trials)
-    uniforms = copula_uniforms(normals, shared, dependence)
     elapsed = np.array(
         [
             working_days_between(t.started_at, now) if t.status == "in_progress" and t.started_at is not None else 0.0
             for t in scope
         ]
     )
-    work = durations.sample_remaining(scope, elapsed, trials, uniforms=uniforms[1]) * stretch
+    work = np.empty((len(scope), trials))
     offsets = np.zeros((len(scope), trials))
-    todo = [i for i, t in enumerate(scope) if t.status == "todo"]
-    if todo and waits is not None:
-        offsets[todo] = waits.sample_remaining([scope[i] for i in todo], now, uniforms[0][todo]) * stretch
+    # A block of tasks at a time keeps every pass over the draws inside the CPU cache: on a 2,000-task scope
+    # that is three times faster than whole-scope arrays (40 million draws each pass).
+    step = max(1, BLOCK_DRAWS // trials)
+    for lo in range(0, len(scope), step):
+        block = slice(lo, min(lo + step, len(scope)))
+        uniforms = copula_uniforms(keyed_normals(keys[block], trials, seed), shared, dependence)
+        work[block] = durations.sample_remaining(scope[block], elapsed[block], trials, uniforms=uniforms[1]).T
+        todo = [i for i in range(block.start, block.stop) if scope[i].status == "todo"]
+        if todo and waits is not None:
+            rows = [i - lo for i in todo]
+            offsets[todo] = waits.sample_remaining([scope[i] for i in todo], now, uniforms[0][rows])
+    if stretch != 1.0:
+        work *= stretch
+        offsets *= stretch
     # Durations are working days from now; the offsets are too (waits are learned in working days).
-    return simulate_schedule(keys, work, edges, start_offsets=offsets)
+    return simulate_schedule(keys, work.T, edges, start_offsets=offsets)
 
 
 def throughput_days(

@@ -458,7 +458,8 @@ def critical_for(sample: ScheduleSample, tasks: Sequence[str]) -> np.ndarray:
 
 def criticality_index(sample: ScheduleSample, *, within: Sequence[str] | None = None) -> dict[str, float]:
     """Share of trials in which each task was on the critical path (of ``within``'s finish if given)."""
-    critical = sample.critical if within is None else critical_for(sample, within)
+    everything = within is None or len(set(within)) == len(sample.task_ids)
+    critical = sample.critical if everything else critical_for(sample, within)  # type: ignore[arg-type]
     share = critical.T.mean(axis=1)  # task-major: contiguous rows
     return dict(zip(sample.task_ids, share.tolist(), strict=True))
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from framework2.scale import ScaleOut, balanced_partitions, partition_count, run_partitions
 from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.flow import Dependence
 from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.montecarlo import Forecast
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
@@ -52,8 +53,10 @@ def forecast_partition(
     trials: int,
     seed: int,
     min_history_items: int,
+    dependence: dict[str, Dependence] | None = None,
 ) -> list[ProjectForecast]:
-    """Duration model, Monte Carlo forecast and risk factors for each of ``projects``."""
+    """Duration model, Monte Carlo forecast and risk factors for each of ``projects``; ``dependence`` per project
+    from the latest calibration (estimated here for a project it lacks)."""
     done = [t for t in tasks if t.status == "done"]
     in_progress = [t for t in tasks if t.status == "in_progress"]
     out = []
@@ -76,6 +79,7 @@ def forecast_partition(
             trials=trials,
             rng=np.random.default_rng(seed),
             min_history_items=min_history_items,
+            dependence=(dependence or {}).get(project.key),
         )
         risk = risk_factors(project.key, tasks, dependencies, overall, model, now=now)
         out.append(
@@ -95,6 +99,7 @@ def forecast_projects(
     trials: int,
     seed: int,
     min_history_items: int,
+    dependence: dict[str, Dependence] | None = None,
 ) -> list[ProjectForecast]:
     """Forecast ``projects`` in ``scale``'s partitions (balanced by open tasks); results in project order."""
     open_tasks = {p.key: 1.0 for p in projects}
@@ -111,6 +116,7 @@ def forecast_projects(
         "trials": trials,
         "seed": seed,
         "min_history_items": min_history_items,
+        "dependence": dependence or {},
     }
     inputs = [{"projects": [by_key[k] for k in group], **common} for group in groups]
     results = {

@@ -10,7 +10,7 @@ import numpy as np
 
 from framework2.tasks.charts import figure_to_data_uri, plt
 from framework2.tasks.planning.backtest import LIMITS, BacktestCase, BacktestResult, Coverage, judge
-from framework2.tasks.planning.montecarlo import Forecast, to_days
+from framework2.tasks.planning.montecarlo import MAX_HORIZON_DAYS, Forecast, to_days
 from framework2.tasks.planning.records import TaskRecord
 
 
@@ -25,7 +25,8 @@ def forecast_chart(name: str, forecast: Forecast, finish_days: np.ndarray) -> st
         ("P95", forecast.p95_days, forecast.p95_date, "#08306b"),
     ):
         if value is not None:
-            ax.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label} {when}")
+            shown = when if when is not None else "beyond 5 years"
+            ax.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label} {shown}")
     if forecast.target_date is not None:
         target = to_days(forecast.target_date, forecast.start, workdays=forecast.workdays)
         odds = f" ({forecast.probability_of_target:.0%} on time)" if forecast.probability_of_target is not None else ""
@@ -91,11 +92,22 @@ def calibration_chart(result: BacktestResult) -> str | None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 1]})
     x = np.arange(len(cases))
 
-    def days(c: BacktestCase, when: date) -> int:
-        return (when - c.snapshot).days
+    def days(c: BacktestCase, when: date | None) -> int:
+        return (when - c.snapshot).days if when is not None else MAX_HORIZON_DAYS
 
     left.vlines(x, [days(c, c.p50) for c in cases], [days(c, c.p95) for c in cases], color="#9ecae1", linewidth=3)
     left.scatter(x, [days(c, c.p85) for c in cases], marker="_", color="#08519c", s=60, label="P85", zorder=3)
+    with_baseline = [i for i, c in enumerate(cases) if c.baseline and c.baseline.get(85)]
+    if with_baseline:
+        left.scatter(
+            with_baseline,
+            [days(cases[i], cases[i].baseline[85]) for i in with_baseline],  # type: ignore[index]
+            marker="_",
+            color="#969696",
+            s=60,
+            label="throughput baseline P85",
+            zorder=3,
+        )
     finished = [i for i, c in enumerate(cases) if c.actual is not None]
     held = [i for i in finished if cases[i].covered[85]]
     missed = [i for i in finished if not cases[i].covered[85]]
@@ -160,6 +172,25 @@ def calibration_markdown(result: BacktestResult, record: Sequence[Coverage], eve
         for cases in [[c for c in result.cases if c.project == project]]
     ]
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items())) or "none"
+    scores = [
+        s
+        for s in (result.scores, result.paired if result.paired and result.scores else None, result.baseline)
+        if s is not None
+    ]
+    if len(scores) == 3 and scores[1].cases == scores[0].cases:
+        scores = [scores[0], scores[2]]
+    score_lines = [
+        "| forecaster | cases | P50 held | P85 held | P95 held | pinball P50 (d) | pinball P85 (d) | P50 / actual |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {'PPMS (baseline cases)' if i == 1 and len(scores) == 3 else sc.forecaster} | {sc.cases} | "
+            + " | ".join(f"{c.share:.0%}" if c.share is not None else "—" for c in sc.coverage)
+            + f" | {sc.pinball.get(50, float('nan')):.1f} | {sc.pinball.get(85, float('nan')):.1f} | "
+            + (f"{sc.median_ratio:.2f}" if sc.median_ratio is not None else "—")
+            + " |"
+            for i, sc in enumerate(scores)
+        ),
+    ]
     header = ["| percentile | held | share (95 % interval) | undecided |", "|---|---|---|---|"]
     p85 = next((c for c in record if c.quantile == 85), None)
     record_lines = (
@@ -183,7 +214,12 @@ def calibration_markdown(result: BacktestResult, record: Sequence[Coverage], eve
             f"**{result.verdict}** — {result.reason}.",
             "",
             f"Each past moment (every {every_days} days) was forecast again from only what was known then, with "
-            "the duration model trained on the work finished by then, and compared with when that scope was done.",
+            "the models trained on the work finished by then, and compared with when that scope was done. The "
+            "12-week throughput Monte Carlo practitioners use ran on the same cases. Pinball loss punishes a date "
+            "for being late or early as its percentile says (lower is better); P50 / actual is the median ratio of "
+            "the P50 horizon to the actual one (1 is right).",
+            "",
+            *score_lines,
             "",
             *header,
             *_coverage_rows(result.coverage),

@@ -219,8 +219,9 @@ def more_trusted(ours: Scores, baseline: Scores) -> tuple[str | None, str]:
     mine = ours.pinball[50] + ours.pinball[85]
     theirs = baseline.pinball[50] + baseline.pinball[85]
     winner = ours.forecaster if mine <= theirs else baseline.forecaster
+    named = winner if winner == ours.forecaster else f"the {winner}"
     return winner, (
-        f"on the same {ours.finished} finished cases the {winner} held up better: pinball loss P50 "
+        f"on the same {ours.finished} finished cases {named} held up better: pinball loss P50 "
         f"{ours.pinball[50]:.1f} vs {baseline.pinball[50]:.1f} days, P85 {ours.pinball[85]:.1f} vs "
         f"{baseline.pinball[85]:.1f} (PPMS vs {baseline.forecaster}); P85 held "
         + (f"{ours.at(85).share:.0%}" if ours.at(85).share is not None else "—")

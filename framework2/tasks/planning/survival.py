@@ -14,8 +14,8 @@ PPMS learns how long work takes from a tracker's history, where two things are a
   5185. The Pareto index is kept between ``MIN_TAIL_INDEX`` and ``MAX_TAIL_INDEX``.
 
 Items already past half that cap (running about as long as the longest thing the history holds) keep an
-uncapped exponential tail *from where they are*: their remaining time is never zero and grows with how long they have run
-(median remaining = elapsed x (2^(1/index) - 1)), the behaviour the tail of real work shows (Lindy-like).
+uncapped exponential tail *from where they are*: their remaining time is never zero and grows with how long
+they have run (median remaining = elapsed x (2^(1/index) - 1)), as the tail of real work does (Lindy-like).
 
 Values are in log space (log working days); callers floor them before taking logs. Weights (recency, see
 ``recency_weights``) enter both the Kaplan-Meier counts and the tail fit.
@@ -37,6 +37,7 @@ MIN_TAIL_INDEX = 2.0
 MAX_TAIL_INDEX = 20.0
 CAP_FACTOR = 2.0
 HALF_LIFE_DAYS = 91.0
+INVERSE_LEVELS = 2**16
 _TINY = 1e-300
 
 
@@ -63,6 +64,7 @@ class CensoredDistribution:
     events: int
     censored: int
     largest: float  # largest value seen (event or censored)
+    inverse: np.ndarray  # value at survival level k / INVERSE_LEVELS (the empirical part's inverse, tabulated)
 
     @classmethod
     def fit(
@@ -111,9 +113,13 @@ class CensoredDistribution:
         if tail_mass <= 0.0:  # one value only: keep a sliver of tail rather than none
             tail_mass = 1.0 / (len(v) + 1)
         largest = float(v.max())
+        values, survival = event_values[keep], event_surv[keep]
+        grid = np.arange(INVERSE_LEVELS + 1) / INVERSE_LEVELS
+        # For each level: the first value whose survival is at or below it (survival is non-increasing).
+        first = np.minimum(np.searchsorted(-survival, -grid, side="left"), len(values) - 1)
         return cls(
-            values=event_values[keep],
-            survival=event_surv[keep],
+            values=values,
+            survival=survival,
             threshold=threshold,
             tail_mass=tail_mass,
             index=index,
@@ -121,6 +127,7 @@ class CensoredDistribution:
             events=int(seen.sum()),
             censored=int((~seen).sum()),
             largest=largest,
+            inverse=values[first],
         )
 
     # --- the survival function and its inverse ----------------------------------------------------------
@@ -142,38 +149,42 @@ class CensoredDistribution:
     def sample_above(self, floors: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """Values drawn given V > floor, one per uniform (survival orientation: u near 0 = long).
 
-        ``floors`` broadcasts against ``uniforms``. Where a floor is at or past the cap, the value is the floor
-        plus an exponential excess at the tail's rate (never equal to the floor, growing with it); so is it within
-        a factor ``CAP_FACTOR`` of the cap, where the capped distribution would leave almost nothing above it.
+        ``floors`` broadcasts against ``uniforms`` (one per row is cheapest). Where a floor is at or past the cap,
+        the value is the floor plus an exponential excess at the tail's rate (never equal to the floor, growing
+        with it); so is it within a factor ``CAP_FACTOR`` of the cap, where the capped distribution would leave
+        almost nothing above it. The empirical part is inverted through a table of ``INVERSE_LEVELS`` survival
+        levels (at most 1/65,536 of probability off, towards the longer value): a binary search per draw was
+        most of a 2,000-task forecast's time.
         """
         floors = np.asarray(floors, dtype=float)
-        u = np.clip(np.asarray(uniforms, dtype=float), _TINY, 1.0)
-        floors = np.broadcast_to(floors, u.shape)
-        level = u * self.survival_at(floors)  # the survival level the draw lands on
-        out = np.empty(u.shape)
-        # Within a factor CAP_FACTOR of the cap, the capped distribution would squeeze the rest of an item
-        # into the sliver below the cap ("done tomorrow" for the longest-running work): such items get the
-        # open tail from where they are instead.
-        beyond = floors >= self.cap - math.log(CAP_FACTOR)
-        if beyond.any():
-            out[beyond] = floors[beyond] - np.log(u[beyond]) / self.index
-        inside = ~beyond & (level >= self.tail_mass) & (len(self.values) > 0)
-        if inside.any():
-            # The first event value whose survival is at or below the level (survival is non-increasing).
-            idx = np.searchsorted(-self.survival, -level[inside], side="left")
-            out[inside] = self.values[np.minimum(idx, len(self.values) - 1)]
-        tail = ~beyond & ~inside
+        u = np.asarray(uniforms)
+        # Single-precision uniforms (a big scope's) stay single: 7 digits are plenty for log days.
+        dtype = np.float32 if u.dtype == np.float32 else np.float64
+        u = np.clip(u, np.finfo(dtype).tiny, 1.0)
+        level = u * self.survival_at(floors).astype(dtype)  # the survival level each draw lands on
+        index = (level * INVERSE_LEVELS).astype(np.int32)
+        np.minimum(index, INVERSE_LEVELS, out=index)
+        out = np.array(self.inverse.astype(dtype, copy=False)[index], dtype=dtype, ndmin=0)
+        tail = level < self.tail_mass
         if tail.any():
             span = self.cap - self.threshold
             top = math.exp(-self.index * span)
-            share = np.clip(level[tail] / max(self.tail_mass, _TINY), 0.0, 1.0)
+            share = np.clip(level[tail].astype(float) / max(self.tail_mass, _TINY), 0.0, 1.0)
             out[tail] = self.threshold - np.log(share * (1.0 - top) + top) / self.index
-            out[tail] = np.maximum(out[tail], floors[tail])
+        np.maximum(out, floors.astype(dtype), out=out)
+        # Within a factor CAP_FACTOR of the cap, the capped distribution would squeeze the rest of an item
+        # into the sliver below the cap ("done tomorrow" for the longest-running work): such items get the
+        # open tail from where they are instead.
+        beyond = np.broadcast_to(floors >= self.cap - math.log(CAP_FACTOR), out.shape)
+        if beyond.any():
+            wide = np.broadcast_to(floors, out.shape)
+            excess = -np.log(np.broadcast_to(u, out.shape)[beyond].astype(float)) / self.index
+            out[beyond] = wide[beyond] + excess
         return out
 
     def quantile(self, q: float) -> float:
         """The value below which a share ``q`` falls (unconditional)."""
-        return float(self.sample_above(np.array(-np.inf), np.array(1.0 - q)))
+        return float(self.sample_above(np.array([[-np.inf]]), np.array([[1.0 - q]]))[0, 0])
 
     def describe(self) -> str:
         """Counts and the tail in words."""

@@ -46,13 +46,14 @@ class WaitModel:
 
         ``uniforms`` is task-major (n, trials), survival orientation (near 0 = a long wait).
         """
-        out = np.zeros(uniforms.shape)
-        for i, task in enumerate(tasks):
-            group = self.groups.get(f"type:{task.type.lower()}", self.groups["all"])
-            age = working_days_between(task.created_at, now)
-            floor = np.log(age) if age > MIN_DURATION_DAYS else -np.inf
-            total = np.exp(group.sample_above(np.array(floor), uniforms[i]))
-            out[i] = np.maximum(total - age, 0.0)
+        ages = np.array([working_days_between(t.created_at, now) for t in tasks])
+        floors = np.where(ages > MIN_DURATION_DAYS, np.log(np.maximum(ages, MIN_DURATION_DAYS)), -np.inf)
+        groups = [f"type:{t.type.lower()}" if f"type:{t.type.lower()}" in self.groups else "all" for t in tasks]
+        out = np.empty(uniforms.shape)
+        for group in sorted(set(groups)):
+            rows = np.array([i for i, g in enumerate(groups) if g == group])
+            total = np.exp(self.groups[group].sample_above(floors[rows, None], uniforms[rows]))
+            out[rows] = np.maximum(total - ages[rows, None], 0.0)
         return out
 
     def describe(self) -> str:
