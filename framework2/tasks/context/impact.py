@@ -550,6 +550,7 @@ def assess_impact(
         note = f"{change.project} has no open work before or after the change"
     else:
         sides = []
+        replayed: dict = {}  # both sides replay the same past: learn how items move together once
         for side_tasks, scope in ((before_tasks, before_scope), (after_tasks, after_scope)):
             if not scope:
                 sides.append(_finished_today(today, target_date))
@@ -564,9 +565,10 @@ def assess_impact(
                 target_date=target_date,
                 trials=trials,
                 rng=seed,
+                dependence_cache=replayed,
             )
             if not forecast.available or forecast.p85_date is None:
-                note = f"no forecast for {change.project}: {forecast.reason}"
+                note = f"no forecast for {change.project}: {forecast.horizon_note or forecast.reason}"
                 break
             sides.append(_schedule(forecast))
         if not note:

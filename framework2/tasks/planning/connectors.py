@@ -1203,7 +1203,8 @@ def read_csv(path_or_text: str | Path, *, project_default: str | None = None, no
     be given in ``estimate_hours`` instead of ``estimate_days`` (``HOURS_PER_DAY`` hours a day).
 
     Blank times: created_at falls back to the earliest of started_at/done_at/updated_at, then ``now``;
-    updated_at to the latest of the others.
+    updated_at to the latest of the others. A blank status is read from the dates: done with a done_at,
+    in progress with a started_at, else to do.
     """
     text, name = _csv_text(path_or_text)
     required = ["key", "title"] + ([] if project_default else ["project"])
@@ -1225,8 +1226,8 @@ def read_csv(path_or_text: str | Path, *, project_default: str | None = None, no
         if not project:
             problems.reasons.append("project is empty")
         status_text = _cell(row, "status")
-        status = _CSV_STATUS.get(_words(status_text)) if status_text else "todo"
-        if status is None:
+        status = _CSV_STATUS.get(_words(status_text)) if status_text else None
+        if status_text and status is None:
             problems.reasons.append(f"status {status_text!r} is not one of todo, in_progress, done")
         estimate = problems.number(row, "estimate_days")
         hours = problems.number(row, "estimate_hours")
@@ -1241,6 +1242,9 @@ def read_csv(path_or_text: str | Path, *, project_default: str | None = None, no
         problems.order(("created_at", created), ("started_at", started))
         problems.order(("started_at", started), ("done_at", done))
         problems.order(("created_at", created), ("done_at", done))
+        if not status_text:
+            # No status column (an export of dates only): the dates say where the task is.
+            status = "done" if done else "in_progress" if started else "todo"
         known_times = [t for t in (started, done, updated) if t]
         created = created or (min(known_times) if known_times else now)
         updated = updated or max([created, *known_times])

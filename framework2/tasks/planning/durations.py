@@ -771,18 +771,3 @@ def fit_duration_model(
             "band_ratio": ratio,
         }
     )
-
-
-def elapsed_working_days(tasks: Sequence[TaskRecord], now: datetime) -> np.ndarray:
-    """Working days each task has been running at ``now`` (0 for tasks not in progress)."""
-    return np.array(
-        [
-            working_days_between(t.started_at, now) if t.status == "in_progress" and t.started_at is not None else 0.0
-            for t in tasks
-        ]
-    )
-
-
-def log_floor(days: float) -> float:
-    """log(days) floored at ``MIN_DURATION_DAYS``: the space the distributions live in."""
-    return math.log(max(days, MIN_DURATION_DAYS))

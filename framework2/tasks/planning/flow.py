@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from framework2.tasks.planning.durations import DurationModel, fit_duration_model, working_days_between
 from framework2.tasks.planning.montecarlo import ScheduleSample, group_finish, simulate_schedule
@@ -77,13 +77,16 @@ def stable_seed(*parts: object) -> int:
 
 
 def keyed_normals(keys: Sequence[str], trials: int, seed: int, streams: int = 2) -> np.ndarray:
-    """(streams, n, trials) standard normals, each task's from its own stream keyed by (seed, key)."""
-    # Single precision: 40 million of them for a 2,000-task scope, and a uniform needs no more.
+    """(streams, n, trials) standard normals, each task's from its own stream keyed by (seed, key).
+
+    Single precision, by inverting uniforms through a table (``normal_ppf``): a 2,000-task scope needs 40
+    million of them, and the exact generator took a quarter of the forecast's time.
+    """
     out = np.empty((streams, len(keys), trials), dtype=np.float32)
     for i, key in enumerate(keys):
         rng = np.random.default_rng([seed, stable_seed(key)])
-        out[:, i, :] = rng.standard_normal((streams, trials), dtype=np.float32)
-    return out
+        out[:, i, :] = rng.random((streams, trials), dtype=np.float32)
+    return normal_ppf(out)
 
 
 def copula_uniforms(normals: np.ndarray, shared: np.ndarray, dependence: float) -> np.ndarray:
@@ -96,6 +99,19 @@ def copula_uniforms(normals: np.ndarray, shared: np.ndarray, dependence: float) 
 _CDF_LIMIT = 9.0
 _CDF_STEPS = 2**17
 _CDF_TABLE = ndtr(np.linspace(-_CDF_LIMIT, _CDF_LIMIT, _CDF_STEPS + 1)).astype(np.float32)
+
+
+_PPF_STEPS = 2**18
+# Midpoints of equal-probability bins: the bin's normal value, never an infinite end.
+_PPF_TABLE = ndtri((np.arange(_PPF_STEPS) + 0.5) / _PPF_STEPS).astype(np.float32)
+
+
+def normal_ppf(u: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles of uniforms on [0, 1) by table (262,144 equal-probability bins: |z| up to
+    4.8, within 1e-3 of exact in the body), in place of ``u``'s values, single precision."""
+    index = (u * np.float32(_PPF_STEPS)).astype(np.int32)
+    np.minimum(index, _PPF_STEPS - 1, out=index)
+    return _PPF_TABLE[index]
 
 
 def normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -152,8 +168,9 @@ def simulate_flow(
             for t in scope
         ]
     )
-    work = np.empty((len(scope), trials))
-    offsets = np.zeros((len(scope), trials))
+    # Single precision until the schedule: each pass over 20 million float64s costs as much as the draws.
+    work = np.empty((len(scope), trials), dtype=np.float32)
+    offsets = np.zeros((len(scope), trials), dtype=np.float32)
     # A block of tasks at a time keeps every pass over the draws inside the CPU cache: on a 2,000-task scope
     # that is three times faster than whole-scope arrays (40 million draws each pass).
     step = max(1, BLOCK_DRAWS // trials)
@@ -164,12 +181,12 @@ def simulate_flow(
         todo = [i for i in range(block.start, block.stop) if scope[i].status == "todo"]
         if todo and waits is not None:
             rows = [i - lo for i in todo]
-            offsets[todo] = waits.sample_remaining([scope[i] for i in todo], now, uniforms[0][rows])
+            offsets[todo] = waits.sample_remaining([scope[i] for i in todo], now, uniforms[0][rows], dtype=np.float32)
     if stretch != 1.0:
-        work *= stretch
-        offsets *= stretch
+        work *= np.float32(stretch)
+        offsets *= np.float32(stretch)
     # Durations are working days from now; the offsets are too (waits are learned in working days).
-    return simulate_schedule(keys, work.T, edges, start_offsets=offsets)
+    return simulate_schedule(keys, work.T, edges, start_offsets=offsets, overwrite=True)
 
 
 def throughput_days(

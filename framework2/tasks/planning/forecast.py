@@ -118,7 +118,7 @@ def _throughput_answer(
     return answer, calendar, working
 
 
-def _milestones(sample, scope: Sequence[TaskRecord], project: str, today: date, horizon: dict) -> dict[str, Forecast]:
+def _milestones(sample, scope: Sequence[TaskRecord], project: str, today: date, model: str) -> dict[str, Forecast]:
     milestones: dict[str, Forecast] = {}
     for name in sorted({t.milestone for t in scope if t.project == project and t.milestone}):
         members = [t.key for t in scope if t.project == project and t.milestone == name]
@@ -130,7 +130,7 @@ def _milestones(sample, scope: Sequence[TaskRecord], project: str, today: date, 
             start=today,
             criticality=index,
             reason=f"milestone {name}: {len(members)} open tasks",
-            **horizon,
+            model=model,
         )
     return milestones
 
@@ -231,7 +231,7 @@ def forecast_project(
             dependence=dependence.value,
             throughput=answer,
         )
-        return overall, _milestones(sample, scope, project, today, {}), finish
+        return overall, _milestones(sample, scope, project, today, overall.model), finish
 
     if any(t.estimate_days is not None for t in scope):
         workers = workers_for(project, tasks, people)
@@ -267,7 +267,7 @@ def forecast_project(
             model_reason=model_reason,
             throughput=answer,
         )
-        return overall, _milestones(sample, scope, project, today, {}), finish
+        return overall, _milestones(sample, scope, project, today, overall.model), finish
 
     if answer_calendar is None:
         why = rate if isinstance(rate, str) else "no open task of the project"

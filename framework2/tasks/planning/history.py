@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field
 from framework2.errors import DataError
 from framework2.tasks.planning.backtest import BacktestCase, BacktestResult, backtest
 from framework2.tasks.planning.connectors import read_csv
-from framework2.tasks.planning.durations import DurationModel
 from framework2.tasks.planning.flow import fit_flow_models
 from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.montecarlo import Forecast
@@ -150,7 +149,7 @@ def forecast_file(
         open_tasks=sum(1 for t in known if t.project == name and t.status != "done"),
         forecast=overall,
         milestones=milestones,
-        durations=durations.describe() if isinstance(durations, DurationModel) else "",
+        durations=durations.describe(),
         rejected_rows=len(history.rejected),
         rejected_reasons=[r["reason"] for r in history.rejected[:MAX_REASONS]],
     )

@@ -263,6 +263,7 @@ def simulate_schedule(
     *,
     start_offsets: np.ndarray | None = None,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> ScheduleSample:
     """Finish day of every task in every trial, and the critical path of each trial.
 
@@ -271,6 +272,8 @@ def simulate_schedule(
     ``(task, depends_on)`` pairs: ``task`` starts after ``depends_on`` finishes. ``start_offsets`` (n,)
     are days from now before which a task cannot start (0 for work already in progress); task-major (n, trials)
     gives each trial its own (the flow model's waits; unlimited parallelism only). Nothing starts before day 0.
+    ``overwrite=True`` lets a caller hand over a task-major scratch array (``durations.T`` C-contiguous) that
+    becomes the finish times instead of being copied.
 
     Capacity. ``workers=None`` is unlimited parallelism: finish = max(offset, predecessors' finish) +
     duration, the critical-path method. With ``workers=k`` the schedule is a list schedule with a fixed
@@ -304,7 +307,9 @@ def simulate_schedule(
     if start_offsets is None:
         offsets = np.zeros(n)
     else:
-        offsets = np.asarray(start_offsets, dtype=float)
+        offsets = np.asarray(start_offsets)
+        if offsets.dtype not in (np.float32, np.float64):  # per-trial waits may come in single precision
+            offsets = offsets.astype(float)
         if offsets.shape not in ((n,), (n, trials)) or not (np.isfinite(offsets).all() and (offsets >= 0).all()):
             raise DataError(
                 f"start_offsets must be {n} (or {n} x {trials}) finite days >= 0", "use 0 for tasks that can start now"
@@ -317,8 +322,14 @@ def simulate_schedule(
     if workers is not None and workers >= n:
         workers = None  # a worker per task: capacity cannot bind, skip the bookkeeping
 
-    # Task-major copy of the durations, turned into finish times in place: row j is contiguous.
-    finish_t = np.array(durations.T, dtype=np.float64, order="C")
+    # Task-major copy of the durations, turned into finish times in place: row j is contiguous. Single-precision
+    # draws (a big flow forecast's) stay single without capacity (the list schedule's bit tricks need doubles).
+    precision = np.float32 if durations.dtype == np.float32 and workers is None else np.float64
+    if overwrite and durations.dtype == precision and durations.T.flags.c_contiguous:
+        # The caller's own task-major scratch array: reuse it (a fresh 100 MB array costs more than the pass).
+        finish_t = durations.T
+    else:
+        finish_t = np.array(durations.T, dtype=precision, order="C")
     slot_prev: np.ndarray | None = None
     if workers is None:
         order = topo
@@ -443,6 +454,8 @@ def group_finish(sample: ScheduleSample, tasks: Sequence[str]) -> np.ndarray:
     cols = sample.positions(tasks)
     if not cols:
         return np.zeros(sample.trials)
+    if len(set(cols)) == len(sample.task_ids):
+        return sample.project_finish.copy()  # every task: no (tasks x trials) copy
     return sample.finish.T[cols].max(axis=0)
 
 

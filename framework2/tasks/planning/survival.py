@@ -65,6 +65,7 @@ class CensoredDistribution:
     censored: int
     largest: float  # largest value seen (event or censored)
     inverse: np.ndarray  # value at survival level k / INVERSE_LEVELS (the empirical part's inverse, tabulated)
+    inverse32: np.ndarray  # the same in single precision, for big scopes' single-precision draws
 
     @classmethod
     def fit(
@@ -128,6 +129,7 @@ class CensoredDistribution:
             censored=int((~seen).sum()),
             largest=largest,
             inverse=values[first],
+            inverse32=values[first].astype(np.float32),
         )
 
     # --- the survival function and its inverse ----------------------------------------------------------
@@ -164,7 +166,7 @@ class CensoredDistribution:
         level = u * self.survival_at(floors).astype(dtype)  # the survival level each draw lands on
         index = (level * INVERSE_LEVELS).astype(np.int32)
         np.minimum(index, INVERSE_LEVELS, out=index)
-        out = np.array(self.inverse.astype(dtype, copy=False)[index], dtype=dtype, ndmin=0)
+        out = (self.inverse32 if dtype == np.float32 else self.inverse)[index]
         tail = level < self.tail_mass
         if tail.any():
             span = self.cap - self.threshold

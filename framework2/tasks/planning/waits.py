@@ -41,7 +41,9 @@ class WaitModel:
     waiting: int
     median_days: float
 
-    def sample_remaining(self, tasks: Sequence[TaskRecord], now: datetime, uniforms: np.ndarray) -> np.ndarray:
+    def sample_remaining(
+        self, tasks: Sequence[TaskRecord], now: datetime, uniforms: np.ndarray, *, dtype: type = np.float64
+    ) -> np.ndarray:
         """(n, trials) working days until each not-yet-started task starts, given how long it has waited.
 
         ``uniforms`` is task-major (n, trials), survival orientation (near 0 = a long wait).
@@ -49,11 +51,12 @@ class WaitModel:
         ages = np.array([working_days_between(t.created_at, now) for t in tasks])
         floors = np.where(ages > MIN_DURATION_DAYS, np.log(np.maximum(ages, MIN_DURATION_DAYS)), -np.inf)
         groups = [f"type:{t.type.lower()}" if f"type:{t.type.lower()}" in self.groups else "all" for t in tasks]
-        out = np.empty(uniforms.shape)
+        out = np.empty(uniforms.shape, dtype=dtype)
         for group in sorted(set(groups)):
             rows = np.array([i for i, g in enumerate(groups) if g == group])
             total = np.exp(self.groups[group].sample_above(floors[rows, None], uniforms[rows]))
-            out[rows] = np.maximum(total - ages[rows, None], 0.0)
+            total -= ages[rows, None].astype(total.dtype)
+            out[rows] = np.maximum(total, 0.0)
         return out
 
     def describe(self) -> str:

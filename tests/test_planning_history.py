@@ -1,0 +1,118 @@
+"""PPMS on a task history file: the CSV a lead exports, read as it is, and every way it can be wrong."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from framework2.cli import app, main
+from framework2.errors import DataError
+from framework2.sample.real_history import write_tasks_csv
+from framework2.tasks.planning.connectors import read_csv
+from framework2.tasks.planning.history import backtest_file, forecast_file, parse_every
+from framework2.tasks.planning.synthetic import synthetic_team_history
+
+START = datetime(2025, 1, 6, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def history_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tasks = []
+    for k in range(2):
+        made, _ = synthetic_team_history(f"team{k}", waves=16, tasks_per_wave=10, workers=3, start=START, seed=k)
+        tasks += made
+    return write_tasks_csv(tasks, tmp_path_factory.mktemp("history") / "tasks.csv")
+
+
+def test_a_dates_only_export_reads_its_status_from_the_dates_and_hours_become_days() -> None:
+    batch = read_csv(
+        "key,project,title,started_at,done_at,estimate_hours\n"
+        "a,p,x,2024-01-01,2024-01-03,16\n"
+        "b,p,y,2024-01-02,,4\n"
+        "c,p,z,,,\n"
+        "d,p,w,,,\n"
+    )
+    assert [(t.key, t.status, t.estimate_days) for t in batch.tasks] == [
+        ("a", "done", 2.0),
+        ("b", "in_progress", 0.5),
+        ("c", "todo", None),
+        ("d", "todo", None),
+    ]
+    both = read_csv("key,project,title,estimate_days,estimate_hours\na,p,x,1,8\n")
+    assert not both.tasks and "both estimate_days and estimate_hours" in both.rejected[0]["reason"]
+
+
+def test_forecast_as_of_a_past_day_sees_only_what_was_known_then(history_csv: Path) -> None:
+    result = forecast_file(history_csv, project="team0", as_of=date(2025, 3, 3), trials=500)
+
+    assert result.as_of == datetime(2025, 3, 3, 23, 59, 59, 999999, tzinfo=UTC)
+    assert result.open_tasks > 0 and result.forecast.available
+    assert result.forecast.p50_date is not None and result.forecast.p50_date >= date(2025, 3, 4)
+    assert result.forecast.model in ("flow", "plan", "throughput") and result.forecast.model_reason
+    assert result.rejected_rows == 0
+
+
+def test_backtest_of_a_file_scores_every_project_beside_the_baseline(history_csv: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    result = backtest_file(history_csv, every_days=14, trials=300, on_progress=lambda d, t: seen.append((d, t)))
+
+    assert result.projects == ["team0", "team1"] and result.cases
+    assert {c.project for c in result.cases} == {"team0", "team1"}
+    assert result.scores is not None and result.baseline is not None
+    assert result.verdict in ("consistent", "too early", "too late", "too wide", "too narrow", "too few cases")
+    assert seen and seen[-1][0] == seen[-1][1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ppms", "forecast", "/nowhere/tasks.csv"], "is not a file"),
+        (["ppms", "backtest", "{csv}", "--every", "fortnight"], "is not a number of days"),
+        (["ppms", "forecast", "{csv}", "--project", "team0", "--as-of", "03/03/2025"], "is not a date"),
+        (["ppms", "forecast", "{csv}"], "holds 2 projects: team0, team1"),
+        (["ppms", "forecast", "{csv}", "--project", "nope"], "project 'nope' is not in tasks.csv"),
+    ],
+)
+def test_bad_arguments_get_one_error_line_and_a_hint(
+    history_csv: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("sys.argv", ["framework2", *(a.replace("{csv}", str(history_csv)) for a in args)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr().out
+    assert exit_.value.code == 1
+    assert "error:" in out and message in out.replace("\n", " ") and "hint:" in out
+    assert "Traceback" not in out
+
+
+def test_a_file_with_no_readable_task_says_which_rows_are_wrong(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("key,project,title,created_at\nA-1,p,x,yesterday\n", encoding="utf-8")
+    with pytest.raises(DataError, match="holds no readable task: .*'yesterday' is not a date"):
+        forecast_file(bad)
+
+
+def test_forecast_json_carries_the_model_the_dates_and_the_left_out_rows(history_csv: Path, tmp_path: Path) -> None:
+    text = history_csv.read_text(encoding="utf-8") + "broken,team0,x,todo,,,,,,not-a-date,,,\n"
+    path = tmp_path / "tasks.csv"
+    path.write_text(text, encoding="utf-8")
+
+    args = ["ppms", "forecast", str(path), "--project", "team1", "--as-of", "2025-03-03", "--json", "--trials", "500"]
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["project"] == "team1" and report["rejected_rows"] == 1
+    assert "not a date" in report["rejected_reasons"][0]
+    assert report["forecast"]["model"] and report["forecast"]["trials"] == 500
+
+
+def test_every_accepts_days_and_weeks() -> None:
+    assert (parse_every("28d"), parse_every("4w"), parse_every("14")) == (28, 28, 14)
+    with pytest.raises(DataError):
+        parse_every("0d")
+    assert timedelta(days=parse_every("1w")) == timedelta(weeks=1)
