@@ -442,6 +442,15 @@ def ppms_forecast(
         f"{result.open_tasks} open tasks",
         highlight=False,
     )
+    if result.note:
+        console.print(f"[yellow]{escape(result.note)}[/yellow]", highlight=False, soft_wrap=True)
+    if result.rejected_rows:
+        console.print(
+            f"{result.rejected_rows} row(s) could not be read and were left out, e.g. "
+            f"{escape(result.rejected_reasons[0])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not f.available:
         console.print(f"no forecast: {escape(f.reason)}", highlight=False, soft_wrap=True)
         return
@@ -459,13 +468,6 @@ def ppms_forecast(
     if f.horizon_note:
         console.print(f"[yellow]{escape(f.horizon_note)}[/yellow]", highlight=False, soft_wrap=True)
     console.print(f"durations: {escape(result.durations)}", highlight=False, soft_wrap=True)
-    if result.rejected_rows:
-        console.print(
-            f"{result.rejected_rows} row(s) could not be read and were left out, e.g. "
-            f"{escape(result.rejected_reasons[0])}",
-            highlight=False,
-            soft_wrap=True,
-        )
     console.print(
         f"how far to trust it: run `framework2 ppms backtest {escape(str(path))}` to score it on this file's past",
         highlight=False,
@@ -522,7 +524,18 @@ def ppms_backtest(
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items()))
         console.print(f"moments not used: {escape(skipped)}", highlight=False, soft_wrap=True)
     if result.rejected_rows:
-        console.print(f"{result.rejected_rows} row(s) of the file could not be read and were left out", highlight=False)
+        console.print(
+            f"{result.rejected_rows} row(s) of the file could not be read and were left out, e.g. "
+            f"{escape(result.rejected_reasons[0])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not result.cases:
+        console.print(
+            f"no past moment could be replayed: the file needs open work at Mondays at least {days} days apart "
+            "after its first six weeks",
+            highlight=False,
+        )
 
 
 def _print_load(report: Any, what: str) -> None:

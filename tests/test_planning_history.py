@@ -116,3 +116,87 @@ def test_every_accepts_days_and_weeks() -> None:
     with pytest.raises(DataError):
         parse_every("0d")
     assert timedelta(days=parse_every("1w")) == timedelta(weeks=1)
+
+
+def _rows(*lines: str) -> str:
+    return "key,project,title,status,created_at,started_at,done_at,estimate_days,depends_on\n" + "\n".join(lines) + "\n"
+
+
+def _team(n: int = 40) -> list[str]:
+    """n finished tasks of project p over a few months, and three still open."""
+    day = date(2024, 1, 1)
+    rows = []
+    for i in range(n):
+        start = day + timedelta(days=2 * i)
+        rows.append(f"t{i},p,work {i},done,{start},{start},{start + timedelta(days=1 + i % 5)},1,")
+    rows += [f"o{i},p,open {i},in_progress,{day + timedelta(days=80)},{day + timedelta(days=80)},,2," for i in range(3)]
+    return rows
+
+
+def test_placeholder_dates_typos_and_absurd_estimates_are_rejected_per_row_not_crashing(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.csv"
+    path.write_text(
+        _rows(
+            *_team(),
+            "x1,p,sentinel,done,2024-02-01,2024-02-01,9999-12-31,1,",
+            "x2,p,ancient,todo,0001-01-01,,,1,",
+            "x3,p,typo,done,2024-02-01,2024-02-01,2204-01-10,1,",
+            "x4,p,huge,todo,2024-02-01,,,1e300,",
+            "x5,p,open but done,todo,2024-02-01,,2024-02-03,1,",
+            "x6,p,no dates,todo,,,,1,",
+        ),
+        encoding="utf-8",
+    )
+
+    result = forecast_file(path, trials=300)
+
+    reasons = " | ".join(result.rejected_reasons)
+    assert result.rejected_rows == 6
+    assert "9999-12-31' is not a plausible date" in reasons and "0001-01-01' is not a plausible date" in reasons
+    assert "2204-01-10' is not a plausible date" in reasons and "is more than 3650" in reasons
+    assert "'todo' but done_at is set" in reasons
+    assert result.as_of < datetime(2024, 12, 31, tzinfo=UTC)  # the typo and the clock did not move "now"
+    assert result.forecast.available and result.open_tasks == 3
+
+
+def test_a_dependency_cycle_in_the_file_is_set_aside_with_its_reason_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.csv"
+    path.write_text(
+        _rows(
+            *_team(),
+            "c1,p,a,todo,2024-03-20,,,1,c2",
+            "c2,p,b,todo,2024-03-20,,,1,c1",
+            "c3,p,c,todo,2024-03-20,,,1,NOPE-1",
+        ),
+        encoding="utf-8",
+    )
+
+    result = forecast_file(path, trials=300)
+
+    reasons = " | ".join(result.rejected_reasons)
+    assert result.forecast.available and result.open_tasks == 6
+    assert "cycle" in reasons and "NOPE-1" in reasons
+
+
+def test_as_of_outside_the_file_is_refused_or_said(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.csv"
+    path.write_text(_rows(*_team()), encoding="utf-8")
+
+    with pytest.raises(DataError, match="before the file's first recorded moment"):
+        forecast_file(path, as_of=date(2000, 1, 1), trials=300)
+    later = forecast_file(path, as_of="9999-12-31", trials=300)
+    assert "as of the file's last recorded moment" in later.note
+    with pytest.raises(DataError, match="is not a date"):
+        forecast_file(path, as_of="31/12/2024", trials=300)
+    for bad in (0, 1.5, "28d", 100_000):
+        with pytest.raises(DataError, match="every_days"):
+            backtest_file(path, every_days=bad)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="trials"):
+        forecast_file(path, trials=1)
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.csv"
+    path.write_text("key,project,title,done_at,done_at\na,p,x,2024-01-01,2024-01-02\n", encoding="utf-8")
+    with pytest.raises(DataError, match="done_at appear more than once"):
+        forecast_file(path)

@@ -55,7 +55,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -1067,6 +1067,11 @@ TASK_COLUMNS = (
 PEOPLE_COLUMNS = ("handle", "name", "skills", "weekly_capacity_days", "time_off")
 # An estimate in hours becomes ideal days at this many hours of focused work a day.
 HOURS_PER_DAY = 8.0
+# No single task is estimated at more than ten years of work; a larger number is a unit or typing mistake.
+MAX_ESTIMATE_DAYS = 3650.0
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_YEARS = 5
+MAX_CELL_CHARS = 2**20
 _SCORE_COLUMNS = ("business_value", "time_criticality", "risk_reduction", "reach", "impact", "confidence")
 _CSV_STATUS = {
     "todo": "todo",
@@ -1111,6 +1116,8 @@ def _csv_rows(
     text: str, name: str, required: Sequence[str], known: Sequence[str]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row with normalised column names) for each non-blank row; DataError on a bad header."""
+    # Long cells (a pasted description) are fine up to a bound; past it, an unclosed quote is the usual cause.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL_CHARS))
     reader = csv.DictReader(io.StringIO(text), restkey="__extra__")
     try:
         header = reader.fieldnames
@@ -1119,6 +1126,12 @@ def _csv_rows(
     if not header:
         raise DataError(f"{name} is empty", hint=f"the first row must name the columns: {', '.join(known)}")
     columns = [re.sub(r"\s+", "_", (h or "").strip().lower()) for h in header]
+    twice = sorted({c for c in columns if c and columns.count(c) > 1})
+    if twice:
+        raise DataError(
+            f"{name}: column(s) {', '.join(twice)} appear more than once in the header",
+            hint="keep one of each; the file does not say which one is meant",
+        )
     missing = [c for c in required if c not in columns]
     if missing:
         raise DataError(
@@ -1134,7 +1147,10 @@ def _csv_rows(
                 continue
             yield reader.line_num, row
     except csv.Error as exc:
-        raise DataError(f"{name} line {reader.line_num} is not readable CSV: {exc}", hint="fix the quoting") from None
+        hint = "fix the quoting"
+        if "field larger than field limit" in str(exc):
+            hint = f"a cell runs past {MAX_CELL_CHARS:,} characters, which usually means a quote that is never closed"
+        raise DataError(f"{name} line {reader.line_num} is not readable CSV: {exc}", hint=hint) from None
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
@@ -1159,6 +1175,15 @@ class _RowProblems:
         moment = _parse_time(value)
         if moment is None:
             self.reasons.append(f"{column} {value!r} is not a date (write e.g. 2026-03-01 or 2026-03-01T09:00Z)")
+            return None
+        latest = datetime.now(UTC) + timedelta(days=366 * FUTURE_YEARS)
+        if not EARLIEST_DATE <= moment <= latest:
+            # 9999-12-31 and 0001-01-01 are "no date" placeholders; 2204 is a typo. Either would move "now" or
+            # the first moment of a history by centuries.
+            self.reasons.append(
+                f"{column} {value!r} is not a plausible date (between {EARLIEST_DATE.year} and {latest.year})"
+            )
+            return None
         return moment
 
     def number(self, row: dict[str, Any], column: str, *, upper: float | None = None) -> float | None:
@@ -1197,14 +1222,22 @@ def _reject_row(batch: Batch, name: str, line: int, ident: str, reasons: list[st
     )
 
 
-def read_csv(path_or_text: str | Path, *, project_default: str | None = None, now: datetime | None = None) -> Batch:
+def read_csv(
+    path_or_text: str | Path,
+    *,
+    project_default: str | None = None,
+    now: datetime | None = None,
+    require_dates: bool = False,
+) -> Batch:
     """Tasks from a CSV (columns in ``TASK_COLUMNS``; ``key`` and ``title`` required, ``project`` unless
     ``project_default``). Bad rows go to ``rejected`` with reasons naming the column and value. An estimate may
     be given in ``estimate_hours`` instead of ``estimate_days`` (``HOURS_PER_DAY`` hours a day).
 
     Blank times: created_at falls back to the earliest of started_at/done_at/updated_at, then ``now``;
     updated_at to the latest of the others. A blank status is read from the dates: done with a done_at,
-    in progress with a started_at, else to do.
+    in progress with a started_at, else to do. ``require_dates`` rejects a row with no date at all (a history
+    file, where "now" is its latest moment, must not date a row by the clock). Dates outside 1970 to five years
+    ahead, and estimates above ten years of work, are rejected as mistakes.
     """
     text, name = _csv_text(path_or_text)
     required = ["key", "title"] + ([] if project_default else ["project"])
@@ -1229,8 +1262,8 @@ def read_csv(path_or_text: str | Path, *, project_default: str | None = None, no
         status = _CSV_STATUS.get(_words(status_text)) if status_text else None
         if status_text and status is None:
             problems.reasons.append(f"status {status_text!r} is not one of todo, in_progress, done")
-        estimate = problems.number(row, "estimate_days")
-        hours = problems.number(row, "estimate_hours")
+        estimate = problems.number(row, "estimate_days", upper=MAX_ESTIMATE_DAYS)
+        hours = problems.number(row, "estimate_hours", upper=MAX_ESTIMATE_DAYS * HOURS_PER_DAY)
         if hours is not None:
             if estimate is not None:
                 problems.reasons.append("both estimate_days and estimate_hours are set (give one)")
@@ -1245,6 +1278,12 @@ def read_csv(path_or_text: str | Path, *, project_default: str | None = None, no
         if not status_text:
             # No status column (an export of dates only): the dates say where the task is.
             status = "done" if done else "in_progress" if started else "todo"
+        elif status in ("todo", "in_progress") and done:
+            problems.reasons.append(f"status {status_text!r} but done_at is set (a finished task's status is done)")
+        if require_dates and not (created or started or done or updated):
+            problems.reasons.append(
+                "no date at all (created_at, started_at, done_at or updated_at): a history needs one"
+            )
         known_times = [t for t in (started, done, updated) if t]
         created = created or (min(known_times) if known_times else now)
         updated = updated or max([created, *known_times])

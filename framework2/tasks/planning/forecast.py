@@ -255,7 +255,8 @@ def forecast_project(
             + (f"; {away}" if away else "")
             + f". Durations: {model.describe()}"
         )
-        finish = group_finish(sample, own)
+        # These items cannot be done sooner than as many items at the team's recent rate, plan or not.
+        finish, _ = flow_finish(sample, own, answer_working)
         overall = build_forecast(
             finish,
             method="dependency-graph",

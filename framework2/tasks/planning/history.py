@@ -29,9 +29,31 @@ from framework2.tasks.planning.montecarlo import Forecast
 from framework2.tasks.planning.records import DependencyRecord, TaskRecord
 from framework2.tasks.planning.scoring import Scores
 from framework2.tasks.planning.snapshots import snapshot_at
+from framework2.tasks.planning.validate import validate_batch
 
 MAX_FILE_BYTES = 256 * 2**20
 MAX_REASONS = 5
+MAX_EVERY_DAYS = 3650
+# Cut-offs older than this say little about today's team and cost a forecast each.
+MAX_BACKTEST_YEARS = 10
+MIN_TRIALS, MAX_TRIALS = 100, 100_000
+
+
+def _as_date(as_of: date | str | None) -> date | None:
+    """A date from a date or an ISO string (the API takes either); DataError otherwise."""
+    if as_of is None or (isinstance(as_of, date) and not isinstance(as_of, datetime)):
+        return as_of
+    if isinstance(as_of, datetime):
+        return as_of.date()
+    try:
+        return date.fromisoformat(str(as_of).strip())
+    except ValueError:
+        raise DataError(f"as-of {as_of!r} is not a date", "write it as YYYY-MM-DD") from None
+
+
+def _check_trials(trials: int) -> None:
+    if isinstance(trials, bool) or not isinstance(trials, int) or not MIN_TRIALS <= trials <= MAX_TRIALS:
+        raise DataError(f"trials {trials!r} is not a whole number from {MIN_TRIALS} to {MAX_TRIALS:,}", "e.g. 2000")
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,7 @@ class History:
     dependencies: list[DependencyRecord]
     rejected: list[dict]
     latest: datetime
+    earliest: datetime
 
     @property
     def projects(self) -> list[str]:
@@ -60,12 +83,14 @@ def read_history(path: str | Path) -> History:
             f"{file.name} is {size / 2**20:.0f} MB, more than the {MAX_FILE_BYTES / 2**20:.0f} MB a history may be",
             "split it by project or drop columns the forecast does not use",
         )
-    batch = read_csv(file)
+    # Every row must carry a date of its own ("now" is the file's latest moment, never the clock), and cycles
+    # and dependencies on unknown tasks are set aside with their reason exactly as the sync does.
+    batch = validate_batch(read_csv(file, require_dates=True), set())
     if not batch.tasks:
         reasons = "; ".join(r["reason"] for r in batch.rejected[:MAX_REASONS]) or "it has no rows"
         raise DataError(f"{file.name} holds no readable task: {reasons}", "fix the rows named and try again")
     moments = [m for t in batch.tasks for m in (t.created_at, t.started_at, t.done_at, t.updated_at) if m is not None]
-    return History(str(file), batch.tasks, batch.dependencies, batch.rejected, max(moments))
+    return History(str(file), batch.tasks, batch.dependencies, batch.rejected, max(moments), min(moments))
 
 
 def _end_of(day: date) -> datetime:
@@ -99,6 +124,7 @@ class FileForecast(BaseModel):
     forecast: Forecast
     milestones: dict[str, Forecast] = Field(default_factory=dict)
     durations: str = Field(..., description="The duration model's reason.")
+    note: str = Field("", description="How the as-of day was read, when not as given.")
     rejected_rows: int
     rejected_reasons: list[str] = Field(default_factory=list)
 
@@ -126,17 +152,27 @@ def forecast_file(
     path: str | Path,
     *,
     project: str | None = None,
-    as_of: date | None = None,
+    as_of: date | str | None = None,
     trials: int = 10_000,
     seed: int = 0,
     min_history_items: int = 30,
 ) -> FileForecast:
     """Forecast ``project``'s open scope as the file stood at the end of ``as_of`` (default: its latest moment)."""
+    day = _as_date(as_of)
+    _check_trials(trials)
     history = read_history(path)
     name = _pick_project(history, project)
-    now = history.latest if as_of is None else _end_of(as_of)
-    if as_of is not None and now > history.latest:
-        now = history.latest
+    now, note = history.latest, ""
+    if day is not None:
+        if day < history.earliest.date():
+            raise DataError(
+                f"--as-of {day} is before the file's first recorded moment ({history.earliest:%Y-%m-%d})",
+                "pick a day the file covers",
+            )
+        if day >= history.latest.date():
+            note = f"as of the file's last recorded moment ({history.latest:%Y-%m-%d %H:%M} UTC), not {day}"
+        else:
+            now = _end_of(day)
     known, edges = snapshot_at(history.tasks, history.dependencies, now)
     durations, _ = fit_flow_models(name, known, now, min_history_items=min_history_items)
     overall, milestones, _ = forecast_project(
@@ -152,6 +188,7 @@ def forecast_file(
         durations=durations.describe(),
         rejected_rows=len(history.rejected),
         rejected_reasons=[r["reason"] for r in history.rejected[:MAX_REASONS]],
+        note=note,
     )
 
 
@@ -165,10 +202,16 @@ def backtest_file(
     min_history_items: int = 30,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> FileBacktest:
-    """Replay the forecast every ``every_days`` days over the whole file (one project or all) and score it."""
+    """Replay the forecast every ``every_days`` days over the file (one project or all; at most its last
+    ``MAX_BACKTEST_YEARS`` years) and score it."""
+    if isinstance(every_days, bool) or not isinstance(every_days, int) or not 1 <= every_days <= MAX_EVERY_DAYS:
+        raise DataError(
+            f"every_days {every_days!r} is not a whole number of days from 1 to {MAX_EVERY_DAYS}", "e.g. 28"
+        )
+    _check_trials(trials)
     history = read_history(path)
     projects: Sequence[str] = [_pick_project(history, project)] if project is not None else history.projects
-    span = (history.latest - min(t.created_at for t in history.tasks)).days + 1
+    span = min((history.latest - history.earliest).days + 1, 366 * MAX_BACKTEST_YEARS)
     result: BacktestResult = backtest(
         history.tasks,
         history.dependencies,
@@ -205,6 +248,8 @@ def parse_every(text: str) -> int:
     value = text.strip().lower()
     factor = 7 if value.endswith("w") else 1
     number = value.rstrip("dw").strip()
-    if not number.isdigit() or int(number) * factor < 1 or int(number) * factor > 3650:
-        raise DataError(f"--every {text!r} is not a number of days", "write e.g. 28d, 4w or 14")
+    if not number.isdigit() or not 1 <= int(number) * factor <= MAX_EVERY_DAYS:
+        raise DataError(
+            f"--every {text!r} is not a number of days from 1 to {MAX_EVERY_DAYS}", "write e.g. 28d, 4w or 14"
+        )
     return int(number) * factor

@@ -637,9 +637,10 @@ def build_forecast(
         trials=len(x),
         start=start,
         workdays=workdays,
-        p50_days=qs[50],
-        p85_days=qs[85],
-        p95_days=qs[95],
+        # Past the horizon the number of days is as meaningless as a date would be.
+        p50_days=qs[50] if dates[50] is not None else None,
+        p85_days=qs[85] if dates[85] is not None else None,
+        p95_days=qs[95] if dates[95] is not None else None,
         p50_date=dates[50],
         p85_date=dates[85],
         p95_date=dates[95],

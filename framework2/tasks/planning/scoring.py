@@ -44,6 +44,7 @@ from framework2.tasks.planning.montecarlo import MAX_HORIZON_DAYS
 QUANTILES = (50, 85, 95)
 MIN_CASES = 10
 TOLERANCE = 0.10
+WIDE_INTERVAL = 0.35
 RATIO_BAND = (0.67, 1.5)
 
 Verdict = Literal["consistent", "too early", "too late", "too wide", "too narrow", "too few cases"]
@@ -162,12 +163,18 @@ def score(forecaster: str, cases: Sequence[ScoredCase]) -> Scores:
     )
 
 
+def _pct(value: float) -> float:
+    """A share as the whole percent it is printed as, so a verdict never contradicts the numbers it shows."""
+    return round(value * 100) / 100
+
+
 def _side(c: Coverage) -> Literal["ok", "low", "high"]:
     nominal = c.quantile / 100
     assert c.share is not None and c.low is not None and c.high is not None
-    if c.low <= nominal <= c.high or abs(c.share - nominal) <= TOLERANCE:
+    share, low, high = _pct(c.share), _pct(c.low), _pct(c.high)
+    if low <= nominal <= high or abs(share - nominal) <= TOLERANCE + 1e-9:
         return "ok"
-    return "low" if c.share < nominal else "high"
+    return "low" if share < nominal else "high"
 
 
 def _held(c: Coverage) -> str:
@@ -190,6 +197,11 @@ def judge_scores(scores: Scores) -> tuple[Verdict, str]:
     if s50 == "ok" and s85 == "ok":
         if ratio is None or low <= ratio <= high:
             verdict, meaning = "consistent", "the dates can be taken at their word"
+            if p85.high - p85.low > WIDE_INTERVAL:
+                meaning = (
+                    "consistent, but so few cases (and cases of one project overlap in time) leave the intervals "
+                    "wide: take the dates as roughly right; the check sharpens as history grows"
+                )
         elif ratio > high:
             verdict, meaning = "too wide", "coverage is right but the dates are typically far later than the work"
         else:
@@ -203,7 +215,10 @@ def judge_scores(scores: Scores) -> tuple[Verdict, str]:
             ),
         )
     elif s50 == "high" and s85 != "low":
-        verdict, meaning = "too late", "the dates came well after the work was done: the forecast is too pessimistic"
+        verdict, meaning = (
+            "too late",
+            ("more of the work was done by the dates than they promised: the forecast leans pessimistic"),
+        )
     elif s85 == "high":
         verdict, meaning = "too wide", "the upper dates hold because they are far out, not because they are sharp"
     else:

@@ -48,7 +48,8 @@ def recency_weights(age_days: np.ndarray, half_life_days: float = HALF_LIFE_DAYS
     distribution that weighs 2009 as much as last month forecasts the old team.
     """
     age = np.maximum(np.asarray(age_days, dtype=float), 0.0)
-    return np.power(0.5, age / half_life_days)
+    # At most 40 half-lives (1e-12): a weight must stay positive, or a history long past counts for nothing.
+    return np.power(0.5, np.minimum(age / half_life_days, 40.0))
 
 
 @dataclass(frozen=True)
