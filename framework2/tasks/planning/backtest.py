@@ -41,7 +41,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from pydantic import BaseModel, Field
 
-from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.flow import fit_durations_at
 from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.montecarlo import build_forecast, probability_by, to_days
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, TaskRecord
@@ -173,13 +173,7 @@ def backtest_case(
     if len(open_then) < MIN_OPEN_TASKS:
         return f"fewer than {MIN_OPEN_TASKS} open tasks"
     done_then = [t for t in known if t.status == "done"]
-    model = fit_duration_model(
-        [t for t in done_then if t.project == project],
-        organisation=done_then,
-        min_items=min_history_items,
-        in_progress=[t for t in known if t.status == "in_progress"],
-        now=at,
-    )
+    model = fit_durations_at(project, known, at, min_history_items=min_history_items)
     forecast, _, finish = forecast_project(
         project,
         known,

@@ -362,13 +362,21 @@ def fit_flow_models(
 ) -> tuple[DurationModel, WaitModel | None]:
     """The duration model (project first, the organisation when the project has too little) and the wait
     model (likewise) from what is known at ``now``."""
+    durations = fit_durations_at(project, known, now, min_history_items=min_history_items)
+    waits = fit_wait_model([t for t in known if t.project == project], now) or fit_wait_model(known, now)
+    return durations, waits
+
+
+def fit_durations_at(
+    project: str, known: Sequence[TaskRecord], now: datetime, *, min_history_items: int
+) -> DurationModel:
+    """The duration model for ``project`` from what is known at ``now``: its finished tasks (the organisation's
+    when it has too few) and every task still running, as censored."""
     done = [t for t in known if t.status == "done"]
-    durations = fit_duration_model(
+    return fit_duration_model(
         [t for t in done if t.project == project],
         organisation=done,
         min_items=min_history_items,
         in_progress=[t for t in known if t.status == "in_progress"],
         now=now,
     )
-    waits = fit_wait_model([t for t in known if t.project == project], now) or fit_wait_model(known, now)
-    return durations, waits

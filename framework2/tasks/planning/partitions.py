@@ -17,8 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from framework2.scale import ScaleOut, balanced_partitions, partition_count, run_partitions
-from framework2.tasks.planning.durations import fit_duration_model
-from framework2.tasks.planning.flow import Dependence
+from framework2.tasks.planning.flow import Dependence, fit_durations_at
 from framework2.tasks.planning.forecast import forecast_project
 from framework2.tasks.planning.montecarlo import Forecast
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
@@ -57,17 +56,9 @@ def forecast_partition(
 ) -> list[ProjectForecast]:
     """Duration model, Monte Carlo forecast and risk factors for each of ``projects``; ``dependence`` per project
     from the latest calibration (estimated here for a project it lacks)."""
-    done = [t for t in tasks if t.status == "done"]
-    in_progress = [t for t in tasks if t.status == "in_progress"]
     out = []
     for project in projects:
-        model = fit_duration_model(
-            [t for t in done if t.project == project.key],
-            organisation=done,
-            min_items=min_history_items,
-            in_progress=in_progress,
-            now=now,
-        )
+        model = fit_durations_at(project.key, tasks, now, min_history_items=min_history_items)
         overall, milestones, finish = forecast_project(
             project.key,
             tasks,
