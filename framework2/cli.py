@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import click
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -34,6 +35,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+# Errors and progress go to stderr, so `--json` output on stdout stays parseable when something goes wrong.
+err_console = Console(stderr=True)
 DEFAULT_API = "http://127.0.0.1:4200/api"
 
 
@@ -489,7 +492,7 @@ def ppms_backtest(
     from framework2.tasks.planning.history import backtest_file, parse_every
 
     days = parse_every(every)
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    with Progress(console=err_console, transient=True) as progress:
         job = progress.add_task("replaying past moments", total=None)
         result = backtest_file(
             path,
@@ -520,6 +523,25 @@ def ppms_backtest(
         soft_wrap=True,
     )
     console.print(f"[bold]{result.verdict}[/bold]: {escape(result.reason)}.", highlight=False, soft_wrap=True)
+    if result.by_project:
+        per = Table(title="each project on its own (PPMS; loss in days, baseline's in brackets)", box=box.SIMPLE_HEAD)
+        for col in ("project", "cases", "P50", "P85", "P95", "loss50", "loss85", "ratio"):
+            per.add_column(col, no_wrap=col != "project", overflow="fold")
+        per.add_column("verdict", min_width=10)
+        for part in result.by_project:
+            s, b = part.scores, part.baseline
+            if s is None:
+                continue
+            held = [f"{c.share:.0%}" if c.share is not None else "—" for c in s.coverage]
+            losses = []
+            for q in (50, 85):
+                text = f"{s.pinball[q]:.1f}" if q in s.pinball else "—"
+                if b is not None and q in b.pinball:
+                    text += f" ({b.pinball[q]:.1f})"
+                losses.append(text)
+            ratio = f"{s.median_ratio:.2f}" if s.median_ratio is not None else "—"
+            per.add_row(escape(part.project), str(part.cases), *held, *losses, ratio, part.verdict)
+        console.print(per)
     if result.skipped:
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items()))
         console.print(f"moments not used: {escape(skipped)}", highlight=False, soft_wrap=True)
@@ -708,9 +730,9 @@ def main() -> None:
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except Framework2Error as exc:
-        console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except _CLICK_EXIT as exc:
         sys.exit(exc.exit_code)
@@ -720,8 +742,10 @@ def main() -> None:
     except _CLICK_ABORT:
         sys.exit(130)
     except httpx.ConnectError as exc:
-        console.print(f"[red]error:[/red] cannot reach the Prefect API: {exc}", highlight=False)
-        console.print("[yellow]hint:[/yellow] start it with `framework2 start` or fix PREFECT_API_URL", highlight=False)
+        err_console.print(f"[red]error:[/red] cannot reach the Prefect API: {exc}", highlight=False)
+        err_console.print(
+            "[yellow]hint:[/yellow] start it with `framework2 start` or fix PREFECT_API_URL", highlight=False
+        )
         sys.exit(1)
     finally:
         from framework2.store.engine import dispose_all

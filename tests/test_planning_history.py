@@ -65,6 +65,16 @@ def test_backtest_of_a_file_scores_every_project_beside_the_baseline(history_csv
     assert result.scores is not None and result.baseline is not None
     assert result.verdict in ("consistent", "too early", "too late", "too wide", "too narrow", "too few cases")
     assert seen and seen[-1][0] == seen[-1][1]
+    # each project is also judged on its own cases, and the parts add up to the whole
+    assert [p.project for p in result.by_project] == ["team0", "team1"]
+    assert sum(p.cases for p in result.by_project) == len(result.cases)
+    for part in result.by_project:
+        own = [c for c in result.cases if c.project == part.project]
+        assert part.scores is not None and part.scores.cases == len(own)
+        held = sum(1 for c in own if c.covered[85])
+        decided = sum(1 for c in own if c.covered[85] is not None)
+        assert part.scores.coverage[1].quantile == 85 and part.scores.coverage[1].covered == held
+        assert part.scores.coverage[1].decided == decided
 
 
 @pytest.mark.parametrize(
@@ -83,8 +93,10 @@ def test_bad_arguments_get_one_error_line_and_a_hint(
     monkeypatch.setattr("sys.argv", ["framework2", *(a.replace("{csv}", str(history_csv)) for a in args)])
     with pytest.raises(SystemExit) as exit_:
         main()
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.err
     assert exit_.value.code == 1
+    assert captured.out == ""  # stdout stays clean for --json readers
     assert "error:" in out and message in out.replace("\n", " ") and "hint:" in out
     assert "Traceback" not in out
 

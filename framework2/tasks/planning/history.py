@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from framework2.errors import DataError
-from framework2.tasks.planning.backtest import BacktestCase, BacktestResult, backtest
+from framework2.tasks.planning.backtest import BacktestCase, BacktestResult, backtest, summarise_backtest
 from framework2.tasks.planning.connectors import read_csv
 from framework2.tasks.planning.flow import fit_flow_models
 from framework2.tasks.planning.forecast import forecast_project
@@ -129,6 +129,18 @@ class FileForecast(BaseModel):
     rejected_reasons: list[str] = Field(default_factory=list)
 
 
+class ProjectBacktest(BaseModel):
+    """One project's share of a file backtest: its scores, the baseline's on its cases, and its own verdict."""
+
+    project: str
+    cases: int
+    verdict: str
+    reason: str
+    trusted: str | None
+    scores: Scores | None
+    baseline: Scores | None
+
+
 class FileBacktest(BaseModel):
     """A backtest of a history file: every case, PPMS's and the baseline's scores, the verdict."""
 
@@ -144,8 +156,30 @@ class FileBacktest(BaseModel):
     paired: Scores | None
     skipped: dict[str, int]
     cases: list[BacktestCase]
+    by_project: list[ProjectBacktest] = Field(
+        default_factory=list, description="Each project's scores and verdict when the file has several."
+    )
     rejected_rows: int
     rejected_reasons: list[str] = Field(default_factory=list)
+
+
+def _by_project(result: BacktestResult) -> list[ProjectBacktest]:
+    """A team that holds up can hide one that does not in the pooled scores: judge each project on its own."""
+    out = []
+    for name in sorted({c.project for c in result.cases}):
+        part = summarise_backtest([c for c in result.cases if c.project == name], now=result.now)
+        out.append(
+            ProjectBacktest(
+                project=name,
+                cases=len(part.cases),
+                verdict=part.verdict,
+                reason=part.reason,
+                trusted=part.trusted,
+                scores=part.scores,
+                baseline=part.baseline,
+            )
+        )
+    return out
 
 
 def forecast_file(
@@ -238,6 +272,7 @@ def backtest_file(
         paired=result.paired,
         skipped=result.skipped,
         cases=result.cases,
+        by_project=_by_project(result) if len(projects) > 1 else [],
         rejected_rows=len(history.rejected),
         rejected_reasons=[r["reason"] for r in history.rejected[:MAX_REASONS]],
     )
