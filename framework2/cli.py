@@ -48,6 +48,9 @@ def _settings():  # type: ignore[no-untyped-def]
 
 def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server's first start creates and migrates its database: on a 2-core machine that can take
+    # longer than Prefect's 20 s default, and the very first `framework2 demo` would fail.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def check_prefect_api() -> None:
@@ -128,7 +131,7 @@ def api(
     """Serve the webhooks, the dashboard, /health and /metrics (FastAPI on uvicorn) until Ctrl-C."""
     import uvicorn
 
-    from framework2.deployments.app import create_app
+    from framework2.deployments.app import create_app, uvicorn_options
     from framework2.store.engine import open_store
 
     _prefect_env()
@@ -143,7 +146,7 @@ def api(
     console.print(f"  Webhooks:    POST {webhooks}/framework-set-2 (also {webhooks}/github, {webhooks}/jira)")
     console.print(f"  Health:      http://{host}:{port}/health/ready    Metrics: http://{host}:{port}/metrics")
     console.print(f"  OpenAPI:     http://{host}:{port}/docs")
-    uvicorn.run(service, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(service, host=host, port=port, log_level="info", access_log=False, **uvicorn_options(settings))
 
 
 @app.command()

@@ -202,7 +202,14 @@ class PricingSettings(Section):
     )
     feeds: list[str] = Field(default_factory=list, description="Names of CompetitorFeed blocks to collect.")
     feed_host_allowlist: list[str] = Field(
-        default_factory=list, description="If set, feeds may only point at these hosts."
+        default_factory=list,
+        description="If set, feeds may only point at these hosts (name or name:port). Feeds on private, loopback "
+        "or link-local addresses are refused unless their host is named here.",
+    )
+    feed_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest feed body in bytes, counted after decompression; a larger feed fails (not retried).",
     )
     max_snapshot_age: Duration = Field(
         timedelta(hours=6), description="A failed feed's last good snapshot is used if younger than this."
@@ -378,6 +385,11 @@ class WebhookSettings(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger bodies are refused with 413.")
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute per source before 429.")
     relay_interval: Duration = Field(timedelta(seconds=2), description="How often the relay hands the outbox on.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For names the real client (rate limits use it). "
+        "Empty: the header is ignored, so a caller cannot pick the address it is counted under.",
+    )
 
 
 class ApiSettings(Section):

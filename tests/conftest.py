@@ -184,6 +184,8 @@ def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = create_database("f2store") if BACKEND == "postgres" else f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("FRAMEWORK2_STORE__URL", url)
     monkeypatch.setenv("FRAMEWORK2_HOME", str(tmp_path / "home"))
+    # The tests' feeds are served on loopback, which a feed may reach only when the allowlist names it.
+    monkeypatch.setenv("FRAMEWORK2_PPIS__FEED_HOST_ALLOWLIST", '["127.0.0.1"]')
     get_settings.cache_clear()
     yield url
     get_settings.cache_clear()

@@ -757,6 +757,15 @@ def test_the_service_serves_the_page_the_runs_and_the_data(store_url: str, serve
         assert (runs["page"], runs["total"], runs["pages"], len(runs["runs"])) == (2, 60, 2, 10)
         assert runs["runs"][0]["prefect_url"].endswith("/runs/flow-run/00000000-0000-0000-0000-000000000050")
         assert client.get("/framework-set-2/dashboard/runs", params={"page": 0}).status_code == 422
+        # a page number past any store is a clear 422, not an OverflowError in the database driver
+        for path in ("", "/runs", "/data"):
+            huge = client.get(f"/framework-set-2/dashboard{path}", params={"page": 9223372036854775807})
+            assert huge.status_code == 422, huge.text
+            assert "less than or equal to 1000000" in huge.text
+        # the HTML page runs nothing and loads nothing: a strict policy, no framing, no sniffing
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert "script-src" not in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
         data = client.get("/framework-set-2/dashboard/data").json()
         assert [s["code"] for s in data["systems"]] == ["ppis", "ppms", "ppos", "pces", "puxt", "plos"]
         assert data["pricing"] is None and data["runs"]["total"] == 60

@@ -51,9 +51,13 @@ def make_feed(server: LoopbackHTTPServer, path: str = "/offers", **overrides: ob
     return CompetitorFeed(**fields)
 
 
+# The loopback test servers are on a private address, which a feed may reach only when the allowlist names it.
+LOOPBACK = ["127.0.0.1"]
+
+
 async def fetch(feed: CompetitorFeed) -> bytes:
     async with httpx.AsyncClient() as client:
-        return await fetch_feed(client, feed)
+        return await fetch_feed(client, feed, LOOPBACK)
 
 
 # --- fetch and parse -------------------------------------------------------------------------------
@@ -392,7 +396,7 @@ async def test_collect_all_reports_each_feed_separately(http_server: LoopbackHTT
         CompetitorFeed(competitor="umbrella", url="https://outside.example/x"),
     ]
 
-    outcomes = await collect_all(feeds, allowlist=["127.0.0.1"])
+    outcomes = await collect_all(feeds, allowlist=LOOPBACK)
 
     assert [o.competitor for o in outcomes] == ["acme", "globex", "initech", "umbrella"]
     assert [o.ok for o in outcomes] == [True, False, False, False]
@@ -419,7 +423,7 @@ async def test_task_retries_transient_errors_and_succeeds_on_third_attempt(
 
     @flow
     async def collect() -> FeedCollection:
-        return await collect_feed.with_options(retry_delay_seconds=0)(feed, ["127.0.0.1"])
+        return await collect_feed.with_options(retry_delay_seconds=0)(feed, LOOPBACK)
 
     collection = await collect()
 
@@ -441,7 +445,7 @@ async def test_task_does_not_retry_permanent_errors(
 
     @flow
     async def collect() -> FeedCollection:
-        return await collect_feed.with_options(retry_delay_seconds=0)(feed, [])
+        return await collect_feed.with_options(retry_delay_seconds=0)(feed, LOOPBACK)
 
     with pytest.raises(error):
         await collect()

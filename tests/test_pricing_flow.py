@@ -83,6 +83,7 @@ def test_hourly_pricing_runs_on_a_postgresql_store(
     prefect_server: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FRAMEWORK2_STORE__URL", postgres_url)
+    monkeypatch.setenv("FRAMEWORK2_PPIS__FEED_HOST_ALLOWLIST", '["127.0.0.1"]')  # the sample feeds' host
     get_settings.cache_clear()
     try:
         engine = open_store()

@@ -26,9 +26,9 @@ def test_per_sku_guardrails_out_of_range_are_quarantined() -> None:
     assert valid["sku"].tolist() == ["A"]
     assert valid.loc[0, "max_change_pct"] == 0.05 and valid.loc[0, "min_markup"] == 0.1
     assert bad.set_index("sku")["reason"].to_dict() == {
-        "B": "max_change_pct must be a number",
-        "C": "max_change_pct must be a fraction in (0, 1] (0.1 = 10 %)",
-        "D": "min_markup must be zero or more (0.05 = cost + 5 %)",
+        "B": "max_change_pct must be a fraction in (0, 1] (0.1 = 10 %) (got '10%')",
+        "C": "max_change_pct must be a fraction in (0, 1] (0.1 = 10 %) (got '5')",
+        "D": "min_markup must be a number from 0 to 100 (0.05 = cost + 5 %) (got '-3')",
         "E": "max_markup must exceed min_markup",
     }
 

@@ -24,12 +24,11 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from framework2.config import Settings, WebhookSettings
-from framework2.deployments.app import create_app
+from framework2.deployments.app import create_app, uvicorn_options
 from framework2.deployments.webhooks import (
     ALLOWED,
     EVENT_ID_NAMESPACE,
     RateLimiter,
-    ReplayGuard,
     hub_signature,
     sign,
 )
@@ -49,7 +48,7 @@ def make_secret(value: str | None = None) -> tuple[str, str]:
     from prefect.blocks.system import Secret
 
     name = f"webhook-test-{uuid.uuid4().hex[:8]}"
-    value = value or uuid.uuid4().hex
+    value = uuid.uuid4().hex if value is None else value
     Secret(value=value).save(name, overwrite=True)
     return name, value
 
@@ -82,10 +81,11 @@ def rows(store_url: str) -> list[WebhookDelivery]:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port; yield its base URL."""
+def serve(app: Any, **options: Any) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port (``options`` as `framework2 api` passes them); yield its
+    base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     # The thread runs in a copy of this context: Prefect's test settings (the API URL) live in a context variable.
     thread = threading.Thread(target=contextvars.copy_context().run, args=(server.run,), daemon=True)
     thread.start()
@@ -284,20 +284,69 @@ def test_stale_timestamp_is_401_in_both_directions(client: TestClient, secret: t
     assert client.post(PATH, content=inside[0], headers=inside[1]).status_code == 202
 
 
-def test_missing_secret_block_is_503_naming_it(prefect_server: str, store_url: str) -> None:
+def test_missing_secret_block_is_503_that_names_it_only_in_the_service_log(
+    prefect_server: str, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with TestClient(create_app(make_settings("no-such-webhook-secret"), relay=False)) as client:
         body, headers = signed("whatever", TASKS_CHANGED)
-        answer = client.post(PATH, content=body, headers=headers)
+        with caplog.at_level("ERROR", logger="framework2.webhooks"):
+            answer = client.post(PATH, content=body, headers=headers)
         assert answer.status_code == 503
-        problem = answer.json()
-        assert "'no-such-webhook-secret'" in problem["detail"] and "does not exist" in problem["detail"]
-        assert "Secret(value=" in problem["hint"] and "save('no-such-webhook-secret')" in problem["hint"]
+        # an unauthenticated sender learns nothing about the set-up ...
+        assert "no-such-webhook-secret" not in answer.text and "Secret(" not in answer.text
+        assert "not accepted" in answer.json()["detail"]
+        # ... the operator's log says which block and how to create it
+        logged = caplog.text
+        assert "'no-such-webhook-secret'" in logged and "does not exist" in logged
+        assert "save('no-such-webhook-secret')" in logged
         # Created afterwards, it is used at once: failures are not cached.
         from prefect.blocks.system import Secret
 
-        Secret(value="late").save("no-such-webhook-secret", overwrite=True)
-        body, headers = signed("late", TASKS_CHANGED)
+        late = uuid.uuid4().hex
+        Secret(value=late).save("no-such-webhook-secret", overwrite=True)
+        body, headers = signed(late, TASKS_CHANGED)
         assert client.post(PATH, content=body, headers=headers).status_code == 202
+
+
+@pytest.mark.parametrize("weak", ["   ", "short-secret", "a" * 40])
+def test_a_blank_or_guessable_secret_is_refused_not_trusted(
+    weak: str, prefect_server: str, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name, _ = make_secret(weak)
+    with TestClient(create_app(make_settings(name), relay=False)) as client:
+        body, headers = signed(weak, TASKS_CHANGED)
+        with caplog.at_level("ERROR", logger="framework2.webhooks"):
+            answer = client.post(PATH, content=body, headers=headers)
+    assert answer.status_code == 503, answer.text  # never 202 for a request signed with a guessable secret
+    assert rows(store_url) == []
+    assert f"the Prefect Secret block {name!r} holds" in caplog.text and "token_hex" in caplog.text
+
+
+def test_a_signed_body_that_is_not_declared_json_is_415_and_an_unsigned_one_learns_nothing(
+    client: TestClient, secret: tuple[str, str], store_url: str
+) -> None:
+    body, headers = signed(secret[1], TASKS_CHANGED)
+    for kind in ("text/plain", "application/x-www-form-urlencoded", ""):
+        answer = client.post(PATH, content=body, headers={**headers, "Content-Type": kind})
+        assert answer.status_code == 415, answer.text
+        assert "application/json" in answer.json()["hint"]
+    form = github(client, secret[1], "ping", {"zen": "z", "hook_id": 1})
+    assert form.status_code == 200  # JSON declared: fine
+    as_form = client.post(
+        "/webhook/github",
+        content=b"payload=%7B%7D",
+        headers={
+            "X-GitHub-Event": "issues",
+            "X-Hub-Signature-256": hub_signature(secret[1], b"payload=%7B%7D"),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert as_form.status_code == 415 and "GitHub" in as_form.json()["hint"]
+    # without the secret, the signature fails first: the media type is not even discussed
+    unsigned = client.post(PATH, content=body, headers={"Content-Type": "text/plain"})
+    assert unsigned.status_code == 401
+    assert client.post(PATH, content=body, headers={**headers, "Content-Type": "application/json; charset=utf-8"})
+    assert rows(store_url) and all(r.event == "tasks.changed" for r in rows(store_url))
 
 
 # --- limits -------------------------------------------------------------------------------------------------
@@ -351,14 +400,55 @@ def test_rate_limiter_refills_and_forgets_idle_sources() -> None:
     assert len(limiter._buckets) <= 2
 
 
-def test_replay_guard_files_a_resent_signature_under_its_first_delivery() -> None:
-    now = [0.0]
-    guard = ReplayGuard(600, clock=lambda: now[0])
-    assert guard.delivery_for("s", "sha256=AB", "d1") == "d1"
-    assert guard.delivery_for("s", "sha256=ab", "d2") == "d1"
-    assert guard.delivery_for("other", "sha256=ab", "d3") == "d3"
-    now[0] += 601
-    assert guard.delivery_for("s", "sha256=ab", "d4") == "d4"
+def test_a_captured_signed_webhook_replayed_under_a_new_id_after_a_restart_is_a_duplicate(
+    secret: tuple[str, str], store_url: str
+) -> None:
+    release = {
+        "deployment": {
+            "id": 9,
+            "environment": "production",
+            "ref": "v1.4.2",
+            "sha": "abc123",
+            "payload": json.dumps({"image": "registry.example.com/shop:1.4.2", "app": "web"}),
+        },
+        "repository": REPO,
+    }
+    issue = {"webhookEvent": "jira:issue_updated", "issue": {"key": "PAY-1", "fields": {"project": {"key": "PAY"}}}}
+    with TestClient(create_app(make_settings(secret[0]), relay=False)) as first:
+        original = github(first, secret[1], "deployment", release, "guid-1")
+        jira_original = jira(first, secret[1], issue, "jira-1")
+    assert original.json()["duplicate"] is False and jira_original.json()["duplicate"] is False
+    # The service restarts (a new process would start with nothing in memory): the store still knows.
+    with TestClient(create_app(make_settings(secret[0]), relay=False)) as second:
+        replayed = github(second, secret[1], "deployment", release, "guid-2-made-up")
+        jira_replayed = jira(second, secret[1], issue, "jira-2-made-up")
+    assert replayed.status_code == 202 and replayed.json()["duplicate"] is True
+    assert replayed.json()["event_id"] == original.json()["event_id"]  # no second blue-green release
+    assert jira_replayed.json()["duplicate"] is True
+    assert jira_replayed.json()["event_id"] == jira_original.json()["event_id"]
+    assert [r.delivery_id for r in rows(store_url)] == ["guid-1", "jira-1"]
+
+
+@pytest.mark.parametrize("proxies", [[], ["10.9.8.7"]])
+def test_a_local_caller_cannot_dodge_the_rate_limit_by_rotating_x_forwarded_for(
+    proxies: list[str], secret: tuple[str, str], store_url: str
+) -> None:
+    settings = make_settings(secret[0], rate_limit_per_minute=3, trusted_proxies=proxies)
+    with serve(create_app(settings, relay=False), **uvicorn_options(settings)) as url:
+        codes = [
+            httpx.post(url + PATH, content=b"{}", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+            for i in range(6)
+        ]
+    # loopback is not a configured proxy: every request counts against 127.0.0.1, whatever the header says
+    assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429, 429], codes
+
+
+def test_a_configured_proxy_is_trusted_to_name_the_client() -> None:
+    assert uvicorn_options(make_settings("s")) == {"proxy_headers": False}
+    assert uvicorn_options(make_settings("s", trusted_proxies=[" 10.0.0.2 ", ""])) == {
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["10.0.0.2"],
+    }
 
 
 # --- duplicates ---------------------------------------------------------------------------------------------
@@ -419,7 +509,11 @@ def github(
     client: TestClient, secret: str, event: str, payload: dict[str, Any], delivery: str | None = None
 ) -> httpx.Response:
     body = json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-Hub-Signature-256": hub_signature(secret, body)}
+    headers = {
+        "X-GitHub-Event": event,
+        "X-Hub-Signature-256": hub_signature(secret, body),
+        "Content-Type": "application/json",
+    }
     if delivery:
         headers["X-GitHub-Delivery"] = delivery
     return client.post("/webhook/github", content=body, headers=headers)
@@ -504,7 +598,7 @@ def test_github_ping_deployments_and_unused_events(client: TestClient, secret: t
 
 def jira(client: TestClient, secret: str, payload: dict[str, Any], identifier: str | None = None) -> httpx.Response:
     body = json.dumps(payload).encode()
-    headers = {"X-Hub-Signature": hub_signature(secret, body)}
+    headers = {"X-Hub-Signature": hub_signature(secret, body), "Content-Type": "application/json"}
     if identifier:
         headers["X-Atlassian-Webhook-Identifier"] = identifier
     return client.post("/webhook/jira", content=body, headers=headers)
@@ -556,7 +650,7 @@ def test_openapi_documents_the_contract_and_the_events_table(client: TestClient)
     pces = spec["components"]["schemas"]["PcesRequirementChangedWebhook"]
     assert pces["properties"]["event"]["const"] == "requirement.changed"
     assert spec["components"]["schemas"]["RequirementChanged"]["required"] == ["requirement"]
-    assert {"202", "400", "401", "413", "422", "429", "503"} <= set(post["responses"])
+    assert {"202", "400", "401", "413", "415", "422", "429", "503"} <= set(post["responses"])
     assert "Retry-After" in post["responses"]["429"]["headers"]
     assert post["security"] == [{"Framework2Signature": [], "Framework2Timestamp": []}]
     assert spec["components"]["securitySchemes"]["GitHubSignature"]["name"] == "X-Hub-Signature-256"

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 from prefect.blocks.core import Block
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from framework2.tasks.context.source_checks import (
+    branch_problem,
+    git_url_problem,
+    pattern_problem,
+    subdirectory_problem,
+)
 
 
 class RequirementsSource(Block):
@@ -75,6 +82,34 @@ class RequirementsSource(Block):
             raise ValueError("give a path, a git_url or a jira_source: there is nowhere to read requirements from")
         if self.jira_source and not (self.jira_jql or "").strip():
             raise ValueError("jira_source needs jira_jql saying which issues are requirements, e.g. 'issuetype = Epic'")
-        if ".." in self.subdirectory.replace("\\", "/").split("/"):
-            raise ValueError(f"subdirectory must stay inside the repository, got {self.subdirectory!r}")
         return self
+
+    # The fields below end up on git's command line or in file paths: refused here so a bad block cannot be
+    # saved (sources.py checks again on use, for blocks saved before these rules).
+    @field_validator("branch")
+    @classmethod
+    def _branch_is_a_branch_name(cls, branch: str) -> str:
+        if problem := branch_problem(branch):
+            raise ValueError(f"{problem}; give the name of a branch, e.g. 'main' or 'release/2.1'")
+        return branch
+
+    @field_validator("subdirectory")
+    @classmethod
+    def _subdirectory_stays_inside(cls, subdirectory: str) -> str:
+        if problem := subdirectory_problem(subdirectory):
+            raise ValueError(f"{problem}; give a folder relative to the repository or path, e.g. 'requirements'")
+        return subdirectory
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_stays_inside(cls, pattern: str) -> str:
+        if problem := pattern_problem(pattern):
+            raise ValueError(f"{problem}; give a glob below the folder, e.g. '**/*.md'")
+        return pattern
+
+    @field_validator("git_url")
+    @classmethod
+    def _git_url_is_no_option(cls, git_url: str | None) -> str | None:
+        if git_url and (problem := git_url_problem(git_url)):
+            raise ValueError(f"{problem}; give the repository's https, ssh or file:// URL or a local path")
+        return git_url

@@ -12,7 +12,7 @@ Every webhook request goes the same way, cheapest check first, so a flood costs 
 6. the outbox row, committed → 202 ``{event_id, event, delivery, duplicate}``.
 
 The relay runs in a thread beside the server (lifespan): woken by each new row, and every ``relay_interval``.
-Behind a reverse proxy, run uvicorn with ``--proxy-headers --forwarded-allow-ips=<proxy>`` so the rate limit
+Behind a reverse proxy, name it in ``[webhooks] trusted_proxies`` (``uvicorn_options``) so the rate limit
 sees the client's address, not the proxy's.
 """
 
@@ -57,7 +57,6 @@ from framework2.deployments.webhooks import (
     Ignored,
     Problem,
     RateLimiter,
-    ReplayGuard,
     SecretCache,
     WebhookAccepted,
     WebhookError,
@@ -68,6 +67,7 @@ from framework2.deployments.webhooks import (
     map_jira,
     parse_json,
     request_schemas,
+    signature_fingerprint,
     validate_data,
     validate_envelope,
     verify_framework2,
@@ -121,9 +121,10 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _problem("Malformed: not UTF-8 JSON (the parser's position is given), or a bad delivery id header."),
     401: _problem("Missing or wrong signature, or (framework-set-2) a timestamp outside the tolerance."),
     413: _problem("The body is larger than [webhooks] max_body_bytes."),
+    415: _problem("A signed request whose Content-Type is not JSON (application/json)."),
     422: {"model": ContractProblem, "description": "Valid JSON that the contract refuses; lists the allowed values."},
     429: _problem("Too many requests from this source; wait Retry-After seconds.", headers=RETRY_AFTER),
-    503: _problem("The Secret block is missing or Prefect/the store is unreachable; retry later."),
+    503: _problem("The signing secret is unusable (the service log says why) or the store is unreachable; retry."),
 }
 PROVIDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     **COMMON_RESPONSES,
@@ -139,17 +140,13 @@ def _header(name: str, description: str, pattern: str | None = None) -> dict[str
 
 
 class WebhookService:
-    """The per-app state the routes share: settings, limiter, replay guard, secret cache, store, relay wake-up."""
+    """The per-app state the routes share: settings, limiter, secret cache, store, relay wake-up."""
 
     def __init__(self, settings: Settings, record: Callable[[str], None]) -> None:
         cfg = settings.webhooks
         self.settings = settings
         self.record = record
         self.limiter = RateLimiter(cfg.rate_limit_per_minute)
-        tolerance = cfg.tolerance.total_seconds()
-        # GitHub and Jira sign neither a timestamp nor their delivery id: a captured request re-sent with a new id
-        # would pass the signature check, so their signatures are remembered for at least an hour.
-        self.guard = ReplayGuard(max(2 * tolerance, 3600.0))
         self.secrets = SecretCache()
         self.engine: Any = None
         self.wake = threading.Event()
@@ -182,6 +179,21 @@ class WebhookService:
         return b"".join(chunks)
 
     @staticmethod
+    def require_json(request: Request) -> None:
+        """415 unless the body is declared JSON: checked after the signature, so only a sender who holds the
+        secret learns what the endpoint expects."""
+        declared = request.headers.get("content-type", "")
+        kind = declared.split(";", 1)[0].strip().lower()
+        if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+            raise WebhookError(
+                415,
+                "malformed",
+                f"Content-Type is {declared[:100]!r}; webhooks are JSON",
+                "send the body as JSON with Content-Type: application/json (in GitHub: Content type "
+                "application/json in the webhook's settings)",
+            )
+
+    @staticmethod
     def _too_large(what: str, limit: int) -> WebhookError:
         return WebhookError(
             413,
@@ -190,8 +202,11 @@ class WebhookService:
             "send less data per webhook (a reference instead of the content) or raise [webhooks] max_body_bytes",
         )
 
-    async def accept(self, source: str, delivery: str, system: str, event: str, data: dict[str, Any]) -> JSONResponse:
-        """Store the delivery (committed) and answer 202; a known delivery id answers its first event id."""
+    async def accept(
+        self, source: str, delivery: str, system: str, event: str, data: dict[str, Any], signature: str
+    ) -> JSONResponse:
+        """Store the delivery (committed) and answer 202; a known delivery id, or a known signature under a new
+        id (a replay), answers the first delivery's event id."""
         try:
             row, created = await run_in_threadpool(
                 outbox.enqueue,
@@ -201,6 +216,7 @@ class WebhookService:
                 system=system,
                 event=event,
                 payload=data,
+                fingerprint=signature_fingerprint(signature),
             )
         except SQLAlchemyError as exc:
             logger.error("webhook store write failed: %s", exc)
@@ -225,6 +241,15 @@ class WebhookService:
     def notice(self, ignored: Ignored) -> JSONResponse:
         self.record("ignored")
         return JSONResponse(WebhookNotice(detail=ignored.reason).model_dump(), status_code=200)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn must treat forwarded headers: trusted only from the configured proxies. (uvicorn's own default
+    trusts them from loopback, so any local caller could rotate X-Forwarded-For past the rate limit.)"""
+    proxies = [p.strip() for p in settings.webhooks.trusted_proxies if p.strip()]
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
 
 
 def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_api: str | None = None) -> FastAPI:
@@ -333,12 +358,14 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
             tolerance=cfg.tolerance.total_seconds(),
             delivery=sent_delivery,
         )
+        service.require_json(request)
         assert timestamp is not None  # verified above
         # The signature covers the delivery id (or, without one, the id is the hash of what was signed), so a
         # replay within the tolerance is the same delivery: a duplicate, never a second event.
         delivery = delivery_id(sent_delivery, timestamp.strip().encode(), b".", body)
         spec, data = validate_envelope(parse_json(body))
-        return await service.accept(SOURCE_FRAMEWORK2, delivery, spec.system, spec.name, data)
+        assert signature is not None
+        return await service.accept(SOURCE_FRAMEWORK2, delivery, spec.system, spec.name, data, signature)
 
     @app.post(
         "/webhook/github",
@@ -364,14 +391,14 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
         secret = await service.secrets.get(cfg.github_secret_block or cfg.secret_block)
         signature = request.headers.get(GITHUB_SIGNATURE_HEADER)
         verify_hub(secret, GITHUB_SIGNATURE_HEADER, signature, body, "GitHub")
+        service.require_json(request)
         assert signature is not None
         delivery = delivery_id(request.headers.get(GITHUB_DELIVERY_HEADER), body)
         routed = map_github(request.headers.get(GITHUB_EVENT_HEADER), parse_json(body))
         if isinstance(routed, Ignored):
             return service.notice(routed)
         data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
-        delivery = service.guard.delivery_for(SOURCE_GITHUB, signature, delivery)
-        return await service.accept(SOURCE_GITHUB, delivery, routed.system, routed.event, data)
+        return await service.accept(SOURCE_GITHUB, delivery, routed.system, routed.event, data, signature)
 
     @app.post(
         "/webhook/jira",
@@ -395,14 +422,14 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
         secret = await service.secrets.get(cfg.jira_secret_block or cfg.secret_block)
         signature = request.headers.get(JIRA_SIGNATURE_HEADER)
         verify_hub(secret, JIRA_SIGNATURE_HEADER, signature, body, "Jira")
+        service.require_json(request)
         assert signature is not None
         delivery = delivery_id(request.headers.get(JIRA_DELIVERY_HEADER), body)
         routed = map_jira(parse_json(body))
         if isinstance(routed, Ignored):
             return service.notice(routed)
         data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
-        delivery = service.guard.delivery_for(SOURCE_JIRA, signature, delivery)
-        return await service.accept(SOURCE_JIRA, delivery, routed.system, routed.event, data)
+        return await service.accept(SOURCE_JIRA, delivery, routed.system, routed.event, data, signature)
 
     def openapi() -> dict[str, Any]:
         # The webhook bodies are read raw (the signature covers the exact bytes), so FastAPI cannot derive their

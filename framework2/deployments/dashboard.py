@@ -55,6 +55,19 @@ from framework2.tasks.health import freshness, human_span
 
 DASHBOARD_PATH = "/framework-set-2/dashboard"
 PAGE_SIZE = 50  # recent runs per page
+MAX_PAGE = 1_000_000  # far past any store's runs; bounds the OFFSET a caller can ask the database for
+# The page has no script, form or frame and loads nothing: a policy that allows only its inline styles and
+# data: images means injected markup, were escaping ever to fail, could neither run nor phone home.
+HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 # Newest runs of all systems read in one go; systems with fewer runs among them are read on their own.
 RECENT_SCAN = 600
 SPARK_POINTS = 48  # health scores per sparkline: two days of PSO's 15-minute cadence
@@ -792,7 +805,7 @@ def recent_runs_page(
     engine: Engine, page: int = 1, *, page_size: int = PAGE_SIZE, ui_base: str | None = None
 ) -> RunsPage:
     """One page of all systems' runs, newest first (page 1 is the newest)."""
-    page = max(1, page)
+    page = min(max(1, page), MAX_PAGE)
     with session_scope(engine) as session:
         total = session.scalar(select(func.count()).select_from(AnalysisRun)) or 0
         rows = session.execute(
@@ -1536,17 +1549,17 @@ router = APIRouter(tags=["dashboard"])
 
 @router.get(DASHBOARD_PATH, response_class=HTMLResponse, summary="The system dashboard page")
 def dashboard_page(
-    page: int = Query(1, ge=1, description="Page of the recent-runs list (50 a page, newest first)."),
+    page: int = Query(1, ge=1, le=MAX_PAGE, description="Page of the recent-runs list (50 a page, newest first)."),
     engine: Engine = Depends(store_engine),
     ui: str = Depends(prefect_ui_base),
 ) -> HTMLResponse:
     data = dashboard_data(engine, get_settings(), page=page, ui_base=ui)
-    return HTMLResponse(render_dashboard(data, ui), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(render_dashboard(data, ui), headers=HTML_HEADERS)
 
 
 @router.get(f"{DASHBOARD_PATH}/runs", response_model=RunsPage, summary="Recent runs of all systems, paginated")
 def dashboard_runs(
-    page: int = Query(1, ge=1, description="Page number, 1 = newest."),
+    page: int = Query(1, ge=1, le=MAX_PAGE, description="Page number, 1 = newest."),
     engine: Engine = Depends(store_engine),
     ui: str = Depends(prefect_ui_base),
 ) -> RunsPage:
@@ -1555,7 +1568,7 @@ def dashboard_runs(
 
 @router.get(f"{DASHBOARD_PATH}/data", response_model=DashboardData, summary="Everything the dashboard shows, as JSON")
 def dashboard_json(
-    page: int = Query(1, ge=1, description="Page of the recent-runs list."),
+    page: int = Query(1, ge=1, le=MAX_PAGE, description="Page of the recent-runs list."),
     engine: Engine = Depends(store_engine),
     ui: str = Depends(prefect_ui_base),
 ) -> DashboardData:

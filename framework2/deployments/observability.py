@@ -339,26 +339,31 @@ class Readiness(BaseModel):
     checks: dict[str, CheckResult]
 
 
-async def _timed(check: Callable[[], Awaitable[str]], timeout: float) -> CheckResult:
-    """Run one check under a hard deadline; any exception or the timeout is a failed check with its reason."""
+async def _timed(name: str, check: Callable[[], Awaitable[str]], timeout: float) -> CheckResult:
+    """Run one check under a hard deadline; any exception or the timeout is a failed check with its reason.
+
+    The probe answers anyone who can reach the port, so what it returns names no URL, path or host: the full
+    reason goes to the service log, the answer says what kind of failure it was."""
     started = time.perf_counter()
     try:
-        detail = await asyncio.wait_for(check(), timeout)
+        public = await asyncio.wait_for(check(), timeout)
         ok = True
     except TimeoutError:
-        ok, detail = False, f"no answer within {timeout:g} s"
+        ok, public = False, f"no answer within {timeout:g} s"
+        logger.warning("readiness: the %s gave no answer within %g s", name, timeout)
     except Exception as exc:  # a readiness probe reports every failure; it never raises
-        ok, detail = False, f"{type(exc).__name__}: {exc}"
-    return CheckResult(ok=ok, latency_ms=round((time.perf_counter() - started) * 1000, 1), detail=detail)
+        ok, public = False, f"cannot reach the {name}: {type(exc).__name__} (the service log has the details)"
+        logger.warning("readiness: the %s failed: %s: %s", name, type(exc).__name__, exc)
+    return CheckResult(ok=ok, latency_ms=round((time.perf_counter() - started) * 1000, 1), detail=public)
 
 
 def _store_select_1(settings: Settings | None) -> str:
     from framework2.config import get_settings
-    from framework2.store.engine import open_store, redact
+    from framework2.store.engine import open_store
 
     # open_store runs SELECT 1 (check_connection); no migration, a probe must not change the schema.
     engine = open_store(settings or get_settings(), migrate=False)
-    return f"SELECT 1 answered by {redact(engine.url.render_as_string(hide_password=False))}"
+    return f"SELECT 1 answered by {engine.dialect.name}"
 
 
 async def readiness(
@@ -388,9 +393,9 @@ async def readiness(
             response = await client.get(url)
         if response.status_code != 200:
             raise RuntimeError(f"{url} answered {response.status_code}")
-        return f"{url} answered 200"
+        return "the Prefect API's /health answered 200"
 
-    results = await asyncio.gather(_timed(store, timeout), _timed(prefect, timeout))
+    results = await asyncio.gather(_timed("store", store, timeout), _timed("Prefect API", prefect, timeout))
     checks = dict(zip(("store", "prefect"), results, strict=True))
     failed = [name for name, result in checks.items() if not result.ok]
     return Readiness(status="not ready" if failed else "ready", failed=failed, checks=checks)

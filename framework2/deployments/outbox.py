@@ -72,12 +72,22 @@ def _write_turn(engine: Engine) -> contextlib.AbstractContextManager[Any]:
 
 
 def enqueue(
-    engine: Engine, *, source: str, delivery_id: str, system: str, event: str, payload: dict[str, Any]
+    engine: Engine,
+    *,
+    source: str,
+    delivery_id: str,
+    system: str,
+    event: str,
+    payload: dict[str, Any],
+    fingerprint: str | None = None,
 ) -> tuple[WebhookDelivery, bool]:
-    """Store a webhook (committed) unless its delivery id is known; return the row and whether it is new."""
+    """Store a webhook (committed) unless its delivery id or its signature's ``fingerprint`` is known; return the
+    row and whether it is new. The store remembers both for as long as it keeps the row, across restarts and
+    replicas: a captured request re-sent under a new delivery id is the first delivery again."""
     row = WebhookDelivery(
         source=source,
         delivery_id=delivery_id,
+        fingerprint=fingerprint,
         event_id=event_id(source, delivery_id),
         system=system,
         event=event,
@@ -90,6 +100,8 @@ def enqueue(
     except IntegrityError:
         # The insert is the check: one statement in the common case, and correct when two copies race.
         existing = find(engine, source, delivery_id)
+        if existing is None and fingerprint is not None:
+            existing = find_fingerprint(engine, source, fingerprint)
         if existing is None:
             raise  # some other constraint failed
         return existing, False
@@ -100,6 +112,14 @@ def find(engine: Engine, source: str, delivery_id: str) -> WebhookDelivery | Non
     with Session(engine, expire_on_commit=False) as session:
         return session.exec(
             select(WebhookDelivery).where(WebhookDelivery.source == source, WebhookDelivery.delivery_id == delivery_id)
+        ).first()
+
+
+def find_fingerprint(engine: Engine, source: str, fingerprint: str) -> WebhookDelivery | None:
+    """The stored delivery of ``source`` whose signature had ``fingerprint``, if any."""
+    with Session(engine, expire_on_commit=False) as session:
+        return session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.source == source, WebhookDelivery.fingerprint == fingerprint)
         ).first()
 
 

@@ -17,9 +17,10 @@ sign it the same way in ``X-Hub-Signature`` (WebSub's ``method=signature``; Atla
 Neither signs a timestamp, so their replay protection is the delivery id (``X-GitHub-Delivery``,
 ``X-Atlassian-Webhook-Identifier``), which is what their own redeliveries repeat.
 
-A delivery id header is not covered by any signature, so someone who captured a request could send it again
-with a new id. ``ReplayGuard`` remembers, per process and for a window, the first delivery id each signature
-came with, and files a repeat under that id: it becomes a duplicate instead of a second event.
+A delivery id header is not covered by their signatures, so someone who captured a request could send it again
+with a new id. The outbox stores each delivery with its signature's fingerprint (``signature_fingerprint``)
+under a unique index: a repeat, under any id, after any restart and on any replica sharing the store, is
+answered as a duplicate of the first delivery instead of becoming a second event.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import math
 import operator
 import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -45,6 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from framework2.errors import Framework2Error
 from framework2.events import event_name
 from framework2.systems import SYSTEMS
+
+logger = logging.getLogger("framework2.webhooks")
 
 SOURCE_FRAMEWORK2 = "framework-set-2"
 SOURCE_GITHUB = "github"
@@ -806,36 +809,47 @@ class RateLimiter:
             del self._buckets[min(self._buckets, key=lambda k: self._buckets[k][1])]
 
 
-class ReplayGuard:
-    """The first delivery id each signature arrived with, for ``window`` seconds (per process, bounded)."""
-
-    def __init__(self, window: float, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic):
-        self.window = window
-        self.max_entries = max_entries
-        self.clock = clock
-        self._seen: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def delivery_for(self, source: str, signature: str, delivery: str) -> str:
-        """``delivery``, or the id this exact signed request was first accepted under."""
-        with self._lock:
-            now = self.clock()
-            while self._seen and (
-                len(self._seen) >= self.max_entries or next(iter(self._seen.values()))[1] < now - self.window
-            ):
-                self._seen.popitem(last=False)
-            key = (source, signature.strip().lower())
-            if key in self._seen:
-                return self._seen[key][0]
-            self._seen[key] = (delivery, now)
-            return delivery
+def signature_fingerprint(signature: str) -> str:
+    """What the store remembers of a request's signature: its SHA-256 (hex), case and spaces aside."""
+    return hashlib.sha256(signature.strip().lower().encode("utf-8", "replace")).hexdigest()
 
 
 # --- the shared secrets -------------------------------------------------------------------------------------
 
 
+MIN_SECRET_CHARS = 16
+
+# What an unauthenticated sender is told when the secret cannot be used: no block name, URL or hint about the
+# set-up. The operator reads the reason and the fix in the service log.
+_NOT_CONFIGURED = "the webhook service cannot check signatures right now; the webhook was not accepted"
+
+
+def _secret_unavailable(reason: str, fix: str, *, retry: bool = False) -> WebhookError:
+    logger.error("webhook secret unavailable: %s. Fix: %s", reason, fix)
+    return WebhookError(
+        503,
+        "unavailable",
+        _NOT_CONFIGURED,
+        "retry later; the service's operator finds the reason in its log",
+        headers={"Retry-After": "30"} if retry else None,
+    )
+
+
+def check_secret(value: object) -> str | None:
+    """Why ``value`` cannot serve as a shared webhook secret, or None. A blank or short secret can be guessed or
+    was set by mistake: requests signed with it must not be trusted."""
+    if not isinstance(value, str):
+        return "does not hold a string"
+    if len(value.strip()) < MIN_SECRET_CHARS:
+        return f"holds a secret of {len(value.strip())} non-blank characters; at least {MIN_SECRET_CHARS} are needed"
+    if len(set(value)) < 6:
+        return "holds a secret of fewer than 6 distinct characters (e.g. 'aaaa…'), which is guessable"
+    return None
+
+
 async def load_secret_block(name: str) -> str:
-    """The value of the Prefect ``Secret`` block ``name``; a 503 says how to create it when it is missing."""
+    """The value of the Prefect ``Secret`` block ``name``. When it is missing, unreadable or too weak, the sender
+    gets a plain 503 and the service log says which block and how to fix it."""
     from prefect.blocks.system import Secret
     from prefect.exceptions import ObjectNotFound
 
@@ -843,34 +857,28 @@ async def load_secret_block(name: str) -> str:
         block = await Secret.aload(name)
     except ValueError as exc:
         if not isinstance(exc.__cause__, ObjectNotFound):  # e.g. no PREFECT_API_URL: not the block's fault
-            raise WebhookError(
-                503,
-                "unavailable",
+            raise _secret_unavailable(
                 f"cannot read the Prefect Secret block {name!r}: {exc}",
                 "set PREFECT_API_URL for the webhook service to the Prefect server that holds the block",
             ) from exc
-        raise WebhookError(
-            503,
-            "unavailable",
+        raise _secret_unavailable(
             f"the Prefect Secret block {name!r} holding the webhook secret does not exist",
-            f"create it in the Prefect UI (Blocks → + → Secret, name {name!r}) or with Python: "
-            f"Secret(value='<shared secret>').save({name!r}); the name comes from [webhooks] in framework2.toml",
+            f"create it in the Prefect UI (Blocks → + → Secret, name {name!r}), with `framework2 init`, or with "
+            f"Python: Secret(value='<shared secret>').save({name!r}); the name comes from [webhooks] in "
+            "framework2.toml",
         ) from exc
     except Exception as exc:  # unreachable API, timeouts: the sender should retry later
-        raise WebhookError(
-            503,
-            "unavailable",
+        raise _secret_unavailable(
             f"cannot read the Prefect Secret block {name!r}: {type(exc).__name__}: {exc}",
-            "check that the Prefect API (PREFECT_API_URL) is reachable; the sender should retry",
-            headers={"Retry-After": "30"},
+            "check that the Prefect API (PREFECT_API_URL) is reachable",
+            retry=True,
         ) from exc
     value = block.get()
-    if not isinstance(value, str) or not value:
-        raise WebhookError(
-            503,
-            "unavailable",
-            f"the Prefect Secret block {name!r} does not hold a non-empty string",
-            "store the shared secret as plain text in the block",
+    problem = check_secret(value)
+    if problem is not None:
+        raise _secret_unavailable(
+            f"the Prefect Secret block {name!r} {problem}",
+            "store a random secret in it, e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`",
         )
     return value
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 
@@ -57,14 +60,38 @@ def run_sample_world(
     with FeedServer(routes) as server, serve_pages() as pages, serve_slow_app(SAMPLE_APP_DELAYS_MS) as app:
         names = save_feed_blocks(feeds, server.base_url)
         requirements = seed_requirements(settings.home)
-        report = asyncio.run(
-            orchestrate(
-                execution="subflow",
-                system_parameters={
-                    "ppis": {"feeds": names, "approval_wait_seconds": 0},
-                    "pces": {"sources": [requirements]},
-                    "puxt": {"inputs": experience_inputs(experience_files, pages, app)},
-                },
+        with _feeds_allowed(server.base_url):
+            report = asyncio.run(
+                orchestrate(
+                    execution="subflow",
+                    system_parameters={
+                        "ppis": {"feeds": names, "approval_wait_seconds": 0},
+                        "pces": {"sources": [requirements]},
+                        "puxt": {"inputs": experience_inputs(experience_files, pages, app)},
+                    },
+                )
             )
-        )
     return report, engine
+
+
+@contextlib.contextmanager
+def _feeds_allowed(base_url: str) -> Iterator[None]:
+    """Name the sample feed server (on loopback) in ppis.feed_host_allowlist while the demo runs.
+
+    A feed may reach a loopback address only when the allowlist names its host. Set through the environment so
+    the settings the flows read (``get_settings()``) see it; restored afterwards.
+    """
+    from framework2.config import get_settings
+
+    key = "FRAMEWORK2_PPIS__FEED_HOST_ALLOWLIST"
+    before = os.environ.get(key)
+    os.environ[key] = json.dumps([*get_settings().ppis.feed_host_allowlist, urlsplit(base_url).netloc])
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+        get_settings.cache_clear()

@@ -654,11 +654,16 @@ class WebhookDelivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "delivery_id", name="uq_webhook_delivery_source_delivery"),
         Index("ix_webhook_delivery_status_received", "status", "received_at"),
+        # A signed request re-sent under a new delivery id (the id header is not signed) is the same delivery.
+        Index("uq_webhook_delivery_source_fingerprint", "source", "fingerprint", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32, description="framework-set-2 | github | jira")
     delivery_id: str = Field(max_length=200, description="The sender's delivery id (or a hash of the body).")
+    fingerprint: str | None = Field(
+        default=None, max_length=64, description="SHA-256 of the request's signature: what a replay repeats."
+    )
     event_id: str = Field(max_length=36, description="The Prefect event id this delivery becomes (UUID).")
     system: str = Field(max_length=16)
     event: str = Field(max_length=100, description="Event name without the framework2.<system>. prefix.")

@@ -10,6 +10,11 @@ Decisions worth knowing:
 - Redirects are not followed. A redirect could leave the host allowlist and carry the auth header
   (which may be a custom header httpx would not strip) to another host; the error says where it
   pointed so the block's URL can be updated.
+- Feeds are hostile input. A body may be at most ``ppis.feed_max_bytes`` after decompression (a gzip bomb is
+  cut off, not inflated), a request has one deadline (``timeout_seconds``) over connect, headers and body
+  together, and a feed may not reach private, loopback or link-local addresses unless its host is named in
+  ``ppis.feed_host_allowlist``. The mechanics live in ``framework2.tasks.http_fetch``; breaking a limit fails
+  the feed like any other error, with the limit and the setting to change in the reason.
 - Errors name the feed (block name, else competitor) and host, never the full URL (its query may
   hold a key) and never the token; errors from the HTTP client are scrubbed of the token and not
   chained, because some of them quote header values.
@@ -44,7 +49,19 @@ from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 
 from framework2.blocks.competitor_feed import ALLOWED_SCHEMES, REQUIRED_OFFER_FIELDS, CompetitorFeed
+from framework2.config import get_settings
 from framework2.errors import FeedError
+from framework2.tasks.http_fetch import (
+    BlockedAddress,
+    BodyTooLarge,
+    CorruptBody,
+    DeadlineExceeded,
+    ResolutionFailed,
+    UnsupportedEncoding,
+    bounded_get,
+    literal_address,
+    non_public_kind,
+)
 
 OFFER_COLUMNS = ["competitor", "sku", "price", "in_stock", "observed_at", "feed"]
 
@@ -119,8 +136,31 @@ def _host(url: str) -> str:
     return f"{host}:{port}" if port else host
 
 
+def host_is_allowlisted(url: str, allowlist: Sequence[str]) -> bool:
+    """True when ``allowlist`` names the URL's host, alone or with its port ("127.0.0.1:8080")."""
+    try:
+        # The host as httpx reads it: the client that connects must not see a different host than we allowed.
+        host = httpx.URL(url.strip()).host.lower()
+        port = urlsplit(url.strip()).port
+    except (httpx.InvalidURL, ValueError):
+        return False
+    allowed = {entry.strip().lower() for entry in allowlist}
+    return bool(host) and (host in allowed or f"{host}:{port}" in allowed)
+
+
+def _private_hint(host: str) -> str:
+    return (
+        f"feeds may not reach internal networks; if this feed really is served from one, name '{host}' in "
+        "ppis.feed_host_allowlist, otherwise fix the feed URL"
+    )
+
+
 def check_feed_url(url: str, allowlist: list[str]) -> None:
-    """Refuse non-http(s) URLs, and hosts outside a non-empty ``allowlist`` (PermanentFeedError)."""
+    """Refuse what the URL alone shows is not allowed (PermanentFeedError).
+
+    That is: non-http(s) URLs, hosts outside a non-empty ``allowlist``, and IP addresses that are not public
+    unless the allowlist names them. A host name's addresses are checked when the feed is fetched.
+    """
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
@@ -133,17 +173,18 @@ def check_feed_url(url: str, allowlist: list[str]) -> None:
         raise PermanentFeedError(
             "feed URL has no host", hint="write a full URL such as https://feeds.example.com/prices"
         )
-    if not allowlist:
+    if host_is_allowlisted(url, allowlist):
         return
-    host = parts.hostname.lower()
-    # An entry may name a host ("feeds.acme.com") or a host and port ("127.0.0.1:8080").
-    allowed = {entry.strip().lower() for entry in allowlist}
-    if host in allowed or _host(url).lower() in allowed:
-        return
-    raise PermanentFeedError(
-        f"feed host '{_host(url)}' is not in the feed host allowlist",
-        hint=f"add it to ppis.feed_host_allowlist (now: {', '.join(sorted(allowed))}) or fix the feed URL",
-    )
+    if allowlist:
+        allowed = {entry.strip().lower() for entry in allowlist}
+        raise PermanentFeedError(
+            f"feed host '{_host(url)}' is not in the feed host allowlist",
+            hint=f"add it to ppis.feed_host_allowlist (now: {', '.join(sorted(allowed))}) or fix the feed URL",
+        )
+    address = literal_address(parts.hostname)
+    kind = non_public_kind(address) if address is not None else None
+    if kind:
+        raise PermanentFeedError(f"feed host '{_host(url)}' is a {kind} address", hint=_private_hint(parts.hostname))
 
 
 # --- fetch -----------------------------------------------------------------------------------------
@@ -167,16 +208,72 @@ def _auth_headers(feed: CompetitorFeed) -> dict[str, str]:
     return {feed.auth_header: token}
 
 
-async def fetch_feed(client: httpx.AsyncClient, feed: CompetitorFeed) -> bytes:
-    """GET the feed with its auth header and timeout; raise Transient/PermanentFeedError on failure."""
+def configured_max_bytes() -> int:
+    """The feed body cap from settings (``ppis.feed_max_bytes``)."""
+    return get_settings().ppis.feed_max_bytes
+
+
+def _size(n: int) -> str:
+    return f"{n // 1048576} MiB" if n and n % 1048576 == 0 else f"{n} bytes"
+
+
+async def fetch_feed(
+    client: httpx.AsyncClient, feed: CompetitorFeed, allowlist: Sequence[str], *, max_bytes: int | None = None
+) -> bytes:
+    """GET the feed within its limits; raise Transient/PermanentFeedError on failure.
+
+    Limits: ``feed.timeout_seconds`` for the whole request, ``max_bytes`` (default ``ppis.feed_max_bytes``) for
+    the decompressed body, and public addresses only unless ``allowlist`` names the host.
+    """
     label, where = feed.label, _host(feed.url)
+    cap = configured_max_bytes() if max_bytes is None else max_bytes
     headers = _auth_headers(feed)
     try:
-        response = await client.get(feed.url, headers=headers, timeout=feed.timeout_seconds, follow_redirects=False)
-    except httpx.TimeoutException:
+        response = await bounded_get(
+            client,
+            feed.url,
+            headers=headers,
+            max_bytes=cap,
+            deadline_seconds=feed.timeout_seconds,
+            allow_private=host_is_allowlisted(feed.url, allowlist),
+        )
+    except (DeadlineExceeded, httpx.TimeoutException) as exc:
+        received = exc.received if isinstance(exc, DeadlineExceeded) else 0
+        got = f"{received} bytes of the body" if received else "no body"
         raise TransientFeedError(
             f"feed '{label}' timed out after {float(feed.timeout_seconds)} s",
-            hint=f"{where} did not answer in time; raise timeout_seconds in the block if it is just slow",
+            hint=f"{where} did not send the whole feed in time (got {got}); timeout_seconds bounds the whole "
+            "request, connect, headers and body together; raise timeout_seconds in the block if it is just slow",
+        ) from None
+    except BodyTooLarge as exc:
+        got = (
+            f"it declared Content-Length {exc.declared} bytes"
+            if exc.declared is not None
+            else f"stopped after {exc.received} bytes, counted after decompression"
+        )
+        raise PermanentFeedError(
+            f"feed '{label}' is larger than the {_size(cap)} limit ({got})",
+            hint=f"{where} sent more than ppis.feed_max_bytes ({cap} bytes) allows; raise ppis.feed_max_bytes "
+            "in framework2.toml if the feed really is this big",
+        ) from None
+    except UnsupportedEncoding as exc:
+        raise PermanentFeedError(
+            f"feed '{label}' is sent with Content-Encoding '{exc.encoding}', which is not accepted",
+            hint=f"{where} must send the feed plain or with one layer of gzip or deflate",
+        ) from None
+    except BlockedAddress as exc:
+        raise PermanentFeedError(
+            f"feed '{label}': {where} is at {exc.address}, a {exc.kind} address", hint=_private_hint(exc.host)
+        ) from None
+    except ResolutionFailed as exc:
+        raise TransientFeedError(
+            f"feed '{label}' could not be reached at {where} (host name not resolved: {exc.reason})",
+            hint="check the host name in the feed URL and the worker's DNS",
+        ) from None
+    except CorruptBody as exc:
+        raise MalformedFeedError(
+            f"feed '{label}': the body does not decompress as its Content-Encoding '{exc.encoding}' says",
+            hint=f"{where} sent a corrupt compressed body; check the competitor's export",
         ) from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
         raise PermanentFeedError(
@@ -496,10 +593,12 @@ def validate_offers(
 # --- collect ---------------------------------------------------------------------------------------
 
 
-async def collect_feed_once(client: httpx.AsyncClient, feed: CompetitorFeed, allowlist: list[str]) -> FeedCollection:
-    """Check the URL, fetch and parse one feed, once (no retries)."""
+async def collect_feed_once(
+    client: httpx.AsyncClient, feed: CompetitorFeed, allowlist: list[str], max_bytes: int | None = None
+) -> FeedCollection:
+    """Check the URL, fetch and parse one feed, once (no retries); ``max_bytes`` defaults to the setting."""
     check_feed_url(feed.url, allowlist)
-    content = await fetch_feed(client, feed)
+    content = await fetch_feed(client, feed, allowlist, max_bytes=max_bytes)
     # Stamp the snapshot when the answer arrived: that is when the offers were known to hold.
     fetched_at = datetime.now(UTC)
     offers = parse_feed(feed, content, fetched_at)
@@ -529,11 +628,14 @@ def retry_transient_only(task: Task[..., Any], task_run: TaskRun, state: State[A
     cache_policy=NO_CACHE,
     tags=["ppis", "competitor-feed"],
 )
-async def collect_feed(feed: CompetitorFeed, allowlist: list[str]) -> FeedCollection:
-    """Collect one competitor feed; transient failures are retried with exponential backoff."""
+async def collect_feed(feed: CompetitorFeed, allowlist: list[str], max_bytes: int | None = None) -> FeedCollection:
+    """Collect one competitor feed; transient failures are retried with exponential backoff.
+
+    ``max_bytes`` caps the decompressed body; None reads ``ppis.feed_max_bytes`` from settings.
+    """
     logger = get_run_logger()
     async with httpx.AsyncClient(timeout=feed.timeout_seconds, follow_redirects=False) as client:
-        collection = await collect_feed_once(client, feed, allowlist)
+        collection = await collect_feed_once(client, feed, allowlist, max_bytes)
     collection.attempts = max(task_run_runtime.run_count, 1)
     logger.info(
         "feed '%s': %d offers, %d bytes, attempt %d",
@@ -545,14 +647,18 @@ async def collect_feed(feed: CompetitorFeed, allowlist: list[str]) -> FeedCollec
     return collection
 
 
-async def collect_all(feeds: Sequence[CompetitorFeed], allowlist: list[str]) -> list[FeedOutcome]:
+async def collect_all(
+    feeds: Sequence[CompetitorFeed], allowlist: list[str], max_bytes: int | None = None
+) -> list[FeedOutcome]:
     """Collect several feeds concurrently without Prefect, one attempt each; a FeedError fails only its feed.
 
     Outcomes are in the order of ``feeds``. Errors that are not FeedErrors are bugs and are raised.
+    ``max_bytes`` caps each decompressed body; None reads ``ppis.feed_max_bytes`` from settings.
     """
+    cap = configured_max_bytes() if max_bytes is None else max_bytes
     async with httpx.AsyncClient(follow_redirects=False) as client:
         results = await asyncio.gather(
-            *(collect_feed_once(client, feed, allowlist) for feed in feeds), return_exceptions=True
+            *(collect_feed_once(client, feed, allowlist, cap) for feed in feeds), return_exceptions=True
         )
     outcomes = []
     for feed, result in zip(feeds, results, strict=True):
@@ -576,7 +682,9 @@ __all__ = [
     "collect_all",
     "collect_feed",
     "collect_feed_once",
+    "configured_max_bytes",
     "fetch_feed",
+    "host_is_allowlisted",
     "parse_feed",
     "retry_transient_only",
     "validate_offers",

@@ -49,6 +49,11 @@ Decisions worth knowing:
   README describes the folder); one with front matter is a requirement like any other. Files and folders
   whose names start with "." are skipped (.git, .github templates). A symlink resolving outside the root
   is not followed and is reported (so is a broken one); two paths resolving to the same file are read once.
+- Hostile files are problems, not crashes: a file over ``MAX_FILE_BYTES`` is not read, and the front matter
+  is parsed by ``safe_yaml.load_limited`` (size and nesting bounds, no YAML aliases), so an alias bomb or
+  deep nesting is refused in milliseconds with a short reason that never quotes the expanded content; values
+  quoted in reasons are cut to a few dozen characters. Any other failure on one file is still that file's
+  problem (reason: the error's type only).
 - Jira issues map as documented on ``requirement_from_jira``.
 """
 
@@ -65,6 +70,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from framework2.errors import DataError
+from framework2.tasks.context.safe_yaml import UnsafeYAML, load_limited
+from framework2.tasks.context.source_checks import pattern_problem
 
 RequirementStatus = Literal["draft", "approved", "implemented", "retired"]
 STATUSES: tuple[str, ...] = ("draft", "approved", "implemented", "retired")
@@ -73,6 +80,11 @@ MOSCOW: tuple[str, ...] = ("must", "should", "could", "wont")
 HASH_VERSION = "pces-requirement-v1"
 FIELDS: tuple[str, ...] = ("title", "priority", "owner", "project", "tasks", "components", "status")
 _KNOWN_KEYS = ("id", *FIELDS)
+# The most characters of a file's value quoted in a problem's reason.
+_QUOTED = 60
+# Larger files are refused unread: a requirement is a page or two of Markdown (this is ~100 pages), every file is
+# held in memory, and the criteria scan of the worst 256 KiB body takes under a second.
+MAX_FILE_BYTES = 256 * 1024
 
 
 class Requirement(BaseModel):
@@ -187,7 +199,9 @@ def acceptance_criteria(body: str, *, jira: bool = False) -> list[str]:
     "Acceptance criteria:" (bold allowed) as the start of the section, as Jira descriptions are written.
     """
     lines = [line.expandtabs(4) for line in normalise_text(body).split("\n")]
-    criteria: list[tuple[str, list[str]]] = []  # (top-level text, nested texts)
+    # (top-level text, nested texts), each as the pieces of its lines: joined once at the end, since joining
+    # on every continuation line is quadratic in a long item.
+    criteria: list[tuple[list[str], list[list[str]]]] = []
     section: int | None = None  # the heading level of the open criteria section
     base: int | None = None  # indentation of the section's first item
     fence: str | None = None
@@ -227,24 +241,22 @@ def acceptance_criteria(body: str, *, jira: bool = False) -> list[str]:
             text = _CHECKBOX.sub("", (item.group("text") or "").strip())
             if base is None or indent <= base or not criteria:
                 base = indent if base is None else min(base, indent)
-                criteria.append((text, []))
+                criteria.append(([text], []))
             else:
-                criteria[-1][1].append(text)
+                criteria[-1][1].append([text])
             open_item = True
         elif open_item and criteria and (indent > (base or 0) or not blank_before):
             # A continuation of the last item (lazy or indented): part of the same criterion.
             parent, nested = criteria[-1]
-            if nested:
-                nested[-1] = f"{nested[-1]} {line.strip()}"
-            else:
-                criteria[-1] = (f"{parent} {line.strip()}", nested)
+            (nested[-1] if nested else parent).append(line.strip())
         else:
             open_item = False  # prose in the section, not a criterion
         blank_before = False
     result = []
-    for parent, nested in criteria:
+    for parent_lines, nested_lines in criteria:
+        nested = [" ".join(pieces) for pieces in nested_lines]
         parts = [_collapse(n) for n in nested if _collapse(n)]
-        head = _collapse(parent)
+        head = _collapse(" ".join(parent_lines))
         # "Totals include VAT: for EU addresses; for UK addresses"
         text = ((head.rstrip(":").rstrip() + ": " if head else "") + "; ".join(parts)) if parts else head
         if text:
@@ -274,11 +286,13 @@ def _split_front_matter(text: str) -> tuple[str, str]:
 
 def _load_yaml(front: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(front)
+        data = load_limited(front)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if isinstance(exc, UnsafeYAML):
+            raise DataError(f"front matter{where} {problem}", hint=exc.hint) from None
         raise DataError(
             f"front matter is not valid YAML{where}: {problem}",
             hint="fix the YAML; quote values holding ':', '#', '@' or starting with '[' or '{'",
@@ -291,6 +305,13 @@ def _load_yaml(front: str) -> dict[str, Any]:
             hint="write the front matter as 'key: value' lines, e.g. 'id: REQ-1'",
         )
     return data
+
+
+def _quoted(value: Any) -> str:
+    """``repr(value)`` cut short: a reason names the value, it does not reproduce a page of it (the front
+    matter is bounded and has no aliases, so the full repr is small enough to build)."""
+    shown = repr(value)
+    return shown if len(shown) <= _QUOTED else shown[: _QUOTED - 1] + "…"
 
 
 def _type_name(value: Any) -> str:
@@ -319,7 +340,7 @@ class _Problems:
             return None
         if not isinstance(value, str):
             self.add(
-                f"{key} must be text, not {value!r} ({_type_name(value)})",
+                f"{key} must be text, not {_quoted(value)} ({_type_name(value)})",
                 f'write it as text, quoted if need be: {key}: "{example}"',
             )
             return None
@@ -332,7 +353,7 @@ class _Problems:
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             self.add(
-                f"{key} must be a list of text, not {value!r}",
+                f"{key} must be a list of text, not {_quoted(value)}",
                 f"write it as a list, e.g. '{key}: [{example}]'",
             )
             return []
@@ -351,7 +372,7 @@ class _Problems:
             if word in {"1", "2", "3", "4", "5"}:
                 return word
         self.add(
-            f"priority {value!r} is not one of must, should, could, wont or 1-5",
+            f"priority {_quoted(value)} is not one of must, should, could, wont or 1-5",
             "write 'priority: must' (must/should/could/wont) or 'priority: 1' (1 highest … 5)",
         )
         return None
@@ -363,7 +384,7 @@ class _Problems:
         word = value.strip().lower() if isinstance(value, str) else None
         if word not in STATUSES:
             self.add(
-                f"status {value!r} is not one of {', '.join(STATUSES)}",
+                f"status {_quoted(value)} is not one of {', '.join(STATUSES)}",
                 f"write one of: {', '.join(STATUSES)}",
             )
             return "draft"
@@ -412,9 +433,15 @@ def _has_front_matter(text: str) -> bool:
 
 def _read_file(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # no more than that, whatever size the file claims or grows to
     except OSError as exc:
         raise DataError(f"file cannot be read: {exc.strerror or exc}", hint="check the file's permissions") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DataError(
+            f"file is larger than {MAX_FILE_BYTES // 1024:,} KiB; not read",
+            hint="split it into one file per requirement, or move attachments out of the requirements folder",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -424,6 +451,16 @@ def _read_file(path: Path) -> str:
         ) from None
 
 
+def _crashed(source: str, exc: Exception) -> FileProblem:
+    """The problem for a file the reader failed on unexpectedly; only the error's type is shown, since its text
+    may hold (or expand) the file's content."""
+    return FileProblem(
+        source=source,
+        reason=f"file could not be read ({type(exc).__name__})",
+        hint="simplify the file (plain 'key: value' front matter, no YAML anchors); if it still fails, report it",
+    )
+
+
 def _listing(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
@@ -431,11 +468,14 @@ def _listing(names: Sequence[str]) -> str:
 def read_requirements_dir(root: Path | str, *, pattern: str = "**/*.md") -> ReadResult:
     """Every requirement file under ``root``; each unusable file is a ``FileProblem``, never an exception.
 
-    DataError only when ``root`` itself is not a folder (nothing could be read at all).
+    DataError only when nothing could be read at all: ``root`` is not a folder, or ``pattern`` would reach
+    outside it.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"requirements folder {root} does not exist", hint="check the path in the configuration")
+    if problem := pattern_problem(pattern):
+        raise DataError(problem, hint="use a glob below the folder, e.g. '**/*.md'")
     real_root = root.resolve()
     paths = sorted(
         (path for path in root.glob(pattern) if not any(p.startswith(".") for p in path.relative_to(root).parts)),
@@ -445,7 +485,20 @@ def read_requirements_dir(root: Path | str, *, pattern: str = "**/*.md") -> Read
     seen: set[Path] = set()
     for path in paths:
         source = path.relative_to(root).as_posix()
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: Python 3.11 raises RuntimeError, later ones OSError
+            found.append(
+                (
+                    source,
+                    FileProblem(
+                        source=source,
+                        reason="symlink loops (it points, through links, back to itself); not followed",
+                        hint="remove the link or point it at a requirement file",
+                    ),
+                )
+            )
+            continue
         if not real.is_relative_to(real_root):
             found.append(
                 (
@@ -480,6 +533,8 @@ def read_requirements_dir(root: Path | str, *, pattern: str = "**/*.md") -> Read
             found.append((source, parse_requirement(text, source)))
         except DataError as exc:
             found.append((source, FileProblem(source=source, reason=exc.message, hint=exc.hint)))
+        except Exception as exc:  # a bug or a bound missed (MemoryError, RecursionError): one file, not the folder
+            found.append((source, _crashed(source, exc)))
 
     by_id: dict[str, list[str]] = {}
     for source, item in found:

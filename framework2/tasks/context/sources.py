@@ -5,6 +5,11 @@ through the same paged, rate-limit-aware search PPMS reads tasks with.
 The clone is reset hard to ``origin/<branch>`` (never merged): it is PCES's own cache, and a local edit in it
 would otherwise make the next ingest read something nobody committed. The commit read is returned so every
 stored version says which commit it came from. Credentials in a URL are never shown in an error.
+
+The block's fields reach git's command line and the file system, so they are checked again here (blocks saved
+before the block validated them): the branch must be a git branch name and never looks like an option (it goes
+after '--' or inside an explicit ``refs/...`` refspec), the URL is passed after '--', and the subdirectory
+must stay inside the checkout once symlinks are followed (``source_checks``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from framework2.blocks.project_sources import JiraSource
 from framework2.errors import DataError
 from framework2.tasks.context.requirements import FileProblem, ReadResult, requirement_from_jira
+from framework2.tasks.context.source_checks import branch_problem, git_url_problem, subdirectory_problem
 from framework2.tasks.planning.connectors import iter_jira_issues
 
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
@@ -53,13 +59,47 @@ def _git(args: list[str], cwd: Path | None, timeout: float, url: str) -> str:
     return done.stdout.strip()
 
 
+_SUBDIRECTORY_HINT = "set the Requirements Source block's subdirectory to a folder inside it, or ''"
+
+
+def _inside(base: Path, subdirectory: str, where: str) -> Path:
+    """``base / subdirectory``, refused unless it stays inside ``base`` once symlinks are followed."""
+    if problem := subdirectory_problem(subdirectory):
+        raise DataError(problem, _SUBDIRECTORY_HINT)
+    directory = base / subdirectory
+    try:
+        real, real_base = directory.resolve(), base.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: Python 3.11 raises RuntimeError, later ones OSError
+        raise DataError(
+            f"subdirectory {subdirectory!r} of {where} cannot be resolved: a symlink loop",
+            "point the block's path and subdirectory at real folders",
+        ) from None
+    if not real.is_relative_to(real_base):
+        raise DataError(
+            f"subdirectory {subdirectory!r} leads outside {where} (through a symlink); not read",
+            "point the block's subdirectory at a real folder inside it, not a link out of it",
+        )
+    return directory
+
+
+def _check_git_fields(git_url: str, branch: str) -> None:
+    # Blocks saved before the block validated these reach here unchecked; a value git would read as an option
+    # must never get onto its command line.
+    if problem := git_url_problem(git_url):
+        raise DataError(problem, "set the Requirements Source block's git_url to the repository's URL or path")
+    if problem := branch_problem(branch):
+        raise DataError(problem, "set the Requirements Source block's branch to the name of a branch, e.g. 'main'")
+
+
 def checkout_directory(
     *, path: str | None, git_url: str | None, branch: str, subdirectory: str, cache: Path, timeout: float = 120.0
 ) -> Checkout:
     """The directory holding the requirement files: ``path`` itself, or ``git_url``'s ``branch`` cloned (first
-    time) or fetched and reset (after) into ``cache``."""
+    time) or fetched and reset (after) into ``cache``. ``subdirectory`` must resolve inside either, and the
+    branch and URL must be what they claim (never options); DataError with a hint otherwise."""
     if path:
-        directory = Path(path).expanduser() / subdirectory
+        base = Path(path).expanduser()
+        directory = _inside(base, subdirectory, str(base))
         if not directory.is_dir():
             raise DataError(
                 f"requirements directory {directory} does not exist",
@@ -68,14 +108,20 @@ def checkout_directory(
         return Checkout(directory, None)
     if not git_url:
         raise DataError("the requirements source has neither a path nor a git_url", "set one of them on the block")
+    _check_git_fields(git_url, branch)
+    if problem := subdirectory_problem(subdirectory):  # before any git work: it will not get better
+        raise DataError(problem, _SUBDIRECTORY_HINT)
+    # The branch goes after '--' or into an explicit refs/... refspec, never where git looks for options.
+    tracking = f"refs/remotes/origin/{branch}"
     if (cache / ".git").is_dir():
-        _git(["fetch", "--quiet", "origin", branch], cache, timeout, git_url)
-        _git(["reset", "--quiet", "--hard", f"origin/{branch}"], cache, timeout, git_url)
+        _git(["fetch", "--quiet", "origin", "--", f"+refs/heads/{branch}:{tracking}"], cache, timeout, git_url)
+        _git(["reset", "--quiet", "--hard", tracking, "--"], cache, timeout, git_url)
     else:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        _git(["clone", "--quiet", "--branch", branch, "--single-branch", git_url, str(cache)], None, timeout, git_url)
+        clone = ["clone", "--quiet", "--branch", branch, "--single-branch", "--", git_url, str(cache)]
+        _git(clone, None, timeout, git_url)
     commit = _git(["rev-parse", "HEAD"], cache, timeout, git_url)
-    directory = cache / subdirectory
+    directory = _inside(cache, subdirectory, f"{shown(git_url)} at {commit[:12]}")
     if not directory.is_dir():
         raise DataError(
             f"{subdirectory!r} is not a folder in {shown(git_url)} at {commit[:12]}",

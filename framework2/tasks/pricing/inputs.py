@@ -1,14 +1,42 @@
-"""Validation of our own pricing inputs (catalogue, sales): bad rows are split off with a reason, never dropped."""
+"""Validation of our own pricing inputs (catalogue, sales): bad rows are split off with a reason, never dropped.
+
+The same checks run on a CSV being loaded and on what a pricing run reads from the store, so a row stored
+before a check existed (an infinite price, say) is skipped by the run with its reason instead of failing it.
+"""
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from framework2.errors import DataError
+from framework2.store.models import Product
+from framework2.tasks.boundary import DayRange, NumberRange, Reasons, text_rule
 
 CATALOGUE_REQUIRED = ["sku", "category", "cost", "price"]
 SALES_REQUIRED = ["sku", "day", "price", "units"]
+
+# Every range a pricing input must fall in, in one place (the loaders, the run and the recommendation use these).
+# Money: only whole cents can be charged, so nothing below one; ten million is far above any catalogue item and
+# keeps prices, their ratios and the projections built from them finite.
+MONEY = NumberRange(low=0.01, high=10_000_000, rule="a positive number from 0.01 to 10000000")
+# Units sold per SKU and day: whole, and small enough to stay exact in a float and in a 64-bit integer sum.
+UNITS = NumberRange(low=0, high=1_000_000_000, whole=True, rule="a whole number from 0 to 1000000000")
+# Sales days: pandas (and so the pricing run) cannot represent days far outside this.
+DAYS = DayRange(low=date(1900, 1, 1), high=date(2199, 12, 31))
+# Per-SKU guardrail overrides: the same meaning as PricingGuardrails, bounded so a typo cannot ask for cost x 1e9.
+GUARDRAIL_RANGES = {
+    "min_markup": NumberRange(low=0, high=100, rule="a number from 0 to 100 (0.05 = cost + 5 %)"),
+    "max_markup": NumberRange(low=0, high=100, low_open=True, rule="a number above 0 up to 100 (3.0 = cost + 300 %)"),
+    "max_change_pct": NumberRange(low=0, high=1, low_open=True, rule="a fraction in (0, 1] (0.1 = 10 %)"),
+    "price_ending": NumberRange(low=0, high=1, high_open=True, rule="a fraction in [0, 1) (0.99 = x.99)"),
+}
+# Text limits come from the store's columns: one source of truth for how long a SKU, name or category may be.
+SKU = text_rule(Product, "sku", key=True)
+NAME = text_rule(Product, "name", required=False)
+CATEGORY = text_rule(Product, "category", key=True)
 
 
 def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -20,77 +48,64 @@ def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
         )
 
 
-def _split(frame: pd.DataFrame, reasons: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
-    bad = reasons.notna()
-    quarantined = frame[bad].copy()
-    quarantined["reason"] = reasons[bad]
-    return frame[~bad].copy(), quarantined
-
-
-# Per-SKU guardrail overrides: the same ranges as PricingGuardrails (empty = use the policy value).
-GUARDRAIL_RANGES = {
-    "min_markup": (lambda v: v >= 0, "zero or more (0.05 = cost + 5 %)"),
-    "max_markup": (lambda v: v > 0, "more than zero (3.0 = cost + 300 %)"),
-    "max_change_pct": (lambda v: (v > 0) & (v <= 1), "a fraction in (0, 1] (0.1 = 10 %)"),
-    "price_ending": (lambda v: (v >= 0) & (v < 1), "a fraction in [0, 1) (0.99 = x.99)"),
-}
+def _repeated(keys: pd.DataFrame, reasons: Reasons) -> pd.Series:
+    """Rows whose key an earlier row already has, among rows not refused yet: a refused row must not push out
+    a good one after it."""
+    ok = reasons.by_row.isna().to_numpy()
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[ok] = keys[ok].duplicated(keep="first").to_numpy(dtype=bool)
+    return pd.Series(repeated, index=keys.index)
 
 
 def validate_catalogue(catalogue: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(valid, quarantined): cost and price must be positive numbers, sku unique, category present."""
+    """(valid, quarantined): text within its column, cost and price in ``MONEY``, sku unique, overrides in range.
+
+    Valid rows come back with numbers as floats (NaN = no override) and a blank name as "".
+    """
     _require(catalogue, CATALOGUE_REQUIRED, "the catalogue")
-    cost = pd.to_numeric(catalogue["cost"], errors="coerce")
-    price = pd.to_numeric(catalogue["price"], errors="coerce")
-    reasons = pd.Series(np.nan, index=catalogue.index, dtype=object)
-    # Later checks must not overwrite an earlier reason, so fill only where still empty.
-    checks: list[tuple[pd.Series, str]] = [
-        (catalogue["sku"].isna() | (catalogue["sku"].astype(str).str.strip() == ""), "sku is empty"),
-        (catalogue["sku"].duplicated(keep="first"), "duplicate sku (an earlier row has it)"),
-        (catalogue["category"].isna(), "category is missing"),
-        (cost.isna() | (cost <= 0), "cost must be a positive number"),
-        (price.isna() | (price <= 0), "price must be a positive number"),
-    ]
+    reasons = Reasons(catalogue.index)
+    reasons.merge(SKU.check(catalogue["sku"], "sku"))
+    reasons.merge(CATEGORY.check(catalogue["category"], "category"))
+    if "name" in catalogue.columns:
+        reasons.merge(NAME.check(catalogue["name"], "name"))
+    cost, why = MONEY.parse(catalogue["cost"], "cost", required=True)
+    reasons.merge(why)
+    price, why = MONEY.parse(catalogue["price"], "price", required=True)
+    reasons.merge(why)
     overrides = {}
-    for column, (ok, rule) in GUARDRAIL_RANGES.items():
-        if column not in catalogue.columns:
-            continue
-        given = catalogue[column].notna() & (catalogue[column].astype(str).str.strip() != "")
-        value = pd.to_numeric(catalogue[column], errors="coerce")
-        checks.append((given & value.isna(), f"{column} must be a number"))
-        checks.append((value.notna() & ~ok(value), f"{column} must be {rule}"))
-        overrides[column] = value
+    for column, limits in GUARDRAIL_RANGES.items():
+        if column in catalogue.columns:
+            overrides[column], why = limits.parse(catalogue[column], column, required=False)
+            reasons.merge(why)
     if "min_markup" in overrides and "max_markup" in overrides:
         both = overrides["min_markup"].notna() & overrides["max_markup"].notna()
-        checks.append(
-            (both & (overrides["max_markup"] <= overrides["min_markup"]), "max_markup must exceed min_markup")
-        )
-    for mask, reason in checks:
-        reasons = reasons.where(~(mask & reasons.isna()), reason)
-    valid, quarantined = _split(catalogue, reasons)
+        reasons.add(both & (overrides["max_markup"] <= overrides["min_markup"]), "max_markup must exceed min_markup")
+    reasons.add(_repeated(catalogue[["sku"]], reasons), "duplicate sku (an earlier row has it)")
+    valid, quarantined = reasons.split(catalogue)
     valid["cost"], valid["price"] = cost[valid.index], price[valid.index]
     for column, value in overrides.items():
         valid[column] = value[valid.index]
+    # The name column is NOT NULL: a blank name is stored as empty text, not as a failed insert.
+    valid["name"] = valid["name"].where(valid["name"].notna(), "") if "name" in valid.columns else ""
     return valid, quarantined
 
 
 def validate_sales(sales: pd.DataFrame, known_skus: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(valid, quarantined): units >= 0, price > 0, known sku, one row per sku and day."""
+    """(valid, quarantined): known sku, a day in ``DAYS``, price in ``MONEY``, units in ``UNITS``, one row per sku
+    and day. Valid rows come back typed: day as datetime64, price float, units int."""
     _require(sales, SALES_REQUIRED, "the sales history")
-    price = pd.to_numeric(sales["price"], errors="coerce")
-    units = pd.to_numeric(sales["units"], errors="coerce")
-    reasons = pd.Series(np.nan, index=sales.index, dtype=object)
-    day = pd.to_datetime(sales["day"], errors="coerce")
-    checks = [
-        (~sales["sku"].isin(known_skus), "unknown sku (not in the catalogue)"),
-        (day.isna(), "day is missing or not a date (use YYYY-MM-DD)"),
-        (price.isna() | (price <= 0), "price must be a positive number"),
-        (units.isna() | (units < 0), "units must be zero or more"),
-        (units.notna() & (units % 1 != 0), "units must be a whole number"),
-        (
-            day.notna() & sales.assign(_day=day).duplicated(subset=["sku", "_day"], keep="first"),
-            "duplicate day for this sku",
-        ),
-    ]
-    for mask, reason in checks:
-        reasons = reasons.where(~(mask & reasons.isna()), reason)
-    return _split(sales, reasons)
+    reasons = Reasons(sales.index)
+    blank = sales["sku"].isna() | (sales["sku"].astype(str).str.strip() == "")
+    reasons.add(blank, "sku is empty")
+    reasons.add(~sales["sku"].isin(known_skus), "unknown sku (not in the catalogue)")
+    day, why = DAYS.parse(sales["day"], "day")
+    reasons.merge(why)
+    price, why = MONEY.parse(sales["price"], "price", required=True)
+    reasons.merge(why)
+    units, why = UNITS.parse(sales["units"], "units", required=True)
+    reasons.merge(why)
+    reasons.add(_repeated(pd.DataFrame({"sku": sales["sku"], "day": day}), reasons), "duplicate day for this sku")
+    valid, quarantined = reasons.split(sales)
+    valid["day"], valid["price"] = day[valid.index], price[valid.index]
+    valid["units"] = units[valid.index].astype("int64")
+    return valid, quarantined

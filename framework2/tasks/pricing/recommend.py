@@ -39,6 +39,7 @@ import pandas as pd
 from framework2.config import PricingGuardrails
 from framework2.errors import DataError
 from framework2.tasks.pricing.elasticity import catalogue_index
+from framework2.tasks.pricing.inputs import MONEY
 
 GUARDRAILS = ("min_markup", "max_markup", "max_change", "competitor_band_low", "competitor_band_high")
 BINDINGS = (*GUARDRAILS, "inelastic_demand", "missing_data")
@@ -84,7 +85,8 @@ def _numeric(frame: pd.DataFrame, column: str, default: float, n: int) -> np.nda
     if column not in frame.columns:
         return np.full(n, default, dtype=float)
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    return np.where(np.isnan(values), default, values)
+    # An infinite override would make a bound infinite and with it the price: it counts as no override.
+    return np.where(np.isfinite(values), values, default)
 
 
 def _pct(value: float) -> str:
@@ -111,8 +113,9 @@ def recommend_prices(
     ``elasticities`` is the output of ``estimate_elasticities``, ``positions`` of ``price_positions``
     (the band uses its ``<policy.competitor_reference>_price`` column, so it follows the policy even if
     positions were computed with another reference), ``baseline`` mean daily units per sku. SKUs
-    missing from any of them are treated as having no data of that kind. A change that cannot be
-    computed (no current price) always needs approval.
+    missing from any of them are treated as having no data of that kind, and so is a cost or price outside
+    ``MONEY``. A change that cannot be computed (no current price) always needs approval; such rows (NaN
+    ``change_pct``) cannot be stored, which is why ``validate_catalogue`` keeps them out of a pricing run.
     """
     missing_cols = [c for c in ("sku", "cost", "price") if c not in catalogue.columns]
     if missing_cols:
@@ -126,8 +129,10 @@ def recommend_prices(
     n = len(index)
     cost = pd.to_numeric(catalogue["cost"], errors="coerce").to_numpy(dtype=float)
     cur = pd.to_numeric(catalogue["price"], errors="coerce").to_numpy(dtype=float)
-    cost = np.where(cost > 0, cost, np.nan)
-    cur = np.where(cur > 0, cur, np.nan)
+    # A cost or price outside MONEY (inf, 1e-300, 1e300: stored before loads were checked) is no data, so it
+    # takes the missing-data path instead of turning into an infinite or zero recommendation.
+    cost = np.where(MONEY.contains(cost), cost, np.nan)
+    cur = np.where(MONEY.contains(cur), cur, np.nan)
     min_m = _numeric(catalogue, "min_markup", policy.min_markup, n)
     max_m = _numeric(catalogue, "max_markup", policy.max_markup, n)
     max_c = _numeric(catalogue, "max_change_pct", policy.max_change_pct, n)

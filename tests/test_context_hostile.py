@@ -1,0 +1,307 @@
+"""PCES against hostile input: requirement files built to exhaust the YAML parser (alias bombs, deep nesting,
+values Python refuses, huge files) are problems with a short reason, fast, never an exception; a Requirements
+Source's branch, URL, subdirectory and pattern can never become a git option or a path out of the checkout,
+whether the block was saved before these checks or not."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from framework2.blocks.requirements_source import RequirementsSource
+from framework2.errors import DataError
+from framework2.tasks.context import requirements as requirements_module
+from framework2.tasks.context import sources as sources_module
+from framework2.tasks.context.requirements import MAX_FILE_BYTES, parse_requirement, read_requirements_dir
+from framework2.tasks.context.safe_yaml import MAX_DEPTH, MAX_YAML_CHARS
+from framework2.tasks.context.source_checks import branch_problem
+from framework2.tasks.context.sources import checkout_directory
+
+
+def write(root: Path, name: str, text: str) -> None:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def good(id: str) -> str:
+    return f"---\nid: {id}\ntitle: Fine\n---\nBody.\n"
+
+
+def alias_bomb(key: str) -> str:
+    """A ~500-byte front matter whose ``key`` expands to 9**9 (387 million) strings when walked."""
+    levels = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "---\nid: REQ-BOMB\n" + "\n".join(levels) + f"\n{key}: *i\n---\nBody.\n"
+
+
+# --- requirement files ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["title", "tasks"])
+def test_a_yaml_alias_bomb_is_a_short_problem_found_fast_and_the_other_files_are_read(tmp_path: Path, key: str) -> None:
+    write(tmp_path, "a.md", good("REQ-1"))
+    write(tmp_path, "bomb.md", alias_bomb(key))
+    write(tmp_path, "z.md", good("REQ-2"))
+    assert len(alias_bomb(key).encode()) < 600
+
+    started = time.perf_counter()
+    result = read_requirements_dir(tmp_path)
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < 0.5
+    assert [r.id for r in result.requirements] == ["REQ-1", "REQ-2"]
+    [problem] = result.problems
+    assert problem.source == "bomb.md"
+    assert "alias '*a'" in problem.reason and "not allowed" in problem.reason
+    assert len(problem.reason) < 200 and "lol" not in problem.reason  # never the expanded content
+    assert "anchor" in problem.hint
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "title: " + "[" * 5000 + "]" * 5000,  # flow sequences
+        "title: " + "{a: " * 3000 + "}" * 3000,  # flow mappings
+        "title:\n" + "- " * 3000 + "x",  # block sequences, compact ("- - - x")
+    ],
+    ids=["flow-sequences", "flow-mappings", "block-sequences"],
+)
+def test_deeply_nested_front_matter_is_a_problem_not_a_recursion_error(tmp_path: Path, front: str) -> None:
+    write(tmp_path, "deep.md", "---\nid: REQ-1\n" + front + "\n---\n")
+    write(tmp_path, "ok.md", good("REQ-2"))
+
+    started = time.perf_counter()
+    result = read_requirements_dir(tmp_path)
+
+    assert time.perf_counter() - started < 1.0
+    assert [r.id for r in result.requirements] == ["REQ-2"]
+    [problem] = result.problems
+    assert f"nests deeper than {MAX_DEPTH} levels" in problem.reason and problem.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("9" * 5000, "Exceeds the limit"), ("2001-13-45", "month must be in 1..12")],
+    ids=["5000-digit-integer", "impossible-date"],
+)
+def test_a_value_yaml_accepts_but_python_cannot_hold_is_a_yaml_problem(tmp_path: Path, value: str, said: str) -> None:
+    write(tmp_path, "odd.md", f"---\nid: REQ-1\ntitle: x\npriority: {value}\n---\n")
+
+    [problem] = read_requirements_dir(tmp_path).problems
+
+    assert problem.reason.startswith("front matter is not valid YAML at line 4, column 11: value cannot be read")
+    assert said in problem.reason and len(problem.reason) < 200
+
+
+def test_oversized_files_and_front_matter_are_refused_with_the_limit(tmp_path: Path) -> None:
+    write(tmp_path, "huge.md", good("REQ-1") + "x" * MAX_FILE_BYTES)
+    write(tmp_path, "long_front.md", "---\nid: REQ-2\ntitle: x\nowner: " + "a" * MAX_YAML_CHARS + "\n---\n")
+    write(tmp_path, "ok.md", good("REQ-3"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-3"]
+    reasons = {p.source: p.reason for p in result.problems}
+    assert reasons["huge.md"] == f"file is larger than {MAX_FILE_BYTES // 1024:,} KiB; not read"
+    assert (
+        reasons["long_front.md"].startswith("front matter is ")
+        and "more than the 16,384 allowed" in reasons["long_front.md"]
+    )
+
+
+def test_a_value_quoted_in_a_reason_is_cut_short() -> None:
+    many = "[" + ", ".join(f"item{i}" for i in range(1000)) + "]"
+
+    with pytest.raises(DataError) as caught:
+        parse_requirement(f"---\nid: REQ-1\ntitle: {many}\n---\n", "a.md")
+
+    assert caught.value.message.startswith("title must be text, not ['item0', 'item1'")
+    assert "…" in caught.value.message and len(caught.value.message) < 120
+
+
+def test_an_unexpected_failure_on_one_file_is_that_files_problem_without_its_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_parse = requirements_module.parse_requirement
+
+    def parse(text: str, source: str):  # type: ignore[no-untyped-def]
+        if source == "bad.md":
+            raise MemoryError("lol " * 1000)
+        return real_parse(text, source)
+
+    monkeypatch.setattr(requirements_module, "parse_requirement", parse)
+    write(tmp_path, "bad.md", good("REQ-1"))
+    write(tmp_path, "ok.md", good("REQ-2"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-2"]
+    [problem] = result.problems
+    assert (problem.source, problem.reason) == ("bad.md", "file could not be read (MemoryError)") and problem.hint
+
+
+def test_a_symlink_loop_is_a_problem_and_the_other_files_are_read(tmp_path: Path) -> None:
+    (tmp_path / "loop.md").symlink_to("loop.md")
+    write(tmp_path, "ok.md", good("REQ-1"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-1"]
+    [problem] = result.problems
+    assert problem.source == "loop.md" and "symlink loops" in problem.reason and problem.hint
+
+
+@pytest.mark.parametrize("pattern", ["/etc/*.md", "../*.md", "sub/../../*.md"])
+def test_a_pattern_reaching_outside_the_folder_is_refused(tmp_path: Path, pattern: str) -> None:
+    root = tmp_path / "reqs"
+    write(root, "a.md", good("REQ-1"))
+    write(tmp_path, "outside.md", good("REQ-2"))
+
+    with pytest.raises(DataError, match="pattern must") as caught:
+        read_requirements_dir(root, pattern=pattern)
+    assert "**/*.md" in caught.value.hint
+    with pytest.raises(ValidationError, match="pattern must"):
+        RequirementsSource(path=str(root), pattern=pattern)
+
+
+# --- requirements sources ------------------------------------------------------------------------------------
+
+INJECTED = "--upload-pack=touch {marker}; git-upload-pack"
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    repo = tmp_path / "origin"
+    repo.mkdir()
+    git("init", "--quiet", "--initial-branch", "main", cwd=repo)
+    write(repo, "reqs/a.md", good("REQ-1"))
+    git("add", ".", cwd=repo)
+    git("commit", "--quiet", "-m", "one", cwd=repo)
+    return repo
+
+
+def test_an_option_given_as_branch_is_refused_and_never_runs_on_fetch_or_clone(origin: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    branch = INJECTED.format(marker=marker)
+    cache = tmp_path / "cache"
+    checkout_directory(path=None, git_url=f"file://{origin}", branch="main", subdirectory="", cache=cache)
+
+    # A block saved before the block validated its branch: the second ingest takes the fetch path.
+    with pytest.raises(DataError, match="starts with '-', which git would read as an option") as caught:
+        checkout_directory(path=None, git_url=f"file://{origin}", branch=branch, subdirectory="", cache=cache)
+    assert "branch" in caught.value.hint
+    with pytest.raises(DataError, match="starts with '-'"):
+        checkout_directory(path=None, git_url=str(origin), branch=branch, subdirectory="", cache=tmp_path / "new")
+    assert not marker.exists()
+    with pytest.raises(ValidationError, match="starts with '-'"):
+        RequirementsSource(git_url=str(origin), branch=branch)
+
+
+def test_git_itself_never_reads_the_branch_as_an_option_even_past_the_check(
+    origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "PWNED"
+    cache = tmp_path / "cache"
+    checkout_directory(path=None, git_url=str(origin), branch="main", subdirectory="", cache=cache)
+    monkeypatch.setattr(sources_module, "branch_problem", lambda branch: None)  # the second line of defence alone
+
+    for target in (cache, tmp_path / "fresh"):  # fetch, then clone
+        with pytest.raises(DataError, match="failed"):
+            checkout_directory(
+                path=None, git_url=str(origin), branch=INJECTED.format(marker=marker), subdirectory="", cache=target
+            )
+    assert not marker.exists()
+
+
+def test_an_option_given_as_git_url_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    url = INJECTED.format(marker=marker)
+
+    with pytest.raises(DataError, match="git_url starts with '-'") as caught:
+        checkout_directory(path=None, git_url=url, branch="main", subdirectory="", cache=tmp_path / "cache")
+    assert "git_url" in caught.value.hint and not marker.exists()
+    with pytest.raises(ValidationError, match="git_url starts with '-'"):
+        RequirementsSource(git_url=url)
+
+
+def test_fetch_still_follows_a_branch_whose_name_has_a_slash(origin: Path, tmp_path: Path) -> None:
+    git("checkout", "--quiet", "-b", "release/2.1", cwd=origin)
+    cache = tmp_path / "cache"
+    first = checkout_directory(path=None, git_url=str(origin), branch="release/2.1", subdirectory="reqs", cache=cache)
+    write(origin, "reqs/a.md", good("REQ-1") + "more\n")
+    git("commit", "--quiet", "-am", "two", cwd=origin)
+
+    second = checkout_directory(path=None, git_url=str(origin), branch="release/2.1", subdirectory="reqs", cache=cache)
+
+    assert second.commit == git("rev-parse", "HEAD", cwd=origin) != first.commit
+    assert (second.directory / "a.md").read_text().endswith("more\n")
+
+
+@pytest.mark.parametrize("subdirectory", ["/etc", "//etc", "C:\\Windows", "~/reqs", "reqs/../../x"])
+def test_a_subdirectory_that_is_absolute_or_climbs_out_is_refused_at_the_block_and_at_use(
+    origin: Path, tmp_path: Path, subdirectory: str
+) -> None:
+    with pytest.raises(ValidationError, match="subdirectory must"):
+        RequirementsSource(git_url=str(origin), subdirectory=subdirectory)
+    with pytest.raises(DataError, match="subdirectory must") as caught:
+        checkout_directory(path=str(origin), git_url=None, branch="main", subdirectory=subdirectory, cache=tmp_path)
+    assert "subdirectory" in caught.value.hint
+    with pytest.raises(DataError, match="subdirectory must"):
+        checkout_directory(
+            path=None, git_url=str(origin), branch="main", subdirectory=subdirectory, cache=tmp_path / "c"
+        )
+
+
+def test_a_subdirectory_symlink_out_of_the_checkout_or_in_a_loop_is_refused(origin: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "secret.md", good("REQ-9"))
+    (origin / "linked").symlink_to(outside)
+    git("add", "linked", cwd=origin)
+    git("commit", "--quiet", "-m", "link out", cwd=origin)
+
+    with pytest.raises(DataError, match="'linked' leads outside .*through a symlink") as cloned:
+        checkout_directory(path=None, git_url=str(origin), branch="main", subdirectory="linked", cache=tmp_path / "c")
+    assert "subdirectory" in cloned.value.hint
+    with pytest.raises(DataError, match="leads outside"):
+        checkout_directory(path=str(origin), git_url=None, branch="main", subdirectory="linked", cache=tmp_path)
+    inside = checkout_directory(path=str(origin), git_url=None, branch="main", subdirectory="reqs", cache=tmp_path)
+    assert inside.directory == origin / "reqs"
+    (origin / "loop").symlink_to("loop")
+    with pytest.raises(DataError, match="'loop' of .* cannot be resolved: a symlink loop"):
+        checkout_directory(path=str(origin), git_url=None, branch="main", subdirectory="loop", cache=tmp_path)
+
+
+ACCEPTED = ["main", "release/2.1", "feature/ü", "v1.0-rc", "a@b", "x.y"]
+REFUSED = [
+    *("-x", "--upload-pack=x", "a..b", "a b", "a\tb", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b"),
+    *("x/", "/x", "a//b", ".a", "a/.b", "a.", "a.lock", "a.lock/b", "a@{1}", "@{-1}", "HEAD", "x\n"),
+]
+
+
+@pytest.mark.parametrize("branch", ACCEPTED + REFUSED)
+def test_branch_names_are_judged_as_git_check_ref_format_judges_them(branch: str, tmp_path: Path) -> None:
+    # Outside any repository, where git cannot expand "@{-1}" into the previous branch.
+    by_git = subprocess.run(
+        ["git", "check-ref-format", "--branch", branch], cwd=tmp_path, capture_output=True, check=False
+    )
+    assert (branch_problem(branch) is None) == (by_git.returncode == 0) == (branch in ACCEPTED)
+    if branch in REFUSED:
+        with pytest.raises(ValidationError, match="give the name of a branch"):
+            RequirementsSource(git_url="https://git.example.com/r.git", branch=branch)
+    else:
+        assert RequirementsSource(git_url="https://git.example.com/r.git", branch=branch).branch == branch
+
+
+def test_the_lone_at_sign_is_refused_though_git_reads_it_as_head() -> None:
+    assert branch_problem("@") is not None and branch_problem("x" * 201) is not None
