@@ -305,3 +305,36 @@ def test_branch_names_are_judged_as_git_check_ref_format_judges_them(branch: str
 
 def test_the_lone_at_sign_is_refused_though_git_reads_it_as_head() -> None:
     assert branch_problem("@") is not None and branch_problem("x" * 201) is not None
+
+
+@pytest.mark.parametrize(
+    ("front", "expected"),
+    [
+        ('id: REQ-X\ntitle: "a\\0b"', "title holds the control character U+0000"),
+        ("id: REQ-\u202eX\ntitle: T", "id holds the control character U+202E"),
+        (f"id: REQ-{'9' * 300}\ntitle: T", "id is 304 characters long; at most 200"),
+        (f"id: REQ-X\ntitle: {'t' * 501}", "title is 501 characters long; at most 500"),
+        (f"id: REQ-X\ntitle: T\ntasks: [{'k' * 201}]", "tasks entry is 201 characters long"),
+    ],
+    ids=["nul-title", "rtl-id", "long-id", "long-title", "long-task"],
+)
+def test_text_a_store_cannot_hold_is_that_files_problem_and_the_rest_is_read(
+    tmp_path: Path, front: str, expected: str
+) -> None:
+    # On PostgreSQL a NUL or a 300-character id failed the whole ingest's write, good files included.
+    write(tmp_path, "bad.md", f"---\n{front}\n---\nBody.\n")
+    write(tmp_path, "good.md", good("REQ-1"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-1"]
+    [problem] = result.problems
+    assert problem.source == "bad.md" and expected in problem.reason
+
+
+def test_a_control_character_in_the_body_is_refused_with_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "bad.md", "---\nid: REQ-2\ntitle: T\n---\nfirst line\nsecond \x00 line\n")
+
+    [problem] = read_requirements_dir(tmp_path).problems
+
+    assert "U+0000 at line 2" in problem.reason

@@ -255,8 +255,14 @@ async def test_stacked_or_unaccepted_content_encodings_are_refused(
 
 @pytest.mark.parametrize(
     "body",
-    [b"\x1f\x8b\x08\x00 this is not deflate", zlib.compress(b'[{"sku": "A1", "price": 9.5}]' * 100, wbits=31)[:60]],
-    ids=["garbage", "cut-short"],
+    [
+        b"\x1f\x8b\x08\x00 this is not deflate",
+        zlib.compress(b'[{"sku": "A1", "price": 9.5}]' * 100, wbits=31)[:60],
+        # two gzip members: reading only the first would silently drop the second's rows
+        zlib.compress(b'[{"sku": "A1", "price": 9.5}]', wbits=31) + zlib.compress(b"[]", wbits=31),
+        zlib.compress(b'[{"sku": "A1", "price": 9.5}]', wbits=31) + b"trailing bytes",
+    ],
+    ids=["garbage", "cut-short", "two-members", "trailing-bytes"],
 )
 async def test_corrupt_or_cut_short_gzip_body_is_a_malformed_feed(http_server: LoopbackHTTPServer, body: bytes):
     http_server.route("/offers", Reply(200, body, headers={"Content-Encoding": "gzip"}))
@@ -340,7 +346,7 @@ async def test_feed_on_loopback_is_refused_unless_the_allowlist_names_its_host(h
         await fetch(feed, allowlist=[])
     assert http_server.requests == []  # refused before connecting
     assert caught.value.message == f"feed 'acme': 127.0.0.1:{http_server.port} is at 127.0.0.1, a loopback address"
-    assert "name '127.0.0.1' in ppis.feed_host_allowlist" in caught.value.hint
+    assert "name '127.0.0.1' (or its network, e.g. 10.0.0.0/8) in ppis.feed_host_allowlist" in caught.value.hint
 
     assert await fetch(feed, allowlist=["127.0.0.1"]) == b"[]"
     assert await fetch(feed, allowlist=[f"127.0.0.1:{http_server.port}"]) == b"[]"
@@ -355,13 +361,35 @@ async def test_host_names_resolving_to_loopback_are_refused(http_server: Loopbac
         await fetch(feed, allowlist=[])
 
     assert http_server.requests == []
-    assert f"name '{host}' in ppis.feed_host_allowlist" in caught.value.hint
+    assert "name '127.0.0.1' (or its network" in caught.value.hint  # the address, never the name, is admitted
 
 
-async def test_host_name_named_in_the_allowlist_may_resolve_to_loopback(http_server: LoopbackHTTPServer):
+async def test_a_host_name_in_the_allowlist_never_waives_the_address_check(http_server: LoopbackHTTPServer):
+    # Listing a competitor's host must not let its DNS point the fetch at an internal address.
     http_server.route("/offers", Reply(200, []))
+    feed = make_feed(f"http://localhost:{http_server.port}/offers")
 
-    assert await fetch(make_feed(f"http://localhost:{http_server.port}/offers"), allowlist=["localhost"]) == b"[]"
+    with pytest.raises(PermanentFeedError, match="loopback"):
+        await fetch(feed, allowlist=["localhost"])
+    assert http_server.requests == []
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1", "127.0.0.0/8", "{ip}:{port}"])
+async def test_an_internal_feed_is_reached_when_the_allowlist_names_its_address(
+    http_server: LoopbackHTTPServer, entry: str
+):
+    http_server.route("/offers", Reply(200, []))
+    named = entry.format(ip="127.0.0.1", port=http_server.port)
+
+    assert await fetch(make_feed(f"http://localhost:{http_server.port}/offers"), allowlist=["localhost", named]) == (
+        b"[]"
+    )
+
+
+def test_an_allowlisted_host_with_its_schemes_port_matches_a_url_without_one():
+    check_feed_url("https://feeds.example.com/x", ["feeds.example.com:443"])
+    with pytest.raises(PermanentFeedError, match="not in the feed host allowlist"):
+        check_feed_url("https://feeds.example.com:8443/x", ["feeds.example.com:443"])
 
 
 @pytest.mark.parametrize(

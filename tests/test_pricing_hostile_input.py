@@ -227,7 +227,10 @@ def test_an_unreadable_file_is_one_clear_error_and_stores_nothing(engine: Engine
 # --- 7: sales numbers -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("units", ["1e20", "99999999999999999999", "-1", "1.5", "1000000001", "inf", "NaN", "0x10"])
+@pytest.mark.parametrize(
+    "units",
+    ["1e20", "99999999999999999999", "-1", "1.5", "1000000001", "inf", "NaN", "0x10", "1e2", "0.99999999999999999999"],
+)
 def test_units_outside_whole_numbers_0_to_1e9_are_quarantined_not_wrapped(
     engine: Engine, tmp_path: Path, units: str
 ) -> None:
@@ -508,3 +511,31 @@ def test_any_sales_row_is_stored_exactly_or_quarantined_and_never_replaces_good_
         "quarantined_row": before["quarantined_row"] + len(bad),
         "analysis_run": before["analysis_run"] + 1,
     }
+
+
+# --- look-alike keys ------------------------------------------------------------------------------------------
+
+
+def test_a_sku_typed_with_a_combining_accent_is_the_same_product(engine: Engine, tmp_path: Path) -> None:
+    composed, decomposed = "CAF\u00c9-1", "CAFE\u0301-1"  # both read "CAFÉ-1"
+    load_catalogue_csv(engine, write(tmp_path / "a.csv", f"{CATALOGUE_HEADER}\n{composed},Mug,kitchen,2,5\n"))
+    load_catalogue_csv(engine, write(tmp_path / "b.csv", f"{CATALOGUE_HEADER}\n{decomposed},Mug,kitchen,2,6\n"))
+    assert list(products(engine)) == [composed] and products(engine)[composed].price == 6
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ("SKU\u00a01,Mug,kitchen,2,5", "sku"),  # a no-break space looks like a space
+        ("SKU-1,Mug,kitchen\u2009ware,2,5", "category"),  # a thin space
+        ("SKU-1,\u202egum,kitchen,2,5", "name"),  # a right-to-left override shows the name reversed
+        ("SKU-1,Mug\u2028Cup,kitchen,2,5", "name"),  # a line separator
+    ],
+    ids=["nbsp-sku", "thin-space-category", "rtl-name", "line-separator-name"],
+)
+def test_text_that_reads_other_than_it_is_stored_is_quarantined(
+    engine: Engine, tmp_path: Path, row: str, column: str
+) -> None:
+    report = load_catalogue_csv(engine, write(tmp_path / "c.csv", f"{CATALOGUE_HEADER}\n{row}\n"))
+    assert (report.loaded, report.quarantined) == (0, 1)
+    assert f"{column} contains an invisible or control character" in reasons(engine, report.run_id)[0]

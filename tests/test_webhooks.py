@@ -346,7 +346,8 @@ def test_a_signed_body_that_is_not_declared_json_is_415_and_an_unsigned_one_lear
     unsigned = client.post(PATH, content=body, headers={"Content-Type": "text/plain"})
     assert unsigned.status_code == 401
     assert client.post(PATH, content=body, headers={**headers, "Content-Type": "application/json; charset=utf-8"})
-    assert rows(store_url) and all(r.event == "tasks.changed" for r in rows(store_url))
+    stored = [r for r in rows(store_url) if r.status != "ignored"]  # the ping is remembered, not relayed
+    assert stored and all(r.event == "tasks.changed" for r in stored)
 
 
 # --- limits -------------------------------------------------------------------------------------------------
@@ -441,6 +442,23 @@ def test_a_local_caller_cannot_dodge_the_rate_limit_by_rotating_x_forwarded_for(
         ]
     # loopback is not a configured proxy: every request counts against 127.0.0.1, whatever the header says
     assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429, 429], codes
+
+
+def test_an_ignored_github_request_replayed_under_another_event_type_starts_nothing(
+    client: TestClient, secret: tuple[str, str], store_url: str
+) -> None:
+    # GitHub does not sign X-GitHub-Event: a captured "pending" deployment_status carries a deployment with an
+    # image, and re-labelled as a deployment it would start a release.
+    release = {"id": 9, "environment": "production", "ref": "v1", "sha": "abc"}
+    release["payload"] = json.dumps({"image": "registry.example.com/shop:0.9-old", "app": "web"})
+    pending = {"deployment": release, "deployment_status": {"state": "pending"}, "repository": REPO}
+    first = github(client, secret[1], "deployment_status", pending, "d-1")
+    assert first.status_code == 200 and "'pending' is not acted on" in first.json()["detail"]
+
+    replayed = github(client, secret[1], "deployment", pending, "d-2-made-up")
+    assert replayed.status_code == 200, replayed.text
+    assert "received before" in replayed.json()["detail"]
+    assert [r.status for r in rows(store_url)] == ["ignored"]  # nothing queued for the relay
 
 
 def test_a_configured_proxy_is_trusted_to_name_the_client() -> None:
@@ -562,7 +580,8 @@ def test_github_ping_deployments_and_unused_events(client: TestClient, secret: t
     }
     push = github(client, secret[1], "push", {"ref": "refs/heads/main"})
     assert push.status_code == 200 and "'push' is not used" in push.json()["detail"]
-    assert rows(store_url) == []
+    # remembered (so their bytes cannot become an event later), never relayed
+    assert [r.status for r in rows(store_url)] == ["ignored", "ignored"]
 
     deployment = {"id": 9, "environment": "production", "ref": "v1.4.2", "sha": "abc123", "payload": {}}
     status = {"deployment": deployment, "repository": REPO}
@@ -578,7 +597,7 @@ def test_github_ping_deployments_and_unused_events(client: TestClient, secret: t
     requested = github(client, secret[1], "deployment", {"deployment": release, "repository": REPO})
     assert requested.json()["event"] == "framework2.plos.release.requested"
 
-    by_event = {r.event: r.payload for r in rows(store_url)}
+    by_event = {r.event: r.payload for r in rows(store_url) if r.status != "ignored"}
     assert by_event["deployment.failed"]["app"] == "shop" and by_event["deployment.failed"]["state"] == "failure"
     assert by_event["release.deployed"]["release"] == "v1.4.2"
     assert by_event["release.requested"] | {} == {
@@ -626,7 +645,7 @@ def test_jira_issue_events_become_ppms_tasks_changed(
     assert sprint.status_code == 200 and "'sprint_started' is not used" in sprint.json()["detail"]
     assert jira(client, "wrong", updated).status_code == 401
 
-    issue_row, link_row = rows(store_url)
+    issue_row, link_row = [r for r in rows(store_url) if r.status != "ignored"]
     assert issue_row.source == "jira"
     assert issue_row.payload == {
         "tracker": "jira",

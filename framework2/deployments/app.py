@@ -1,5 +1,6 @@
-"""The webhook service: ``create_app()`` is the FastAPI app uvicorn serves (``uvicorn --factory
-framework2.deployments.app:create_app``), with the webhook routes, health and metrics, and the outbox relay.
+"""The webhook service: ``create_app()`` is the FastAPI app `framework2 api` serves under uvicorn with
+``uvicorn_options`` (run uvicorn by hand and you must pass ``--no-proxy-headers`` yourself: its default trusts
+X-Forwarded-For from loopback), with the webhook routes, health and metrics, and the outbox relay.
 
 Every webhook request goes the same way, cheapest check first, so a flood costs little:
 
@@ -202,22 +203,9 @@ class WebhookService:
             "send less data per webhook (a reference instead of the content) or raise [webhooks] max_body_bytes",
         )
 
-    async def accept(
-        self, source: str, delivery: str, system: str, event: str, data: dict[str, Any], signature: str
-    ) -> JSONResponse:
-        """Store the delivery (committed) and answer 202; a known delivery id, or a known signature under a new
-        id (a replay), answers the first delivery's event id."""
+    async def _store(self, **row: Any) -> tuple[Any, bool]:
         try:
-            row, created = await run_in_threadpool(
-                outbox.enqueue,
-                self.engine,
-                source=source,
-                delivery_id=delivery,
-                system=system,
-                event=event,
-                payload=data,
-                fingerprint=signature_fingerprint(signature),
-            )
+            return await run_in_threadpool(outbox.enqueue, self.engine, **row)
         except SQLAlchemyError as exc:
             logger.error("webhook store write failed: %s", exc)
             raise WebhookError(
@@ -227,6 +215,29 @@ class WebhookService:
                 "retry later with the same delivery id",
                 headers={"Retry-After": "30"},
             ) from exc
+
+    async def accept(
+        self, source: str, delivery: str, system: str, event: str, data: dict[str, Any], signature: str
+    ) -> JSONResponse:
+        """Store the delivery (committed) and answer 202; a known delivery id, or a known signature under a new
+        id (a replay), answers the first delivery's event id."""
+        row, created = await self._store(
+            source=source,
+            delivery_id=delivery,
+            system=system,
+            event=event,
+            payload=data,
+            fingerprint=signature_fingerprint(signature),
+        )
+        if not created and row.status == outbox.IGNORED:
+            # The same signed bytes first came as an event that is not acted on. GitHub does not sign its event
+            # header, so a replay under another event type (deployment_status → deployment) must not act now.
+            return self.notice(
+                Ignored(
+                    "this signed request was received before as an event that is not acted on; sent again, "
+                    "under any event type or delivery id, it is still not acted on"
+                )
+            )
         if created:
             self.wake.set()
         self.record("accepted" if created else "duplicate")
@@ -237,6 +248,19 @@ class WebhookService:
             duplicate=not created,
         )
         return JSONResponse(answer.model_dump(), status_code=202)
+
+    async def ignore(self, source: str, delivery: str, ignored: Ignored, signature: str) -> JSONResponse:
+        """Answer 200 without an event, and remember the signature: its bytes may not become an event later."""
+        await self._store(
+            source=source,
+            delivery_id=delivery,
+            system=source[:16],
+            event="(ignored)",
+            payload={"reason": ignored.reason[:500]},
+            fingerprint=signature_fingerprint(signature),
+            status=outbox.IGNORED,
+        )
+        return self.notice(ignored)
 
     def notice(self, ignored: Ignored) -> JSONResponse:
         self.record("ignored")
@@ -396,7 +420,7 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
         delivery = delivery_id(request.headers.get(GITHUB_DELIVERY_HEADER), body)
         routed = map_github(request.headers.get(GITHUB_EVENT_HEADER), parse_json(body))
         if isinstance(routed, Ignored):
-            return service.notice(routed)
+            return await service.ignore(SOURCE_GITHUB, delivery, routed, signature)
         data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
         return await service.accept(SOURCE_GITHUB, delivery, routed.system, routed.event, data, signature)
 
@@ -427,7 +451,7 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
         delivery = delivery_id(request.headers.get(JIRA_DELIVERY_HEADER), body)
         routed = map_jira(parse_json(body))
         if isinstance(routed, Ignored):
-            return service.notice(routed)
+            return await service.ignore(SOURCE_JIRA, delivery, routed, signature)
         data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
         return await service.accept(SOURCE_JIRA, delivery, routed.system, routed.event, data, signature)
 

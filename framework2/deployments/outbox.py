@@ -60,6 +60,9 @@ from framework2.store.runs import jsonable
 logger = logging.getLogger("framework2.webhooks.relay")
 
 MAX_BACKOFF_SECONDS = 60.0
+# A provider webhook understood but not acted on: kept (never relayed) so its signed bytes cannot be replayed
+# later under another event type.
+IGNORED = "ignored"
 
 
 _SQLITE_WRITES = threading.Lock()
@@ -80,6 +83,7 @@ def enqueue(
     event: str,
     payload: dict[str, Any],
     fingerprint: str | None = None,
+    status: str = "queued",
 ) -> tuple[WebhookDelivery, bool]:
     """Store a webhook (committed) unless its delivery id or its signature's ``fingerprint`` is known; return the
     row and whether it is new. The store remembers both for as long as it keeps the row, across restarts and
@@ -88,6 +92,7 @@ def enqueue(
         source=source,
         delivery_id=delivery_id,
         fingerprint=fingerprint,
+        status=status,
         event_id=event_id(source, delivery_id),
         system=system,
         event=event,

@@ -668,7 +668,7 @@ class WebhookDelivery(SQLModel, table=True):
     system: str = Field(max_length=16)
     event: str = Field(max_length=100, description="Event name without the framework2.<system>. prefix.")
     payload: dict[str, Any] = _json()
-    status: str = Field(default="queued", max_length=16, description="queued | delivered")
+    status: str = Field(default="queued", max_length=16, description="queued | delivered | ignored")
     attempts: int = 0
     last_error: str | None = None
     received_at: datetime = _ts(default_factory=utcnow)

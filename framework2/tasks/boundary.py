@@ -17,6 +17,7 @@ import codecs
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -33,11 +34,14 @@ from framework2.errors import DataError
 # Plain decimal notation only: "inf", "NaN", "0x10", "1_000" and non-ASCII digits are not numbers a price list
 # should contain, even though Python's float() accepts some of them.
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_WHOLE = r"\+?[0-9]+(?:\.0*)?"
 _DAY = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
-# C0/C1 control characters: never meaningful in a name or key, and PostgreSQL cannot store NUL at all.
-_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
-# Invisible characters that make two keys look equal but differ (zero-width space, BOM, direction marks).
-_INVISIBLE = r"[\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+# C0/C1 control characters, line and paragraph separators and direction overrides (which make text read other
+# than it is stored): never meaningful in a name or key, and PostgreSQL cannot store NUL at all.
+_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]"
+# Characters that make two keys look equal but differ: zero-width ones, BOM, direction marks, and every space
+# but the plain one (no-break, thin, ideographic, ...).
+_INVISIBLE = r"[\u00a0\u00ad\u061c\u1680\u180e\u2000-\u200f\u202f\u205f\u2060-\u2064\u206a-\u206f\u3000\ufeff]"
 _SHOWN = 40  # characters of a bad value quoted in its reason; the whole row is in the quarantine payload
 
 
@@ -143,6 +147,10 @@ class NumberRange(BaseModel):
             malformed = pd.Series(False, index=cells.index)
         else:
             plain = _matches(text, _NUMBER)
+            if self.whole:
+                # A count is written as digits: "1e2" or "0.99999999999999999999" would only become whole by
+                # float rounding, which is not what the file says.
+                plain &= _matches(text, _WHOLE)
             other = ~missing & text.isna()  # neither blank nor text: a number in an object column, or junk
             is_number = pd.Series(False, index=cells.index)
             if other.any():
@@ -309,7 +317,8 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         dtype=object,
     )
     for name in names:
-        rows[name] = _per_value(rows[name], lambda v: v.strip() or None, None)
+        # NFC: "CAFÉ-1" typed with a combined É and with E + accent is one key, as a reader sees it.
+        rows[name] = _per_value(rows[name], lambda v: unicodedata.normalize("NFC", v.strip()) or None, None)
     # Neither an empty line (no cells: not a row) nor a row that fits.
     wrong = np.flatnonzero(~fits & (counts > 0))
     misshapen = pd.DataFrame(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import ipaddress
 import json
 import math
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ from framework2.tasks.http_fetch import (
     BodyTooLarge,
     CorruptBody,
     DeadlineExceeded,
+    IPNetwork,
     ResolutionFailed,
     UnsupportedEncoding,
     bounded_get,
@@ -137,21 +139,57 @@ def _host(url: str) -> str:
 
 
 def host_is_allowlisted(url: str, allowlist: Sequence[str]) -> bool:
-    """True when ``allowlist`` names the URL's host, alone or with its port ("127.0.0.1:8080")."""
+    """True when ``allowlist`` names the URL's host, alone or with its port ("127.0.0.1:8080"; a URL without a
+    port has its scheme's, so "feeds.example.com:443" matches https://feeds.example.com/x)."""
     try:
         # The host as httpx reads it: the client that connects must not see a different host than we allowed.
-        host = httpx.URL(url.strip()).host.lower()
-        port = urlsplit(url.strip()).port
+        parsed = httpx.URL(url.strip())
+        host = parsed.host.lower()
+        port = urlsplit(url.strip()).port or {"https": 443, "http": 80}.get(parsed.scheme)
     except (httpx.InvalidURL, ValueError):
         return False
     allowed = {entry.strip().lower() for entry in allowlist}
-    return bool(host) and (host in allowed or f"{host}:{port}" in allowed)
+    if not host:
+        return False
+    if host in allowed or f"{host}:{port}" in allowed or f"[{host}]:{port}" in allowed:
+        return True
+    address = literal_address(host)
+    return address is not None and any(
+        "/" in entry and address in network
+        for entry, network in zip(allowlist, _networks_of(allowlist), strict=True)
+        if network is not None
+    )
 
 
-def _private_hint(host: str) -> str:
+def _networks_of(allowlist: Sequence[str]) -> list[IPNetwork | None]:
+    """Each allowlist entry's IP address or network, None for a host name."""
+    networks: list[IPNetwork | None] = []
+    for entry in allowlist:
+        text = entry.strip()
+        if text.startswith("[") and "]" in text:
+            text = text[1 : text.index("]")]
+        elif text.count(":") == 1:
+            text = text.split(":", 1)[0]
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            networks.append(None)
+    return networks
+
+
+def private_networks(allowlist: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """The non-public addresses a feed may reach: the allowlist's IP addresses and networks ("10.1.2.3",
+    "10.1.2.3:8080", "[fd00::1]:8443", "10.0.0.0/8"). Host names never waive the address check, because whoever
+    runs a name's DNS decides where it points: listing a competitor's host must not let it point at
+    169.254.169.254."""
+    return tuple(n for n in _networks_of(allowlist) if n is not None)
+
+
+def _private_hint(address: object) -> str:
     return (
-        f"feeds may not reach internal networks; if this feed really is served from one, name '{host}' in "
-        "ppis.feed_host_allowlist, otherwise fix the feed URL"
+        f"feeds may not reach internal networks; if this feed really is served from one, name '{address}' (or its "
+        "network, e.g. 10.0.0.0/8) in ppis.feed_host_allowlist; a host name there never admits an internal "
+        "address. Otherwise fix the feed URL"
     )
 
 
@@ -184,7 +222,7 @@ def check_feed_url(url: str, allowlist: list[str]) -> None:
     address = literal_address(parts.hostname)
     kind = non_public_kind(address) if address is not None else None
     if kind:
-        raise PermanentFeedError(f"feed host '{_host(url)}' is a {kind} address", hint=_private_hint(parts.hostname))
+        raise PermanentFeedError(f"feed host '{_host(url)}' is a {kind} address", hint=_private_hint(address))
 
 
 # --- fetch -----------------------------------------------------------------------------------------
@@ -235,7 +273,7 @@ async def fetch_feed(
             headers=headers,
             max_bytes=cap,
             deadline_seconds=feed.timeout_seconds,
-            allow_private=host_is_allowlisted(feed.url, allowlist),
+            private_allowed=private_networks(allowlist),
         )
     except (DeadlineExceeded, httpx.TimeoutException) as exc:
         received = exc.received if isinstance(exc, DeadlineExceeded) else 0
@@ -263,7 +301,7 @@ async def fetch_feed(
         ) from None
     except BlockedAddress as exc:
         raise PermanentFeedError(
-            f"feed '{label}': {where} is at {exc.address}, a {exc.kind} address", hint=_private_hint(exc.host)
+            f"feed '{label}': {where} is at {exc.address}, a {exc.kind} address", hint=_private_hint(exc.address)
         ) from None
     except ResolutionFailed as exc:
         raise TransientFeedError(

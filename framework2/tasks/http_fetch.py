@@ -12,8 +12,9 @@ become 1 GiB; and it connects wherever the host name points, loopback and the cl
   under a 1 MiB cap. Only one layer of gzip or deflate is accepted;
 - puts one deadline over everything (name resolution, connect, headers, body), and also checks it between
   body chunks;
-- unless ``allow_private`` is set, resolves the host once and refuses it when any of its addresses is not a
-  public one (private, loopback, link-local, reserved, multicast, unspecified, shared). For http:// the request
+- resolves the host once and refuses it when any of its addresses is not a public one (private, loopback,
+  link-local, reserved, multicast, unspecified, shared) and not inside one of the ``private_allowed`` networks.
+  Only addresses are ever waived, never host names: a name's owner can point it anywhere. For http:// the request
   then goes to the checked address, with the Host header kept, so a DNS answer that changes between the check
   and the connect (DNS rebinding) cannot move it. For https:// httpx resolves again, but the certificate is
   verified against the host name, so a rebound connection fails its handshake before any request is sent.
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Content encodings a body may come in (besides none), one layer at most.
 ACCEPTED_ENCODINGS = ("gzip", "deflate")
@@ -155,9 +157,7 @@ def plan_targets(url: httpx.URL, addresses: list[IPAddress]) -> list[tuple[httpx
     return [(url.copy_with(host=str(address)), host_header) for address in addresses]
 
 
-async def _targets(url: httpx.URL, allow_private: bool) -> list[tuple[httpx.URL, str | None]]:
-    if allow_private:
-        return [(url, None)]
+async def _targets(url: httpx.URL, private_allowed: tuple[IPNetwork, ...]) -> list[tuple[httpx.URL, str | None]]:
     literal = literal_address(url.host)
     if literal is not None:
         addresses = [literal]
@@ -166,7 +166,7 @@ async def _targets(url: httpx.URL, allow_private: bool) -> list[tuple[httpx.URL,
     for address in addresses:
         # Every address, not just the first: the connection could use any of them.
         kind = non_public_kind(address)
-        if kind:
+        if kind and not any(address in network for network in private_allowed):
             raise BlockedAddress(url.host, address, kind)
     return [(url, None)] if literal is not None else plan_targets(url, addresses)
 
@@ -209,9 +209,12 @@ class _Inflater:
             raise CorruptBody(self.encoding, str(exc)) from None
 
     def finish(self) -> None:
-        """Refuse a compressed body that stopped before its end (a cut CSV would otherwise just lose rows)."""
+        """Refuse a compressed body that stopped before its end, or that goes on after it (a second gzip member
+        or trailing bytes): either way a CSV would silently lose rows."""
         if self._zlib is not None and not self._zlib.eof:
             raise CorruptBody(self.encoding, "the compressed data ends early")
+        if self._zlib is not None and self._zlib.unused_data:
+            raise CorruptBody(self.encoding, "more data follows the end of the compressed stream")
 
 
 @dataclass
@@ -258,7 +261,7 @@ async def bounded_get(
     max_bytes: int,
     deadline_seconds: float,
     headers: Mapping[str, str] | None = None,
-    allow_private: bool = False,
+    private_allowed: tuple[IPNetwork, ...] = (),
 ) -> BoundedResponse:
     """GET ``url`` within ``deadline_seconds`` and ``max_bytes``; redirects are not followed.
 
@@ -272,7 +275,7 @@ async def bounded_get(
     sent = {"Accept-Encoding": ", ".join(ACCEPTED_ENCODINGS), **(headers or {})}
     try:
         async with asyncio.timeout_at(deadline):
-            targets = await _targets(httpx.URL(url), allow_private)
+            targets = await _targets(httpx.URL(url), private_allowed)
             failure: httpx.ConnectError | None = None
             for target, host_header in targets:
                 request_headers = sent if host_header is None else {**sent, "Host": host_header}

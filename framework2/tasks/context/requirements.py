@@ -152,6 +152,22 @@ def _collapse(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# Characters no requirement needs and a store or a reader is hurt by: NUL (PostgreSQL text cannot hold it), other
+# C0/C1 controls, and the bidirectional overrides and line separators that make text read other than it is.
+_UNWANTED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+MAX_NAME_CHARS = 200  # ids, owners, projects, task and component names: the store's key columns hold 200
+MAX_TITLE_CHARS = 500
+
+
+def unwanted_character(text: str) -> str | None:
+    """The first control or direction-override character in ``text`` as 'U+XXXX at line N', or None."""
+    found = _UNWANTED.search(text)
+    if found is None:
+        return None
+    line = text.count("\n", 0, found.start()) + 1
+    return f"U+{ord(found.group()):04X} at line {line}"
+
+
 # --- acceptance criteria -----------------------------------------------------------------------------------
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -332,7 +348,20 @@ class _Problems:
         if hint not in self.hints:
             self.hints.append(hint)
 
-    def text(self, data: dict[str, Any], key: str, *, required: bool, example: str) -> str | None:
+    def _clean(self, key: str, value: str, limit: int) -> bool:
+        """False (with the problem noted) when ``value`` holds a control character or is longer than ``limit``."""
+        bad = unwanted_character(value)
+        if bad is not None:
+            self.add(f"{key} holds the control character {bad}", f"write {key} as plain text")
+            return False
+        if len(value) > limit:
+            self.add(f"{key} is {len(value):,} characters long; at most {limit} are allowed", f"shorten {key}")
+            return False
+        return True
+
+    def text(
+        self, data: dict[str, Any], key: str, *, required: bool, example: str, limit: int = MAX_NAME_CHARS
+    ) -> str | None:
         value = data.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
@@ -344,7 +373,7 @@ class _Problems:
                 f'write it as text, quoted if need be: {key}: "{example}"',
             )
             return None
-        return _collapse(value)
+        return _collapse(value) if self._clean(key, _collapse(value), limit) else None
 
     def names(self, data: dict[str, Any], key: str, example: str) -> list[str]:
         value = data.get(key)
@@ -357,7 +386,8 @@ class _Problems:
                 f"write it as a list, e.g. '{key}: [{example}]'",
             )
             return []
-        return sorted({_collapse(v) for v in values if v.strip()})
+        names = sorted({_collapse(v) for v in values if v.strip()})
+        return [n for n in names if self._clean(f"{key} entry", n, MAX_NAME_CHARS)]
 
     def priority(self, data: dict[str, Any]) -> str | None:
         value = data.get("priority")
@@ -396,7 +426,7 @@ def _front_matter_fields(data: dict[str, Any]) -> dict[str, Any]:
     problems = _Problems()
     fields = {
         "id": problems.text(data, "id", required=True, example="REQ-1"),
-        "title": problems.text(data, "title", required=True, example="What the requirement is"),
+        "title": problems.text(data, "title", required=True, example="What the requirement is", limit=MAX_TITLE_CHARS),
         "priority": problems.priority(data),
         "owner": problems.text(data, "owner", required=False, example="alice"),
         "project": problems.text(data, "project", required=False, example="jira:SHOP"),
@@ -420,6 +450,9 @@ def parse_requirement(text: str, source: str) -> Requirement:
     front, body = _split_front_matter(normalise_text(text))
     fields = _front_matter_fields(_load_yaml(front))
     body = normalise_text(body)
+    bad = unwanted_character(body)
+    if bad is not None:
+        raise DataError(f"the text holds the control character {bad}", hint="save the file as plain UTF-8 text")
     fields.update(body=body, acceptance_criteria=acceptance_criteria(body))
     return _make(fields, source)
 

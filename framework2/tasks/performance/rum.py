@@ -20,6 +20,8 @@ p75 <= the first, ``poor`` when p75 > the second, ``needs improvement`` in betwe
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,9 @@ GOOD, NEEDS_IMPROVEMENT, POOR = "good", "needs improvement", "poor"
 PERCENTILE_METHOD = "linear"
 # Numeric timestamps above this are milliseconds since the epoch (1e11 s would be the year 5138).
 _MS_EPOCH_CUTOFF = 1e11
+# ``DataFrame.attrs`` key under which :func:`read_rum_csv` names the rows (index label → reason) pandas cannot
+# hold as written (a cell count other than the header's, a NUL byte); :func:`prepare_rum` quarantines them.
+ROW_PROBLEMS_ATTR = "rum_row_problems"
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "page",
@@ -85,18 +90,50 @@ def rate(metric: str, value: float) -> str:
 
 
 def read_rum_csv(path: str | Path) -> pd.DataFrame:
-    """A RUM CSV as a DataFrame, every column as read (validation happens in :func:`prepare_rum`)."""
+    """A RUM CSV as a DataFrame, every column as read (validation happens in :func:`prepare_rum`).
+
+    A row with more or fewer cells than the header is padded or cut to the header's width and named in
+    ``attrs[ROW_PROBLEMS_ATTR]``, so :func:`prepare_rum` quarantines it: pandas alone would refuse the whole file
+    for one long row, or, when every row is long, silently shift the columns by making the first one the index.
+    So is a row with a NUL byte, which pandas would silently cut from the cell.
+    DataError when the file is missing, not UTF-8 or empty.
+    """
     file = Path(path)
     if not file.is_file():
         raise DataError(f"RUM file {file} does not exist", "export the measurements as CSV first")
-    # Text columns stay text ("1.10" must not become the float 1.1), values are converted during validation.
-    return pd.read_csv(file, dtype={"page": str, "release": str, "metric": str})
+    try:
+        text = file.read_bytes().decode("utf-8-sig")  # not read_text: a CR inside a quoted cell stays a CR
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"RUM file {file.name} is not UTF-8 text (bad byte at position {exc.start})", "save it as CSV UTF-8"
+        ) from None
+    records = [record for record in csv.reader(io.StringIO(text)) if record]
+    if not records:
+        raise DataError(
+            f"RUM file {file.name} is empty", f"the first row must name the columns: {', '.join(REQUIRED_COLUMNS)}"
+        )
+    header, rows = records[0], records[1:]
+    width = len(header)
+    problems = {i: f"{len(row)} cells, the header has {width}" for i, row in enumerate(rows) if len(row) != width}
+    for i, row in enumerate(rows):
+        if any("\x00" in cell for cell in row):
+            problems[i] = "; ".join(filter(None, [problems.get(i), "a cell holds a NUL byte"]))
+    even = io.StringIO()
+    csv.writer(even).writerows([header, *((row + [""] * width)[:width] for row in rows)])
+    even.seek(0)
+    # Text columns stay text ("1.10" must not become the float 1.1), values are converted during validation;
+    # round_trip: pandas' default float parser can be a unit in the last place off (36029.432725478444).
+    frame = pd.read_csv(even, dtype={"page": str, "release": str, "metric": str}, float_precision="round_trip")
+    frame.attrs[ROW_PROBLEMS_ATTR] = problems
+    return frame
 
 
 def _epoch(numbers: pd.Series) -> pd.Series:
     """Unix seconds or, value by value, milliseconds (above 10^11) as UTC datetimes."""
     ms = numbers.abs() > _MS_EPOCH_CUTOFF
     seconds = numbers.where(~ms, numbers / 1000.0)
+    # pandas raises OverflowError (even with errors="coerce") for ±inf and beyond ~9.2e18 s: no time, so NaT.
+    seconds = seconds.where(seconds.abs() <= _MS_EPOCH_CUTOFF)
     return pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
 
 
@@ -128,6 +165,14 @@ def _parse_timestamps(values: pd.Series) -> pd.Series:
     return parsed
 
 
+def _exact_float(text: str, parsed: float) -> float:
+    """``text`` as Python reads it (correctly rounded) where pandas read ``parsed`` from it."""
+    try:
+        return float(text)
+    except ValueError:
+        return parsed
+
+
 def _text(values: pd.Series) -> pd.Series:
     """Stripped text, NA where missing or blank."""
     text = values.astype("string").str.strip()
@@ -148,12 +193,19 @@ def prepare_rum(data: pd.DataFrame | str | Path) -> RumData:
             f"RUM table is missing column(s): {', '.join(missing)}",
             f"it needs {', '.join(REQUIRED_COLUMNS)}; has {list(data.columns)}",
         )
+    row_problems = data.attrs.get(ROW_PROBLEMS_ATTR) or {}
     frame = data.reset_index(drop=True)
+    # Positions are the file's rows only here: the valid and quarantined tables must not carry the labels on.
+    frame.attrs = {k: v for k, v in frame.attrs.items() if k != ROW_PROBLEMS_ATTR}
     page = _text(frame["page"])
     release = _text(frame["release"])
     metric = _text(frame["metric"]).str.upper()
     raw_value = frame["value"]
     value = pd.to_numeric(raw_value, errors="coerce").astype(float)
+    # pandas' string parser can be a unit in the last place off ("7.3756045517187605"): Python's is exact.
+    text = raw_value.map(lambda v: isinstance(v, str)).astype(bool) & value.notna()
+    if text.any():
+        value[text] = [_exact_float(t, v) for t, v in zip(raw_value[text], value[text], strict=True)]
     timestamp = _parse_timestamps(frame["timestamp"])
 
     reasons = np.full(len(frame), "", dtype=object)
@@ -167,6 +219,9 @@ def prepare_rum(data: pd.DataFrame | str | Path) -> RumData:
         sep = np.where(reasons[where] == "", "", "; ")
         reasons[where] = reasons[where] + sep + texts
 
+    if row_problems:
+        problem = pd.Series([row_problems.get(label, "") for label in data.index], index=frame.index)
+        add(problem != "", problem)
     add(page.isna(), "page is missing")
     add(release.isna(), "release is missing")
     add(metric.isna(), "metric is missing")

@@ -407,7 +407,10 @@ def _parse_time(value: Any) -> datetime | None:
     else:
         return None
     # A time without an offset is read as UTC; guessing a local zone would be worse.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no UTC time exists for it
+        return None
 
 
 def _item_time(item: dict[str, Any], name: str, *, required: bool) -> datetime | None:
