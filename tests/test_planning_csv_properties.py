@@ -157,7 +157,7 @@ def test_any_task_row_is_read_exactly_or_rejected_with_a_reason(file: tuple[list
         # read_csv reads the file as text with universal newlines, so a CR inside a quoted cell arrives as LF.
         row = [cell.replace("\r\n", "\n").replace("\r", "\n") for cell in row]
         cells = dict(zip(header, row + [""] * (len(header) - len(row)), strict=False))
-        if len(row) <= len(header):
+        if len(row) == len(header):  # a short row is refused: its cells cannot be placed
             by_key.setdefault(cells["key"].strip(), []).append(cells)
     assert len({t.key for t in batch.tasks}) == len(batch.tasks), "keys are unique"
     for task in batch.tasks:
@@ -204,3 +204,10 @@ def test_a_date_at_the_end_of_the_calendar_with_an_offset_is_rejected_not_an_ove
     assert [t.key for t in batch.tasks] == ["K-3"]
     reasons = [r["reason"] for r in batch.rejected]
     assert "created_at '0001-01-01T00:00+01:00'" in reasons[0] and "done_at '9999-12-31T23:59-01:00'" in reasons[1]
+
+
+def test_a_row_with_fewer_cells_than_the_header_is_rejected_not_read_as_blanks() -> None:
+    # "a,p,x,2024-01-05" under a header ending in done_at: a dropped comma would move the date to started_at.
+    batch = read_csv("key,project,title,started_at,done_at\na,p,x,2024-01-05\nb,p,y,2024-01-02,2024-01-05\n")
+    assert [t.key for t in batch.tasks] == ["b"]
+    assert "1 fewer cell(s) than the header has columns" in batch.rejected[0]["reason"]

@@ -1254,6 +1254,10 @@ def read_csv(
         key = _cell(row, "key")
         if row.get("__extra__"):
             problems.reasons.append(f"{len(row['__extra__'])} more cell(s) than the header has columns")
+        short = sum(1 for k, v in row.items() if k != "__extra__" and v is None)
+        if short:
+            # Which cells are missing is unknown (a dropped comma shifts every later one): refuse, do not guess.
+            problems.reasons.append(f"{short} fewer cell(s) than the header has columns")
         if not key:
             problems.reasons.append("key is empty")
         elif key in seen:
