@@ -204,7 +204,8 @@ class PricingSettings(Section):
     feed_host_allowlist: list[str] = Field(
         default_factory=list,
         description="If set, feeds may only point at these hosts (name or name:port). Feeds on private, loopback "
-        "or link-local addresses are refused unless their IP address or network (10.0.0.0/8) is listed here.",
+        "or link-local addresses are refused unless the feed URL names the IP address and it (or its network, "
+        "10.0.0.0/8) is listed here; a host name never reaches an internal address.",
     )
     feed_max_bytes: int = Field(
         10 * 1024 * 1024,

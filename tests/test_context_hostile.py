@@ -338,3 +338,27 @@ def test_a_control_character_in_the_body_is_refused_with_its_line(tmp_path: Path
     [problem] = read_requirements_dir(tmp_path).problems
 
     assert "U+0000 at line 2" in problem.reason
+
+
+def test_a_file_path_the_store_cannot_hold_or_that_reads_reversed_is_a_problem(tmp_path: Path) -> None:
+    write(tmp_path, "rlo\u202egpj.md", good("REQ-7"))
+    write(tmp_path, "/".join(["d" * 100] * 5) + "/deep.md", good("REQ-8"))
+    write(tmp_path, "good.md", good("REQ-1"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-1"]
+    reasons = " | ".join(p.reason for p in result.problems)
+    assert len(result.problems) == 2
+    assert "control character U+202E" in reasons and "512 characters long" in reasons
+    assert all("\u202e" not in p.source for p in result.problems)
+
+
+def test_an_id_with_an_invisible_character_is_refused_so_it_cannot_pose_as_another(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", good("REQ-5"))
+    write(tmp_path, "b.md", good("REQ\u200b-5"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-5"]
+    assert "invisible character U+200B" in result.problems[0].reason

@@ -211,3 +211,19 @@ def test_a_row_with_fewer_cells_than_the_header_is_rejected_not_read_as_blanks()
     batch = read_csv("key,project,title,started_at,done_at\na,p,x,2024-01-05\nb,p,y,2024-01-02,2024-01-05\n")
     assert [t.key for t in batch.tasks] == ["b"]
     assert "1 fewer cell(s) than the header has columns" in batch.rejected[0]["reason"]
+
+
+def test_a_task_row_the_store_cannot_hold_is_rejected_not_left_to_fail_the_write() -> None:
+    long_key = "K" * 201
+    batch = read_csv(
+        "key,project,title\n"
+        f"{long_key},p,x\n"
+        "a,p,nul \x00 title\n"
+        "b,p\u202e,reversed project\n"
+        "c,p,fine\n"
+    )
+    assert [t.key for t in batch.tasks] == ["c"]
+    reasons = [r["reason"] for r in batch.rejected]
+    assert "key is 201 characters long; at most 200 are stored" in reasons[0]
+    assert "title holds the control character U+0000" in reasons[1]
+    assert "project holds the control character U+202E" in reasons[2]

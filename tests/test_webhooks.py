@@ -461,6 +461,21 @@ def test_an_ignored_github_request_replayed_under_another_event_type_starts_noth
     assert [r.status for r in rows(store_url)] == ["ignored"]  # nothing queued for the relay
 
 
+def test_a_refused_github_request_replayed_under_another_event_type_starts_nothing(
+    client: TestClient, secret: tuple[str, str], store_url: str
+) -> None:
+    # GitHub allows environment names of 255 characters; the status contract allows 100: the first is a 422.
+    release: dict[str, Any] = {"id": 11, "sha": "abc", "ref": "v2", "environment": "e" * 120}
+    release["payload"] = {"image": "registry.example.com/shop:0.9-old", "app": "web"}
+    success = {"deployment": release, "deployment_status": {"state": "success"}, "repository": REPO}
+    first = github(client, secret[1], "deployment_status", success, "guid-A")
+    assert first.status_code == 422, first.text
+
+    replayed = github(client, secret[1], "deployment", success, "guid-B-made-up")
+    assert replayed.status_code == 200 and "received before" in replayed.json()["detail"], replayed.text
+    assert [r.status for r in rows(store_url)] == ["ignored"]
+
+
 def test_a_configured_proxy_is_trusted_to_name_the_client() -> None:
     assert uvicorn_options(make_settings("s")) == {"proxy_headers": False}
     assert uvicorn_options(make_settings("s", trusted_proxies=[" 10.0.0.2 ", ""])) == {

@@ -249,18 +249,33 @@ class WebhookService:
         )
         return JSONResponse(answer.model_dump(), status_code=202)
 
-    async def ignore(self, source: str, delivery: str, ignored: Ignored, signature: str) -> JSONResponse:
-        """Answer 200 without an event, and remember the signature: its bytes may not become an event later."""
+    async def _remember(self, source: str, delivery: str, reason: str, signature: str) -> None:
+        """Keep a delivery that makes no event (never relayed), so its signed bytes cannot become one later."""
         await self._store(
             source=source,
             delivery_id=delivery,
             system=source[:16],
             event="(ignored)",
-            payload={"reason": ignored.reason[:500]},
+            payload={"reason": reason[:500]},
             fingerprint=signature_fingerprint(signature),
             status=outbox.IGNORED,
         )
+
+    async def ignore(self, source: str, delivery: str, ignored: Ignored, signature: str) -> JSONResponse:
+        """Answer 200 without an event, and remember the signature: its bytes may not become an event later."""
+        await self._remember(source, delivery, ignored.reason, signature)
         return self.notice(ignored)
+
+    async def remember_refused(self, source: str, body: bytes, signature: str, refused: WebhookError) -> None:
+        """Keep the fingerprint of a correctly signed request that is refused (415, 422, …): its bytes must not
+        pass later under another, unsigned event header. A store failure here is logged; the refusal stands."""
+        if refused.status >= 500:
+            return
+        try:
+            reason = f"refused with {refused.status}: {refused.message}"
+            await self._remember(source, "refused-" + delivery_id(None, body), reason, signature)
+        except WebhookError as exc:
+            logger.error("could not remember a refused %s webhook: %s", source, exc.message)
 
     def notice(self, ignored: Ignored) -> JSONResponse:
         self.record("ignored")
@@ -415,13 +430,17 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
         secret = await service.secrets.get(cfg.github_secret_block or cfg.secret_block)
         signature = request.headers.get(GITHUB_SIGNATURE_HEADER)
         verify_hub(secret, GITHUB_SIGNATURE_HEADER, signature, body, "GitHub")
-        service.require_json(request)
         assert signature is not None
-        delivery = delivery_id(request.headers.get(GITHUB_DELIVERY_HEADER), body)
-        routed = map_github(request.headers.get(GITHUB_EVENT_HEADER), parse_json(body))
-        if isinstance(routed, Ignored):
-            return await service.ignore(SOURCE_GITHUB, delivery, routed, signature)
-        data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
+        try:
+            service.require_json(request)
+            delivery = delivery_id(request.headers.get(GITHUB_DELIVERY_HEADER), body)
+            routed = map_github(request.headers.get(GITHUB_EVENT_HEADER), parse_json(body))
+            if isinstance(routed, Ignored):
+                return await service.ignore(SOURCE_GITHUB, delivery, routed, signature)
+            data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
+        except WebhookError as refused:
+            await service.remember_refused(SOURCE_GITHUB, body, signature, refused)
+            raise
         return await service.accept(SOURCE_GITHUB, delivery, routed.system, routed.event, data, signature)
 
     @app.post(
@@ -446,13 +465,17 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
         secret = await service.secrets.get(cfg.jira_secret_block or cfg.secret_block)
         signature = request.headers.get(JIRA_SIGNATURE_HEADER)
         verify_hub(secret, JIRA_SIGNATURE_HEADER, signature, body, "Jira")
-        service.require_json(request)
         assert signature is not None
-        delivery = delivery_id(request.headers.get(JIRA_DELIVERY_HEADER), body)
-        routed = map_jira(parse_json(body))
-        if isinstance(routed, Ignored):
-            return await service.ignore(SOURCE_JIRA, delivery, routed, signature)
-        data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
+        try:
+            service.require_json(request)
+            delivery = delivery_id(request.headers.get(JIRA_DELIVERY_HEADER), body)
+            routed = map_jira(parse_json(body))
+            if isinstance(routed, Ignored):
+                return await service.ignore(SOURCE_JIRA, delivery, routed, signature)
+            data = validate_data(ALLOWED[routed.system][routed.event], routed.data, ["body"])
+        except WebhookError as refused:
+            await service.remember_refused(SOURCE_JIRA, body, signature, refused)
+            raise
         return await service.accept(SOURCE_JIRA, delivery, routed.system, routed.event, data, signature)
 
     def openapi() -> dict[str, Any]:

@@ -41,7 +41,11 @@ _DAY = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 _CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]"
 # Characters that make two keys look equal but differ: zero-width ones, BOM, direction marks, and every space
 # but the plain one (no-break, thin, ideographic, ...).
-_INVISIBLE = r"[\u00a0\u00ad\u061c\u1680\u180e\u2000-\u200f\u202f\u205f\u2060-\u2064\u206a-\u206f\u3000\ufeff]"
+# Hangul and Braille blanks, variation selectors and tag characters too: Unicode's default-ignorables.
+_INVISIBLE = (
+    r"[\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u202f\u205f"
+    r"\u2060-\u2064\u206a-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]"
+)
 _SHOWN = 40  # characters of a bad value quoted in its reason; the whole row is in the quarantine payload
 
 

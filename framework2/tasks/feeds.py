@@ -178,18 +178,18 @@ def _networks_of(allowlist: Sequence[str]) -> list[IPNetwork | None]:
 
 
 def private_networks(allowlist: Sequence[str]) -> tuple[IPNetwork, ...]:
-    """The non-public addresses a feed may reach: the allowlist's IP addresses and networks ("10.1.2.3",
-    "10.1.2.3:8080", "[fd00::1]:8443", "10.0.0.0/8"). Host names never waive the address check, because whoever
-    runs a name's DNS decides where it points: listing a competitor's host must not let it point at
-    169.254.169.254."""
+    """The non-public addresses a feed URL may name directly: the allowlist's IP addresses and networks
+    ("10.1.2.3", "10.1.2.3:8080", "[fd00::1]:8443", "10.0.0.0/8"). A URL with a host name never reaches one,
+    because whoever runs the name's DNS decides where it points: listing a competitor's host must not let it
+    point at 169.254.169.254 or at an internal address listed for another feed."""
     return tuple(n for n in _networks_of(allowlist) if n is not None)
 
 
 def _private_hint(address: object) -> str:
     return (
-        f"feeds may not reach internal networks; if this feed really is served from one, name '{address}' (or its "
-        "network, e.g. 10.0.0.0/8) in ppis.feed_host_allowlist; a host name there never admits an internal "
-        "address. Otherwise fix the feed URL"
+        f"feeds may not reach internal networks; if this feed really is served from one, write its address "
+        f"'{address}' in the feed URL and name it (or its network, e.g. 10.0.0.0/8) in ppis.feed_host_allowlist; "
+        "a host name never reaches an internal address. Otherwise fix the feed URL"
     )
 
 

@@ -13,8 +13,9 @@ become 1 GiB; and it connects wherever the host name points, loopback and the cl
 - puts one deadline over everything (name resolution, connect, headers, body), and also checks it between
   body chunks;
 - resolves the host once and refuses it when any of its addresses is not a public one (private, loopback,
-  link-local, reserved, multicast, unspecified, shared) and not inside one of the ``private_allowed`` networks.
-  Only addresses are ever waived, never host names: a name's owner can point it anywhere. For http:// the request
+  link-local, reserved, multicast, unspecified, shared). The only exception is a URL whose host is an IP
+  address inside one of the ``private_allowed`` networks: a host name never reaches an internal address,
+  since its owner can point it anywhere. For http:// the request
   then goes to the checked address, with the Host header kept, so a DNS answer that changes between the check
   and the connect (DNS rebinding) cannot move it. For https:// httpx resolves again, but the certificate is
   verified against the host name, so a rebound connection fails its handshake before any request is sent.
@@ -166,7 +167,10 @@ async def _targets(url: httpx.URL, private_allowed: tuple[IPNetwork, ...]) -> li
     for address in addresses:
         # Every address, not just the first: the connection could use any of them.
         kind = non_public_kind(address)
-        if kind and not any(address in network for network in private_allowed):
+        # Waived only for a URL that names the address itself: a host name's owner decides where it points, so
+        # no name ever reaches an internal address, whatever else the allowlist holds.
+        waived = literal is not None and any(address in network for network in private_allowed)
+        if kind and not waived:
             raise BlockedAddress(url.host, address, kind)
     return [(url, None)] if literal is not None else plan_targets(url, addresses)
 

@@ -157,6 +157,9 @@ def _collapse(text: str) -> str:
 _UNWANTED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 MAX_NAME_CHARS = 200  # ids, owners, projects, task and component names: the store's key columns hold 200
 MAX_TITLE_CHARS = 500
+MAX_SOURCE_CHARS = 500  # the store's requirement.source column
+# In an id, characters that make two ids look the same while they differ (zero-width, joiners, odd spaces).
+_INVISIBLE_IN_ID = re.compile("[\u00a0\u00ad\u034f\u061c\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
 
 
 def unwanted_character(text: str) -> str | None:
@@ -357,6 +360,12 @@ class _Problems:
         if len(value) > limit:
             self.add(f"{key} is {len(value):,} characters long; at most {limit} are allowed", f"shorten {key}")
             return False
+        if key == "id" and (found := _INVISIBLE_IN_ID.search(value)):
+            self.add(
+                f"id holds the invisible character U+{ord(found.group()):04X}",
+                "type the id again: it must not look like another id it is not",
+            )
+            return False
         return True
 
     def text(
@@ -518,6 +527,18 @@ def read_requirements_dir(root: Path | str, *, pattern: str = "**/*.md") -> Read
     seen: set[Path] = set()
     for path in paths:
         source = path.relative_to(root).as_posix()
+        bad = unwanted_character(source)
+        if bad is not None or len(source) > MAX_SOURCE_CHARS:
+            # The path is stored and shown as the requirement's source: it must fit and read as it is.
+            shown = source.encode("ascii", "backslashreplace").decode()[:80]
+            why = f"holds the control character {bad}" if bad else f"is {len(source):,} characters long"
+            problem = FileProblem(
+                source=shown,
+                reason=f"the file's path {why}; at most {MAX_SOURCE_CHARS} plain characters are stored",
+                hint="rename the file or move it up the folder tree",
+            )
+            found.append((shown, problem))
+            continue
         try:
             real = path.resolve()
         except (OSError, RuntimeError):  # a symlink loop: Python 3.11 raises RuntimeError, later ones OSError

@@ -1225,6 +1225,11 @@ def _reject_row(batch: Batch, name: str, line: int, ident: str, reasons: list[st
     )
 
 
+# Text columns of a task row and the most the store keeps of each (pm_task's column sizes; titles are free text).
+_CSV_TEXT_LIMITS = {"key": 200, "project": 200, "assignee": 200, "milestone": 200, "type": 32, "title": 10_000}
+_CSV_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
 def read_csv(
     path_or_text: str | Path,
     *,
@@ -1265,6 +1270,13 @@ def read_csv(
         project = _cell(row, "project") or (project_default or "")
         if not project:
             problems.reasons.append("project is empty")
+        for column, limit in _CSV_TEXT_LIMITS.items():
+            # What the store cannot hold (NUL on PostgreSQL, a key past its column) would fail the whole write.
+            text = project if column == "project" else _cell(row, column)
+            if len(text) > limit:
+                problems.reasons.append(f"{column} is {len(text):,} characters long; at most {limit} are stored")
+            elif bad := _CSV_CONTROL.search(text):
+                problems.reasons.append(f"{column} holds the control character U+{ord(bad.group()):04X}")
         status_text = _cell(row, "status")
         status = _CSV_STATUS.get(_words(status_text)) if status_text else None
         if status_text and status is None:
