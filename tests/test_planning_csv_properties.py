@@ -215,13 +215,7 @@ def test_a_row_with_fewer_cells_than_the_header_is_rejected_not_read_as_blanks()
 
 def test_a_task_row_the_store_cannot_hold_is_rejected_not_left_to_fail_the_write() -> None:
     long_key = "K" * 201
-    batch = read_csv(
-        "key,project,title\n"
-        f"{long_key},p,x\n"
-        "a,p,nul \x00 title\n"
-        "b,p\u202e,reversed project\n"
-        "c,p,fine\n"
-    )
+    batch = read_csv(f"key,project,title\n{long_key},p,x\na,p,nul \x00 title\nb,p\u202e,reversed project\nc,p,fine\n")
     assert [t.key for t in batch.tasks] == ["c"]
     reasons = [r["reason"] for r in batch.rejected]
     assert "key is 201 characters long; at most 200 are stored" in reasons[0]
