@@ -432,10 +432,37 @@ def _frame_from_records(feed: CompetitorFeed, records: list[dict[str, Any]]) -> 
     )
 
 
+def _misshapen_line(text: str) -> str | None:
+    """'line N has X cells, the header has Y' for the first row whose width differs from the header's, else None.
+
+    pandas would read rows that all carry one extra cell by making the first column the index (every value then
+    lands one column to the left: the price read as the sku) and fill short rows with blanks (read as "in stock,
+    observed now"): neither is what the feed says, so such a feed is refused whole and its last good snapshot
+    stands in."""
+    try:
+        rows = csv.reader(io.StringIO(text))
+        header = next(rows, None)
+        if header is None:
+            return None
+        for row in rows:
+            if row and len(row) != len(header):
+                return f"line {rows.line_num} has {len(row)} cells, the header has {len(header)}"
+    except csv.Error:
+        return None  # pandas reports it below, with its position
+    return None
+
+
 def _csv_frame(feed: CompetitorFeed, text: str) -> pd.DataFrame:
+    misshapen = _misshapen_line(text)
+    if misshapen is not None:
+        raise MalformedFeedError(
+            f"feed '{feed.label}' is not valid CSV: {misshapen}",
+            hint="every row of the feed must have one cell per column of its header; ask the competitor to fix "
+            "the export (a value with a comma must be quoted)",
+        )
     try:
         # Everything as text: parsing values is ours to do, row by row, without failing the document.
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
         raise MalformedFeedError(
             f"feed '{feed.label}' is not valid CSV: {str(exc).strip()}",
@@ -492,6 +519,10 @@ def _in_stock(value: Any) -> bool:
     return str(value).strip().lower() in _TRUE_WORDS
 
 
+_EARLIEST_OBSERVED = pd.Timestamp("1970-01-01", tz="UTC")
+_LATEST_OBSERVED = pd.Timestamp("2200-01-01", tz="UTC")
+
+
 def _observed_at(value: Any, fetched_at: pd.Timestamp) -> pd.Timestamp:
     if _blank(value):
         return fetched_at
@@ -499,14 +530,21 @@ def _observed_at(value: Any, fetched_at: pd.Timestamp) -> pd.Timestamp:
         if isinstance(value, bool):
             return pd.NaT
         if isinstance(value, int | float):
-            return pd.Timestamp(value, unit="s", tz="UTC")
-        stamp = pd.Timestamp(str(value).strip())
+            # Unix seconds; anything past year 5000 is not one (and pandas wraps such numbers silently).
+            if not -1e11 < value < 1e11:
+                return pd.NaT
+            stamp = pd.Timestamp(value, unit="s", tz="UTC")
+        else:
+            stamp = pd.Timestamp(str(value).strip())
     except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
         return pd.NaT
     if stamp is pd.NaT:
         return pd.NaT
     # A feed without an offset is read as UTC; guessing the competitor's local zone would be worse.
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    # Pandas keeps far years at a coarser resolution, and the offers table holds nanoseconds: an observation
+    # outside 1970-2200 is not a readable time (quarantined), not a crash of the whole feed.
+    return stamp if _EARLIEST_OBSERVED <= stamp <= _LATEST_OBSERVED else pd.NaT
 
 
 def empty_offers() -> pd.DataFrame:
