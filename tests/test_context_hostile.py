@@ -20,6 +20,7 @@ from framework2.tasks.context.requirements import MAX_FILE_BYTES, parse_requirem
 from framework2.tasks.context.safe_yaml import MAX_DEPTH, MAX_YAML_CHARS
 from framework2.tasks.context.source_checks import branch_problem
 from framework2.tasks.context.sources import checkout_directory
+from tests.test_context_sources import git
 
 
 def write(root: Path, name: str, text: str) -> None:
@@ -173,11 +174,6 @@ def test_a_pattern_reaching_outside_the_folder_is_refused(tmp_path: Path, patter
 # --- requirements sources ------------------------------------------------------------------------------------
 
 INJECTED = "--upload-pack=touch {marker}; git-upload-pack"
-
-
-def git(*args: str, cwd: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
 
 @pytest.fixture
