@@ -27,6 +27,11 @@ from tests.conftest import free_port
 from tests.test_webhooks import PATH, make_secret, make_settings, rows, serve, signed
 
 
+# The session's Prefect server, late in a long run on a loaded 2-core machine, has been seen to take over 10 s
+# (the relay's own timeout) to answer; steps that must succeed get this much patience.
+SLOW_SERVER = 60.0
+
+
 class Forwarder:
     """A TCP forwarder on a fixed loopback port to ``upstream``: ``forward``, ``drop_answers`` (the request
     reaches Prefect, the reply never reaches the client) or stopped (connection refused)."""
@@ -161,17 +166,19 @@ def test_relay_hands_each_webhook_to_prefect_as_exactly_one_event(prefect_server
             },
             "actions": [{"type": "do-nothing"}],
         },
+        timeout=SLOW_SERVER,
     )
     automation.raise_for_status()
     automation_id = automation.json()["id"]
+    prefect = outbox.prefect_api_client(prefect_server, timeout=SLOW_SERVER)
     try:
-        assert outbox.relay_once(engine, prefect_server) == outbox.RelayResult(3, 0)
-        assert outbox.relay_once(engine, prefect_server) == outbox.RelayResult(0, 0)  # nothing left to send
+        assert outbox.relay_once(engine, prefect) == outbox.RelayResult(3, 0)
+        assert outbox.relay_once(engine, prefect) == outbox.RelayResult(0, 0)  # nothing left to send
         assert {r.status for r in rows(store_url)} == {"delivered"} and outbox.queue_depth(engine) == 0
         # As if the answer had been lost after Prefect took them: the relay sends the same events again.
         with session_scope(engine) as session:
             session.exec(update(WebhookDelivery).values(status="queued"))  # type: ignore[call-overload]
-        assert outbox.relay_once(engine, prefect_server) == outbox.RelayResult(3, 0)
+        assert outbox.relay_once(engine, prefect) == outbox.RelayResult(3, 0)
 
         ids = [a["event_id"] for a in accepted]
         events = prefect_events(prefect_server, ids, expected=3)
@@ -185,7 +192,8 @@ def test_relay_hands_each_webhook_to_prefect_as_exactly_one_event(prefect_server
             },
         )
     finally:
-        httpx.delete(f"{prefect_server}/automations/{automation_id}")
+        httpx.delete(f"{prefect_server}/automations/{automation_id}", timeout=SLOW_SERVER)
+        prefect.close()
     assert sorted(e["id"] for e in events) == sorted(ids)  # each once
     assert sorted(e["payload"]["triggering_event"]["id"] for e in fired) == sorted(ids)  # fired once for each
     by_key = {e["payload"]["key"]: e for e in events}
@@ -201,7 +209,8 @@ def test_prefect_down_mid_stream_keeps_rows_queued_then_delivers_each_once(
 ) -> None:
     engine = open_store()
     first = enqueue(engine, 2, "early")
-    assert outbox.relay_once(engine, forwarder.api) == outbox.RelayResult(2, 0)
+    with outbox.prefect_api_client(forwarder.api, timeout=SLOW_SERVER) as patient:
+        assert outbox.relay_once(engine, patient) == outbox.RelayResult(2, 0)
 
     forwarder.stop()  # the Prefect API goes away
     later = enqueue(engine, 3, "late")
