@@ -50,20 +50,21 @@ def _assert_sound(result: BacktestResult) -> None:
 
 
 def test_7digital_backlog_scope_dates_hold_and_beat_the_12_week_throughput_baseline() -> None:
-    """41 monthly cut-offs of 7digital's prioritised-but-not-done scope (measured: P50 51 %, P85 78 %, P95 90 %,
-    P50/actual x1.13; pinball 34/26 days vs the baseline's 54/87, whose P85 held in 2 %)."""
+    """41 monthly cut-offs of 7digital's prioritised-but-not-done scope (measured: P50 56 %, P85 80 %, P95 95 %,
+    P50/actual x1.05; pinball 35/27 days vs the baseline's 54/87, whose P85 held in 2 %). The draws are seeded,
+    so this is the issue's target itself, not a band around it."""
     result = _replay(with_backlog=True)
 
     _assert_sound(result)
     assert len(result.cases) >= 40
-    assert 0.35 <= result.at(50).share <= 0.70
-    assert 0.70 <= result.at(85).share <= 0.95
+    assert 0.40 <= result.at(50).share <= 0.60
+    assert 0.80 <= result.at(85).share <= 0.90
     assert result.baseline.at(85).share < 0.2  # "when are N items done" is the wrong question for these items
 
 
 def test_7digital_work_in_progress_dates_hold_when_the_tracker_only_records_starts() -> None:
     """Without the prioritised date every open item is running: when is the last of them done? (measured:
-    P50 45 %, P85 90 %, P50/actual x0.91; pinball 14/9 days vs the baseline's 19/29)."""
+    P50 45 %, P85 90 %, P50/actual x0.93; pinball 14/9 days vs the baseline's 19/29)."""
     result = _replay(with_backlog=False)
 
     _assert_sound(result)

@@ -26,7 +26,6 @@ from framework2.store.models import WebhookDelivery
 from tests.conftest import free_port
 from tests.test_webhooks import PATH, make_secret, make_settings, rows, serve, signed
 
-
 # The session's Prefect server, late in a long run on a loaded 2-core machine, has been seen to take over 10 s
 # (the relay's own timeout) to answer; steps that must succeed get this much patience.
 SLOW_SERVER = 60.0

@@ -9,9 +9,9 @@ PPMS learns how long work takes from a tracker's history, where two things are a
 - **Heavy tails.** Most items take about what is usual, a few take many times longer. The empirical
   distribution keeps the tail that the data show; beyond its last tenth an exponential in log space (a
   Pareto tail in days) is fitted to the values above that point (censored ones included, as in a censored
-  exponential fit) and **capped at twice the longest value seen**: the data say nothing about what lies
-  further out, and an unbounded fit replayed over hundreds of items produced completion dates in the year
-  5185. The Pareto index is kept between ``MIN_TAIL_INDEX`` and ``MAX_TAIL_INDEX``.
+  exponential fit) and **capped at twice the longest value seen** (three times for waits, ``waits.py``): the
+  data say nothing about what lies further out, and an unbounded fit replayed over hundreds of items produced
+  completion dates in the year 5185. The Pareto index is kept between ``MIN_TAIL_INDEX`` and ``MAX_TAIL_INDEX``.
 
 Items already past half that cap (running about as long as the longest thing the history holds) keep an
 uncapped exponential tail *from where they are*: their remaining time is never zero and grows with how long
@@ -67,12 +67,19 @@ class CensoredDistribution:
     largest: float  # largest value seen (event or censored)
     inverse: np.ndarray  # value at survival level k / INVERSE_LEVELS (the empirical part's inverse, tabulated)
     inverse32: np.ndarray  # the same in single precision, for big scopes' single-precision draws
+    cap_factor: float = CAP_FACTOR  # the cap is this many times the longest value seen
 
     @classmethod
     def fit(
-        cls, log_values: np.ndarray, observed: np.ndarray, weights: np.ndarray | None = None
+        cls,
+        log_values: np.ndarray,
+        observed: np.ndarray,
+        weights: np.ndarray | None = None,
+        *,
+        cap_factor: float = CAP_FACTOR,
     ) -> CensoredDistribution:
-        """Fit to ``log_values`` where ``observed`` is False for censored ones (lasted at least that long)."""
+        """Fit to ``log_values`` where ``observed`` is False for censored ones (lasted at least that long); the
+        tail is capped at ``cap_factor`` times the longest value seen."""
         v = np.asarray(log_values, dtype=float)
         seen = np.asarray(observed, dtype=bool)
         w = np.ones(len(v)) if weights is None else np.asarray(weights, dtype=float)
@@ -125,12 +132,13 @@ class CensoredDistribution:
             threshold=threshold,
             tail_mass=tail_mass,
             index=index,
-            cap=max(largest, threshold) + math.log(CAP_FACTOR),
+            cap=max(largest, threshold) + math.log(cap_factor),
             events=int(seen.sum()),
             censored=int((~seen).sum()),
             largest=largest,
             inverse=values[first],
             inverse32=values[first].astype(np.float32),
+            cap_factor=cap_factor,
         )
 
     # --- the survival function and its inverse ----------------------------------------------------------
@@ -154,7 +162,7 @@ class CensoredDistribution:
 
         ``floors`` broadcasts against ``uniforms`` (one per row is cheapest). Where a floor is at or past the cap,
         the value is the floor plus an exponential excess at the tail's rate (never equal to the floor, growing
-        with it); so is it within a factor ``CAP_FACTOR`` of the cap, where the capped distribution would leave
+        with it); so is it within a factor ``cap_factor`` of the cap, where the capped distribution would leave
         almost nothing above it. The empirical part is inverted through a table of ``INVERSE_LEVELS`` survival
         levels (at most 1/65,536 of probability off, towards the longer value): a binary search per draw was
         most of a 2,000-task forecast's time.
@@ -175,10 +183,10 @@ class CensoredDistribution:
             share = np.clip(level[tail].astype(float) / max(self.tail_mass, _TINY), 0.0, 1.0)
             out[tail] = self.threshold - np.log(share * (1.0 - top) + top) / self.index
         np.maximum(out, floors.astype(dtype), out=out)
-        # Within a factor CAP_FACTOR of the cap, the capped distribution would squeeze the rest of an item
+        # Within a factor cap_factor of the cap, the capped distribution would squeeze the rest of an item
         # into the sliver below the cap ("done tomorrow" for the longest-running work): such items get the
         # open tail from where they are instead.
-        beyond = np.broadcast_to(floors >= self.cap - math.log(CAP_FACTOR), out.shape)
+        beyond = np.broadcast_to(floors >= self.cap - math.log(self.cap_factor), out.shape)
         if beyond.any():
             wide = np.broadcast_to(floors, out.shape)
             excess = -np.log(np.broadcast_to(u, out.shape)[beyond].astype(float)) / self.index
@@ -194,5 +202,5 @@ class CensoredDistribution:
         return (
             f"{self.events} finished and {self.censored} still running (counted as lasting at least as long as "
             f"they have so far); beyond the top {TAIL_SHARE:.0%} a Pareto tail of index {self.index:.2g}, capped at "
-            f"x{CAP_FACTOR:g} the longest seen"
+            f"x{self.cap_factor:g} the longest seen"
         )
