@@ -150,6 +150,15 @@ class PricingGuardrails(Section):
         "hold", description="Without a usable elasticity: keep the current price, or cost x (1 + cost_plus_markup)."
     )
     cost_plus_markup: float = Field(0.30, ge=0)
+    min_confidence: float = Field(
+        0.8,
+        ge=0,
+        lt=1,
+        description=(
+            "Move a price only when the odds that the move raises profit (over the elasticity's uncertainty) are at "
+            "least this; below, the price holds and says why. 0 moves on the point estimate alone."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> PricingGuardrails:

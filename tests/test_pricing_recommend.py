@@ -13,8 +13,8 @@ from framework2.sample.market import generate_market
 from framework2.tasks.pricing import baseline_units, estimate_elasticities, price_positions
 from framework2.tasks.pricing.recommend import BINDINGS, RECOMMENDATION_COLUMNS, optimal_price, recommend_prices
 
-# Bands and endings off unless a test turns them on, so expected prices are exact.
-PLAIN = PricingGuardrails(price_ending=None, competitor_band_low=None, competitor_band_high=None)
+# Bands, endings and the confidence rule off unless a test turns them on, so expected prices are exact.
+PLAIN = PricingGuardrails(price_ending=None, competitor_band_low=None, competitor_band_high=None, min_confidence=0)
 
 
 def _recommend(
@@ -274,3 +274,51 @@ def test_full_pipeline_on_a_generated_market_respects_every_hard_limit():
     assert set(recs["binding_guardrail"].dropna()) <= set(BINDINGS)
     assert recs["explanation"].str.len().gt(20).all()
     assert (recs["profit_delta_low"] <= recs["profit_delta_high"]).all()
+
+
+# --- move only when it pays: the odds that a move raises profit ----------------------------------------------
+
+CONFIDENT = PLAIN.model_copy(update={"min_confidence": 0.8})
+
+
+def test_a_move_whose_odds_of_paying_are_poor_holds_and_says_the_odds():
+    # Optimum 20 at e = -2, but within e's uncertainty the optimum lies anywhere from ~18 to ~23: a 19.50 -> 20.00
+    # move pays only about as often as it costs.
+    rec = _recommend(cost=10.0, price=19.5, elasticity=-2.0, se=0.2, policy=CONFIDENT)
+    assert rec["recommended_price"] == 19.5 and rec["change_pct"] == 0.0
+    assert rec["binding_guardrail"] == "low_confidence" and "low_confidence" in BINDINGS
+    assert 0.3 < rec["gain_odds"] < 0.8
+    assert "held at 19.50: the move to 20.00 raises profit with odds" in rec["explanation"]
+    assert "under the 80% required" in rec["explanation"]
+    assert not rec["needs_approval"] and rec["profit_delta"] == 0.0
+
+
+def test_a_move_that_pays_under_nearly_every_elasticity_goes_ahead_with_its_odds():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, se=0.1, policy=CONFIDENT)  # optimum 30, capped at 22
+    assert rec["recommended_price"] == 22.0 and rec["binding_guardrail"] == "max_change"
+    assert rec["gain_odds"] >= 0.8
+    assert "odds it raises profit" in rec["explanation"]
+
+
+def test_a_price_below_the_cost_floor_moves_to_the_floor_whatever_the_odds():
+    rec = _recommend(cost=10.0, price=9.0, elasticity=-2.0, se=5.0, policy=CONFIDENT)
+    assert rec["recommended_price"] == pytest.approx(10.5) and rec["binding_guardrail"] == "min_markup"
+
+
+def test_without_an_elasticity_there_are_no_odds_and_the_missing_data_rule_decides():
+    rec = _recommend(cost=10.0, price=19.5, elasticity=None, policy=CONFIDENT)
+    assert rec["binding_guardrail"] == "missing_data" and np.isnan(rec["gain_odds"])
+
+
+def test_gain_odds_are_the_normal_probability_that_the_elasticity_makes_the_move_pay():
+    from framework2.tasks.pricing.recommend import gain_odds
+
+    cost, cur, e, se = 10.0, 20.0, np.array([-1.6, -2.0, -2.4]), 0.3
+    for rec in (21.0, 19.0):
+        odds = gain_odds(
+            np.full(3, rec), np.full(3, cur), np.full(3, cost), e, np.full(3, se), n_draws=200_000, seed=1
+        )
+        # Profit rises iff e * log(rec/cur) > log((cur - c)/(rec - c)): a threshold on e.
+        threshold = np.log((cur - cost) / (rec - cost)) / np.log(rec / cur)
+        expected = norm.sf((threshold - e) / se) if rec > cur else norm.cdf((threshold - e) / se)
+        assert odds == pytest.approx(expected, abs=0.005)

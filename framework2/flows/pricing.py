@@ -41,6 +41,7 @@ from framework2.tasks.pricing.elasticity import baseline_units
 from framework2.tasks.pricing.market import category_positions, undercuts
 from framework2.tasks.pricing.partitions import price_catalogue
 from framework2.tasks.pricing.report import (
+    held_for_confidence,
     positioning_chart,
     projected_totals,
     recommendation_rows,
@@ -300,6 +301,7 @@ def _publish(
                 position_changes=changes,
                 previous_run_at=as_utc(previous.started_at).strftime("%Y-%m-%d %H:%M UTC") if previous else None,
                 chart_uri=chart,
+                held=held_for_confidence(recs),
             ),
             description="PPIS: what changed since the last run, feeds, positioning chart",
         )

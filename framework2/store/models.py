@@ -204,6 +204,9 @@ class PriceRecommendation(SQLModel, table=True):
     revenue_delta: float | None = None
     revenue_delta_low: float | None = None
     revenue_delta_high: float | None = None
+    gain_odds: float | None = Field(
+        default=None, description="P(the move raises profit) over the elasticity's uncertainty; None without one."
+    )
     status: str = Field(
         max_length=24,
         description="applied | unchanged | pending_approval | approved | rejected | advisory | superseded",

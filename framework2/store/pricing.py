@@ -216,6 +216,7 @@ RECOMMENDATION_COLUMNS = [
     "revenue_delta",
     "revenue_delta_low",
     "revenue_delta_high",
+    "gain_odds",
     "explanation",
     "status",
 ]

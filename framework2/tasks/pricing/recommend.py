@@ -42,7 +42,7 @@ from framework2.tasks.pricing.elasticity import catalogue_index
 from framework2.tasks.pricing.inputs import MONEY
 
 GUARDRAILS = ("min_markup", "max_markup", "max_change", "competitor_band_low", "competitor_band_high")
-BINDINGS = (*GUARDRAILS, "inelastic_demand", "missing_data")
+BINDINGS = (*GUARDRAILS, "inelastic_demand", "missing_data", "low_confidence")
 _MIN_MARKUP, _MAX_MARKUP, _MAX_CHANGE, _BAND_LOW, _BAND_HIGH = range(5)
 _EPS = 1e-9
 _DRAW_CHUNK = 20_000
@@ -68,6 +68,7 @@ RECOMMENDATION_COLUMNS = [
     "profit_delta",
     "profit_delta_low",
     "profit_delta_high",
+    "gain_odds",
     "explanation",
 ]
 
@@ -203,7 +204,15 @@ def recommend_prices(
 
     cents = _to_cents(clipped, lo, hi)
     ended, end_applied, end_skipped = _apply_ending(cents, lo, cur, ending, skip=missing & hold)
-    rec = ended
+    proposed = ended
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moved = np.isfinite(proposed / cur) & (np.abs(proposed / cur - 1) > _EPS)
+        # A current price outside the guardrails must move whatever the odds (the floor, a band).
+        forced = (cur < lo * (1 - _EPS)) | (cur > hi * (1 + _EPS))
+    odds = np.where(moved & ~missing, gain_odds(proposed, cur, cost, e, se, n_draws=n_draws, seed=seed), np.nan)
+    unsure = moved & ~missing & ~forced & ~(odds >= policy.min_confidence)
+    rec = np.where(unsure, cur, proposed)
+    binding[unsure] = "low_confidence"
     with np.errstate(invalid="ignore", divide="ignore"):
         change = rec / cur - 1
     needs_approval = ~(np.abs(change) <= policy.approval_change_pct + _EPS)
@@ -237,6 +246,10 @@ def recommend_prices(
         conflicts=conflicts,
         change=change,
         needs_approval=needs_approval,
+        unsure=unsure,
+        proposed=proposed,
+        odds=odds,
+        min_confidence=policy.min_confidence,
         min_m=min_m,
         max_m=max_m,
         max_c=max_c,
@@ -259,6 +272,7 @@ def recommend_prices(
             "elasticity_high": e_high,
             "baseline_units": base,
             **proj,
+            "gain_odds": odds,
             "explanation": explanation,
         },
         index=index,
@@ -297,6 +311,40 @@ def _apply_ending(
         reverses = (price > cur) & (rounded < cur)
         fits = wanted & (rounded >= lo - _EPS) & (rounded > 0) & ~reverses
     return np.where(fits, rounded, price), fits, wanted & ~fits
+
+
+def gain_odds(
+    rec: np.ndarray,
+    cur: np.ndarray,
+    cost: np.ndarray,
+    e: np.ndarray,
+    se: np.ndarray,
+    *,
+    n_draws: int,
+    seed: int,
+) -> np.ndarray:
+    """P(moving from ``cur`` to ``rec`` raises profit) over normal draws of the elasticity; NaN without one.
+
+    Under q = A p^e the profit change is A cur^e [(rec - c)(rec/cur)^e - (cur - c)]: its sign does not depend on
+    how many units sell, so no baseline is needed. The draws are ``_project``'s (same seed), so the odds and
+    the profit band come from the same elasticities.
+    """
+    n = len(rec)
+    out = np.full(n, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_r = np.log(rec / cur)
+    ok = np.isfinite(log_r) & np.isfinite(e) & np.isfinite(cost)
+    if not ok.any():
+        return out
+    spread = np.where(np.isfinite(se), se, 0.0)
+    z = np.random.default_rng(seed).standard_normal(n_draws)
+    for start in range(0, n, _DRAW_CHUNK):
+        s = slice(start, min(start + _DRAW_CHUNK, n))
+        draws = e[s, None] + spread[s, None] * z[None, :]
+        with np.errstate(invalid="ignore", over="ignore"):
+            gain = (rec[s] - cost[s])[:, None] * np.exp(draws * log_r[s, None]) - (cur[s] - cost[s])[:, None]
+        out[s] = np.where(ok[s], (gain > 0).mean(axis=1), np.nan)
+    return out
 
 
 def _project(
@@ -371,6 +419,10 @@ def _explain(
     conflicts: np.ndarray,
     change: np.ndarray,
     needs_approval: np.ndarray,
+    unsure: np.ndarray,
+    proposed: np.ndarray,
+    odds: np.ndarray,
+    min_confidence: float,
     min_m: np.ndarray,
     max_m: np.ndarray,
     max_c: np.ndarray,
@@ -419,6 +471,13 @@ def _explain(
             parts.append(f"ending {label} skipped (would leave the limits or reverse the move)")
         if conflicts[i]:
             parts.append(f"overrode {conflicts[i]} (contradicted higher-priority limits)")
+        if unsure[i]:
+            parts.append(
+                f"held at {rec[i]:.2f}: the move to {proposed[i]:.2f} raises profit with odds {odds[i]:.0%}, "
+                f"under the {min_confidence:.0%} required"
+            )
+        elif np.isfinite(odds[i]):
+            parts.append(f"odds it raises profit {odds[i]:.0%}")
         if needs_approval[i]:
             moved = f" ({change[i]:+.1%})".replace("-", "\u2212") if np.isfinite(change[i]) else ""
             parts.append(f"needs approval{moved}")

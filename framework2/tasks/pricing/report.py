@@ -78,11 +78,26 @@ def recommendation_rows(recs: pd.DataFrame, limit: int = 50) -> list[dict]:
                 "binding": r["binding_guardrail"] or "—",
                 "elasticity": _interval(r["elasticity"], r["elasticity_low"], r["elasticity_high"]),
                 "profit_Δ/day": _interval(r["profit_delta"], r["profit_delta_low"], r["profit_delta_high"]),
+                "odds_gain": _odds(r.get("gain_odds")),
                 "status": r["status"],
                 "why": r["explanation"],
             }
         )
     return rows
+
+
+def _odds(value: object) -> str:
+    """P(profit gain) as a percentage; a dash where there is none (no elasticity, no move)."""
+    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+        return "—"
+    return f"{value:.0%}"
+
+
+def held_for_confidence(recs: pd.DataFrame) -> pd.DataFrame:
+    """The SKUs whose move was held because its odds of raising profit were under ``min_confidence``."""
+    if recs.empty or "binding_guardrail" not in recs.columns:
+        return recs.iloc[0:0]
+    return recs[recs["binding_guardrail"] == "low_confidence"]
 
 
 def _interval(mid: float, low: float, high: float) -> str:
@@ -131,6 +146,7 @@ def summary_markdown(
     position_changes: pd.DataFrame | None,
     previous_run_at: str | None,
     chart_uri: str,
+    held: pd.DataFrame | None = None,
 ) -> str:
     """The hourly summary: what changed since the last run, feed health, and the chart."""
     lines = ["# PPIS hourly pricing", ""]
@@ -144,6 +160,14 @@ def summary_markdown(
         f"Projected profit effect of the applied and waiting changes: **{totals.profit:+,.2f}/day** "
         f"(90 % band {totals.profit_low:+,.2f} to {totals.profit_high:+,.2f}); revenue {totals.revenue:+,.2f}/day."
     )
+    if held is not None and len(held):
+        lines += [
+            "",
+            f"**{len(held)} moves held for low confidence**: the odds that they raise profit, over the elasticity's "
+            "uncertainty, were under the `minConfidence` required; e.g.:",
+        ]
+        for sku, r in held.head(10).iterrows():
+            lines.append(f"  - {sku}: {r['explanation']}")
     lines += ["", "## Since the last run" + (f" ({previous_run_at})" if previous_run_at else ""), ""]
     if position_changes is None:
         lines.append("- First run: nothing to compare with.")
