@@ -315,9 +315,7 @@ def test_gain_odds_are_the_normal_probability_that_the_elasticity_makes_the_move
 
     cost, cur, e, se = 10.0, 20.0, np.array([-1.6, -2.0, -2.4]), 0.3
     for rec in (21.0, 19.0):
-        odds = gain_odds(
-            np.full(3, rec), np.full(3, cur), np.full(3, cost), e, np.full(3, se), n_draws=200_000, seed=1
-        )
+        odds = gain_odds(np.full(3, rec), np.full(3, cur), np.full(3, cost), e, np.full(3, se), n_draws=200_000, seed=1)
         # Profit rises iff e * log(rec/cur) > log((cur - c)/(rec - c)): a threshold on e.
         threshold = np.log((cur - cost) / (rec - cost)) / np.log(rec / cur)
         expected = norm.sf((threshold - e) / se) if rec > cur else norm.cdf((threshold - e) / se)
