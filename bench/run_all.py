@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 # name → (script, arguments for --quick)
 BENCHES: dict[str, tuple[str, list[str]]] = {
     "pricing": ("pricing_bench.py", ["--quick"]),
+    "pricing_scenarios": ("pricing_scenarios.py", ["--quick"]),
     "rollback": ("rollback_bench.py", ["--runs", "2"]),
     "forecast": ("forecast_bench.py", ["--quick"]),
     "forecast_real": ("forecast_real.py", ["--quick"]),
