@@ -39,6 +39,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from framework2.errors import DataError
+from framework2.tasks.pricing.demand_factors import FACTOR_PASSES, DemandFactors, promo_lift, temporary_cuts
 
 PRIOR_MEAN = -1.5
 PRIOR_SD = 1.0
@@ -62,6 +63,7 @@ ESTIMATE_COLUMNS = [
     "log_price_std",
     "source",
     "category",
+    "promo_lift",
 ]
 
 
@@ -90,15 +92,21 @@ def sku_codes(sku: pd.Series, index: pd.Index) -> np.ndarray:
     return index.get_indexer(sku.astype(str))
 
 
+def _usable_rows(sales: pd.DataFrame, index: pd.Index) -> tuple[np.ndarray, ...]:
+    """SKU position, price, units of every row, and which rows can be used."""
+    code = sku_codes(sales["sku"], index)
+    price = pd.to_numeric(sales["price"], errors="coerce").to_numpy(dtype=float)
+    units = pd.to_numeric(sales["units"], errors="coerce").to_numpy(dtype=float)
+    ok = (code >= 0) & np.isfinite(price) & (price > 0) & np.isfinite(units) & (units >= 0)
+    return code, price, units, ok
+
+
 def usable_sales(sales: pd.DataFrame, index: pd.Index, *, require: bool = True) -> tuple[np.ndarray, ...]:
     """SKU position, price and units of the rows that can be used: a catalogue SKU, price > 0, units >= 0.
 
     DataError when ``require`` and no row is usable.
     """
-    code = sku_codes(sales["sku"], index)
-    price = pd.to_numeric(sales["price"], errors="coerce").to_numpy(dtype=float)
-    units = pd.to_numeric(sales["units"], errors="coerce").to_numpy(dtype=float)
-    ok = (code >= 0) & np.isfinite(price) & (price > 0) & np.isfinite(units) & (units >= 0)
+    code, price, units, ok = _usable_rows(sales, index)
     if not ok.all():
         code, price, units = code[ok], price[ok], units[ok]
     if len(code) == 0 and require:
@@ -114,8 +122,9 @@ def _fit_poisson(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised Poisson fit of log mu = a + e*x per SKU code on grouped days.
 
-    Each row is a group of ``w`` days of one SKU at one price with unit sum ``y`` and sum of squares
-    ``yy`` (the Poisson sufficient statistics, plus what the Pearson statistic needs). Returns the
+    Each row is a group of days of one SKU at one price with exposure ``w`` (the number of days, or the sum
+    of the days' calendar and promotion factors), unit sum ``y`` and ``yy`` = sum of units^2 / factor (the
+    Poisson sufficient statistics, plus what the Pearson statistic needs). Returns the intercept, the
     slope, its quasi-Poisson variance and whether the fit converged.
     """
     n_sku = len(n_days)
@@ -174,7 +183,7 @@ def _fit_poisson(
     with np.errstate(divide="ignore", invalid="ignore"):
         var_e = s0 / (s0 * s2 - s1 * s1)
         dispersion = np.maximum(1.0, pearson / np.maximum(n_days - 2, 1))
-    return e, var_e * dispersion, converged
+    return a, e, var_e * dispersion, converged
 
 
 def _fit_grouped(
@@ -184,11 +193,16 @@ def _fit_grouped(
     usable: np.ndarray,
     mean_logp: np.ndarray,
     n_days: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Collapse the usable SKUs' days to one row per (SKU, price) and fit them all at once."""
+    factor: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Collapse the usable SKUs' days to one row per (SKU, price) and fit them all at once.
+
+    ``factor`` (one per row) multiplies a day's expected units for what is not price: weekday, the week's
+    level, a promotion. Returns intercept, slope, slope variance and convergence per usable SKU."""
     rows = usable[code]
     fit_code = (np.cumsum(usable) - 1)[code[rows]]
     price, units = price[rows], units[rows]
+    f = np.ones(len(price)) if factor is None else factor[rows]
     # Days at the same price carry the same x, so their unit sums are sufficient: prices repeat a
     # lot (regular price, a few promotions) and this cuts the rows the Newton loop touches ~10-20x.
     price_id, price_values = pd.factorize(price)
@@ -196,9 +210,9 @@ def _fit_grouped(
     g_code = (keys // len(price_values)).astype(np.intp)
     g_logp = np.log(price_values[keys % len(price_values)])
     g_x = g_logp - mean_logp[usable][g_code]
-    w = np.bincount(group).astype(float)
+    w = np.bincount(group, weights=f)
     y = np.bincount(group, weights=units)
-    yy = np.bincount(group, weights=units * units)
+    yy = np.bincount(group, weights=units * units / f)
     return _fit_poisson(g_code, g_x, y, w, yy, n_days[usable].astype(float))
 
 
@@ -210,8 +224,12 @@ def estimate_elasticities(
     min_days: int = 14,
     interval: float = 0.90,
     require_sales: bool = True,
+    factors: bool = True,
 ) -> pd.DataFrame:
     """Partially pooled own-price elasticity for every catalogue SKU (see module docstring).
+
+    ``factors`` (with a ``day`` column) divides out each category's week level, weekday and promotion lift
+    (``demand_factors.py``); a ``promo`` column marks promotion days, else temporary price cuts count as them.
 
     ``require_sales=False`` is for one partition of a catalogue (whole categories): a partition whose SKUs
     sold nothing gets the prior, as those SKUs would in the whole run; the caller checks the whole run.
@@ -227,7 +245,20 @@ def estimate_elasticities(
 
     index = catalogue_index(catalogue)
     n_sku = len(index)
-    code, price, units = usable_sales(sales, index, require=require_sales)
+    code, price, units, ok = _usable_rows(sales, index)
+    if not ok.all():
+        code, price, units = code[ok], price[ok], units[ok]
+    if len(code) == 0 and require_sales:
+        usable_sales(sales, index)  # raises the no-usable-rows error
+    day, promo = _calendar(sales, ok) if factors else (None, None)
+    if day is not None and promo is None and len(day):
+        promo = temporary_cuts(code, day - day.min(), price, n_sku)
+    days_seen = np.bincount(code, minlength=n_sku)  # every usable day, promotions included
+    on_promo: tuple[np.ndarray, ...] | None = None
+    if day is not None and promo is not None and promo.any():
+        on_promo = code[promo], price[promo], units[promo], day[promo]
+        regular = ~promo
+        code, price, units, day = code[regular], price[regular], units[regular], day[regular]
 
     logp = np.log(price)
     n_days = np.bincount(code, minlength=n_sku)
@@ -242,17 +273,41 @@ def estimate_elasticities(
     usable = (selling >= min_days) & (lp_std >= min_log_price_std)
     own = np.full(n_sku, np.nan)
     own_se = np.full(n_sku, np.nan)
+    category = catalogue["category"].astype(object).where(catalogue["category"].notna(), "(none)").astype(str)
+    cat_code, cat_names = pd.factorize(category.to_numpy())
+    n_cat = len(cat_names)
+    lift = np.full(n_cat, np.nan)
     if usable.any():
-        e_fit, var_fit, conv = _fit_grouped(code, price, units, usable, mean_logp, n_days)
+        a_fit, e_fit, var_fit, conv = _fit_grouped(code, price, units, usable, mean_logp, n_days)
+        position = np.cumsum(usable) - 1
+        if day is not None and len(day):
+            rows = usable[code]
+            first = int(day.min()) if on_promo is None else int(min(day.min(), on_promo[3].min()))
+            first -= first % 7  # weeks from a Monday: the same weeks in any partition
+            fitted = DemandFactors(cat_code[code[rows]], day[rows], n_cat, first)
+            x_rows = np.log(price[rows]) - mean_logp[code[rows]]
+            factor = np.ones(len(code))
+            for _ in range(FACTOR_PASSES):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    expected = np.exp(a_fit[position[code[rows]]] + e_fit[position[code[rows]]] * x_rows)
+                fitted.update(units[rows], np.where(np.isfinite(expected), expected, 0.0))
+                factor[rows] = fitted.factor()
+                a_fit, e_fit, var_fit, conv = _fit_grouped(code, price, units, usable, mean_logp, n_days, factor)
+            if on_promo is not None:
+                p_code, p_price, p_units, p_day = on_promo
+                mine = usable[p_code] & conv[position[p_code]]
+                at = position[p_code[mine]]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    expected = np.exp(a_fit[at] + e_fit[at] * (np.log(p_price[mine]) - mean_logp[p_code[mine]]))
+                expected *= fitted.factor(cat_code[p_code[mine]], p_day[mine])
+                finite = np.isfinite(expected)
+                lift = promo_lift(cat_code[p_code[mine]][finite], p_units[mine][finite], expected[finite], n_cat)
         with np.errstate(invalid="ignore"):
             se_fit = np.sqrt(var_fit)
         good = conv & np.isfinite(e_fit) & np.isfinite(se_fit) & (se_fit > 0) & (np.abs(e_fit) < MAX_ABS_ELASTICITY)
         own[usable] = np.where(good, e_fit, np.nan)
         own_se[usable] = np.where(good, se_fit, np.nan)
 
-    category = catalogue["category"].astype(object).where(catalogue["category"].notna(), "(none)").astype(str)
-    cat_code, cat_names = pd.factorize(category.to_numpy())
-    n_cat = len(cat_names)
     has_own = np.isfinite(own)
     mu, tau2, var_mu, pooled_ok = _pool(cat_code[has_own], own[has_own], own_se[has_own], n_cat)
 
@@ -276,14 +331,34 @@ def estimate_elasticities(
             "own_estimate": own,
             "own_se": own_se,
             "shrinkage": shrink,
-            "n_days": n_days,
+            "n_days": days_seen,
             "log_price_std": lp_std,
             "source": source.astype(object),
             "category": category.to_numpy(),
+            "promo_lift": lift[cat_code],
         },
         index=index,
     )
     return out
+
+
+def _calendar(sales: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Day number (days since 1970-01-05, a Monday: weeks and weekdays line up in any partition) and promotion
+    flag of the usable rows; (None, None) without a usable ``day`` column."""
+    if "day" not in sales.columns:
+        return None, None
+    when = pd.to_datetime(sales["day"], errors="coerce")
+    if getattr(when.dt, "tz", None) is not None:
+        when = when.dt.tz_convert(None)
+    when = when[ok]
+    if when.isna().any():
+        return None, None
+    day = ((when - pd.Timestamp("1970-01-05")).dt.days).to_numpy(dtype=np.int64)
+    if "promo" in sales.columns:
+        flag = pd.to_numeric(sales["promo"], errors="coerce").fillna(0).to_numpy()[ok] > 0
+    else:
+        flag = None
+    return day, flag
 
 
 def _pool(
