@@ -150,6 +150,14 @@ class PricingGuardrails(Section):
         "hold", description="Without a usable elasticity: keep the current price, or cost x (1 + cost_plus_markup)."
     )
     cost_plus_markup: float = Field(0.30, ge=0)
+    observed_range_margin: float | None = Field(
+        0.05,
+        ge=0,
+        description=(
+            "Keep prices within the range sales were seen at, widened by this share (0.05: 5 % beyond the lowest "
+            "and highest); the demand curve is a guess beyond it. null disables."
+        ),
+    )
     min_confidence: float = Field(
         0.8,
         ge=0,

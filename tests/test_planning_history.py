@@ -212,3 +212,39 @@ def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
     path.write_text("key,project,title,done_at,done_at\na,p,x,2024-01-01,2024-01-02\n", encoding="utf-8")
     with pytest.raises(DataError, match="done_at appear more than once"):
         forecast_file(path)
+
+
+def test_the_plan_model_never_says_a_task_far_over_its_estimate_is_done_in_a_day_or_two(tmp_path: Path) -> None:
+    path = tmp_path / "over_plan.csv"
+    path.write_text(
+        "key,project,title,status,created_at,started_at,done_at,estimate_days\n"
+        "A-0,shop,a,done,2024-02-01,2024-02-02,2024-02-05,2\n"
+        "A-1,shop,b,done,2024-02-03,2024-02-05,2024-02-07,1\n"
+        "A-2,shop,c,done,2024-02-10,2024-02-12,2024-02-14,2\n"
+        "A-3,shop,d,in_progress,2024-02-28,2024-03-01,,1\n"  # 1 day estimated, 22 working days running
+        "A-4,shop,e,todo,2024-04-02,,,1\n",  # the file's last recorded moment: "now"
+        encoding="utf-8",
+    )
+    result = forecast_file(path, project="shop", as_of=date(2024, 4, 2))
+    assert result.forecast.model == "plan"
+    assert (result.forecast.p50_date - date(2024, 4, 2)).days >= 3
+    assert (result.forecast.p85_date - date(2024, 4, 2)).days >= 10
+
+
+def test_write_tasks_csv_takes_a_plain_string_path(tmp_path: Path) -> None:
+    made, _ = synthetic_team_history("t", waves=1, tasks_per_wave=5, workers=1, start=START, seed=1)
+    written = write_tasks_csv(made, str(tmp_path / "t.csv"))
+    assert written.read_text(encoding="utf-8").startswith("key,project,")
+
+
+def test_a_mistyped_year_that_moves_now_is_named_in_the_forecast(tmp_path: Path) -> None:
+    path = tmp_path / "typo.csv"
+    rows = [
+        f"T-{i},shop,t,done,2024-0{1 + i % 5}-0{1 + i % 7},2024-0{1 + i % 5}-1{i % 7},2024-06-2{i % 7}"
+        for i in range(8)
+    ]
+    rows.append("T-9,shop,t,done,2024-05-01,2024-05-02,2029-05-03")  # meant 2024
+    rows.append("T-10,shop,t,todo,2024-06-01,,")
+    path.write_text("key,project,title,status,created_at,started_at,done_at\n" + "\n".join(rows) + "\n", "utf-8")
+    result = forecast_file(path, project="shop", trials=500)
+    assert "2029-05-03" in result.note and "typo" in result.note and "--as-of" in result.note

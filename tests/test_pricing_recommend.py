@@ -320,3 +320,27 @@ def test_gain_odds_are_the_normal_probability_that_the_elasticity_makes_the_move
         threshold = np.log((cur - cost) / (rec - cost)) / np.log(rec / cur)
         expected = norm.sf((threshold - e) / se) if rec > cur else norm.cdf((threshold - e) / se)
         assert odds == pytest.approx(expected, abs=0.005)
+
+
+def test_a_price_beyond_the_prices_sales_were_seen_at_is_clipped_to_them_and_says_so():
+    catalogue = pd.DataFrame({"sku": ["S"], "name": ["thing"], "category": ["c"], "cost": [10.0], "price": [20.0]})
+    index = pd.Index(["S"], name="sku")
+    elasticities = pd.DataFrame(
+        {
+            "elasticity": [-1.5],  # optimum 30, the change limit allows 22
+            "elasticity_se": [0.05],
+            "elasticity_low": [-1.58],
+            "elasticity_high": [-1.42],
+            "price_low": [18.0],
+            "price_high": [20.5],  # never sold above 20.50
+        },
+        index=index,
+    )
+    rec = recommend_prices(catalogue, elasticities, None, pd.Series([10.0], index=index), PLAIN).loc["S"]
+    assert rec["recommended_price"] == pytest.approx(21.52)  # 20.50 + 5 %, rounded down to the cent
+    assert rec["binding_guardrail"] == "observed_range"
+    assert "the prices sales were seen at, 18.00-20.50 \u00b15%" in rec["explanation"]
+    off = PLAIN.model_copy(update={"observed_range_margin": None})
+    assert recommend_prices(catalogue, elasticities, None, pd.Series([10.0], index=index), off).loc["S"][
+        "recommended_price"
+    ] == pytest.approx(22.0)

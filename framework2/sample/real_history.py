@@ -132,8 +132,9 @@ def story_point_issues() -> list[EffortRecord]:
     return out
 
 
-def write_tasks_csv(tasks: list[TaskRecord], path: Path) -> Path:
+def write_tasks_csv(tasks: list[TaskRecord], path: Path | str) -> Path:
     """Write ``tasks`` as the tasks CSV ``framework2 ppms forecast|backtest`` and ``[ppms] tasksCsv`` read."""
+    path = Path(path)
     columns = ["key", "project", "title", "status", "type", "labels", "estimate_days", "assignee"]
     columns += ["created_at", "started_at", "done_at", "updated_at"]
     with path.open("w", newline="", encoding="utf-8") as handle:

@@ -29,7 +29,7 @@ from datetime import date, datetime
 
 import numpy as np
 
-from framework2.tasks.planning.durations import DurationModel
+from framework2.tasks.planning.durations import DurationModel, working_days_between
 from framework2.tasks.planning.flow import (
     Dependence,
     estimate_dependence,
@@ -236,7 +236,14 @@ def forecast_project(
     if any(t.estimate_days is not None for t in scope):
         workers = workers_for(project, tasks, people)
         keys = [t.key for t in scope]
-        draws = model.sample(scope, trials, np.random.default_rng([seed, 2]))
+        # A running task's remaining time, given how long it has run: an overrun never reads as "done tomorrow".
+        elapsed = np.array(
+            [
+                working_days_between(t.started_at, now) if t.status == "in_progress" and t.started_at else 0.0
+                for t in scope
+            ]
+        )
+        draws = model.sample_remaining(scope, elapsed, trials, np.random.default_rng([seed, 2]))
         sample = simulate_schedule(keys, np.asfortranarray(draws), edges, workers=workers)
         horizon_days = int(min(np.ceil(np.quantile(group_finish(sample, own), 0.85)), 5 * 261))
         share, away = availability(project, tasks, people, today, horizon_days)

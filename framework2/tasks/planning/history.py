@@ -33,6 +33,8 @@ from framework2.tasks.planning.validate import validate_batch
 
 MAX_FILE_BYTES = 256 * 2**20
 MAX_REASONS = 5
+# "Now" resting on one date this far after every other date in the file gets a warning (a mistyped year).
+LONE_LATEST_DAYS = 180
 MAX_EVERY_DAYS = 3650
 # Cut-offs older than this say little about today's team and cost a forecast each.
 MAX_BACKTEST_YEARS = 10
@@ -66,6 +68,7 @@ class History:
     rejected: list[dict]
     latest: datetime
     earliest: datetime
+    warning: str = ""
 
     @property
     def projects(self) -> list[str]:
@@ -90,7 +93,25 @@ def read_history(path: str | Path) -> History:
         reasons = "; ".join(r["reason"] for r in batch.rejected[:MAX_REASONS]) or "it has no rows"
         raise DataError(f"{file.name} holds no readable task: {reasons}", "fix the rows named and try again")
     moments = [m for t in batch.tasks for m in (t.created_at, t.started_at, t.done_at, t.updated_at) if m is not None]
-    return History(str(file), batch.tasks, batch.dependencies, batch.rejected, max(moments), min(moments))
+    latest = max(moments)
+    return History(
+        str(file), batch.tasks, batch.dependencies, batch.rejected, latest, min(moments), _lone_latest(moments, latest)
+    )
+
+
+def _lone_latest(moments: list[datetime], latest: datetime) -> str:
+    """A warning when "now" rests on one date far after every other: one mistyped year moves every forecast."""
+    before = [m for m in moments if m.date() < latest.date()]
+    if not before:
+        return ""
+    previous = max(before)
+    gap = (latest - previous).days
+    if gap <= LONE_LATEST_DAYS:
+        return ""
+    return (
+        f"the file's latest date, {latest:%Y-%m-%d}, is {gap} days after the one before it ({previous:%Y-%m-%d}) "
+        f"and sets 'now': if it is a typo, fix that row, or give --as-of"
+    )
 
 
 def _end_of(day: date) -> datetime:
@@ -196,7 +217,7 @@ def forecast_file(
     _check_trials(trials)
     history = read_history(path)
     name = _pick_project(history, project)
-    now, note = history.latest, ""
+    now, note = history.latest, history.warning
     if day is not None:
         if day < history.earliest.date():
             raise DataError(
@@ -205,6 +226,7 @@ def forecast_file(
             )
         if day >= history.latest.date():
             note = f"as of the file's last recorded moment ({history.latest:%Y-%m-%d %H:%M} UTC), not {day}"
+            note += f"; {history.warning}" if history.warning else ""
         else:
             now = _end_of(day)
     known, edges = snapshot_at(history.tasks, history.dependencies, now)

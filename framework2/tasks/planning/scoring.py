@@ -186,8 +186,9 @@ def judge_scores(scores: Scores) -> tuple[Verdict, str]:
     p50, p85 = scores.at(50), scores.at(85)
     if p85.decided < MIN_CASES or p50.share is None or p85.share is None:
         return "too few cases", (
-            f"only {p85.decided} past moments could be checked; at least {MIN_CASES} are needed to say how far to "
-            "trust the dates — read them as unverified"
+            f"only {p85.decided} of {scores.cases} past moments could be checked (the others' scope was still open "
+            f"and their dates not yet passed); at least {MIN_CASES} are needed to say how far to trust the dates — "
+            "read them as unverified"
         )
     low, high = RATIO_BAND
     ratio = scores.median_ratio

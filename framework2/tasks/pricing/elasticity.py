@@ -16,16 +16,18 @@ Method
    deviation of its log price is at least ``min_log_price_std``; otherwise the data cannot separate
    the price effect from noise.
 
-2. **Partial pooling.** Per category the own estimates are combined DerSimonian-Laird style: the
-   between-SKU variance tau^2 comes from Cochran's Q of the precision-weighted estimates, and the
-   category mean mu is the random-effects weighted mean. Each own estimate is then shrunk toward mu:
-   posterior precision = 1/se^2 + 1/tau^2, estimate = precision-weighted mean, and the uncertainty of
-   mu itself is added to the posterior variance. ``shrinkage`` is the weight on the own estimate.
-   SKUs without an own estimate take mu with sd sqrt(tau^2 + var(mu)) (source "category"). A
-   category with fewer than ``MIN_CATEGORY_SKUS`` own estimates uses the documented prior
-   ``PRIOR_MEAN`` / ``PRIOR_SD`` in place of mu / tau (source "prior" for SKUs without own data).
-   tau is floored at ``MIN_TAU`` because DL often estimates exactly 0 in small categories, which
-   would erase every SKU's own signal.
+2. **What is not price** (``demand_factors.py``): each category's week level and weekday divide out of
+   the expected units, and promotion days (a ``promo`` column, else temporary price cuts) are left out of
+   the price fit, so a promotion's extra lift is not read as price sensitivity.
+
+3. **Partial pooling** (``pooling.py``): SKU -> category -> store, normal at every level, with the spread
+   within categories and between them integrated over their posterior instead of fixed at a point
+   estimate. A category with no usable SKU takes the store's estimate (source "store"); SKUs without an
+   own estimate take their category's (source "category"); a store with under three own estimates in all
+   shrinks toward the documented prior ``PRIOR_MEAN`` / ``PRIOR_SD`` (source "prior").
+
+The own fits run per partition of whole categories (``fit_own_elasticities``); the pooling needs every
+category at once (``pool_elasticities``) and is cheap.
 
 Intervals are normal: estimate +/- z * se with z for the requested two-sided ``interval``.
 Rows with a SKU missing from the catalogue, a non-positive price or negative/missing units are
@@ -40,13 +42,12 @@ from scipy.stats import norm
 
 from framework2.errors import DataError
 from framework2.tasks.pricing.demand_factors import FACTOR_PASSES, DemandFactors, promo_lift, temporary_cuts
+from framework2.tasks.pricing.pooling import PRIOR_MEAN, PRIOR_SD, pool  # noqa: F401 (the prior, re-exported)
 
-PRIOR_MEAN = -1.5
-PRIOR_SD = 1.0
-MIN_CATEGORY_SKUS = 5
-MIN_TAU = 0.05
-# Own estimates beyond this are separation artefacts (all sales at one price level), not elasticities.
-MAX_ABS_ELASTICITY = 15.0
+# A slope running past this is separation (all sales at one price level: no finite fit), so the fit stops and
+# the SKU has no own estimate. A converged fit below it is kept however steep: a tight -15.3 [-23, -7.6] is
+# data, and the pooling weighs it by its own standard error.
+MAX_ABS_ELASTICITY = 50.0
 _MAX_STEP = 2.0
 _MAX_ITER = 60
 _TOL = 1e-10
@@ -64,6 +65,8 @@ ESTIMATE_COLUMNS = [
     "source",
     "category",
     "promo_lift",
+    "price_low",
+    "price_high",
 ]
 
 
@@ -226,7 +229,31 @@ def estimate_elasticities(
     require_sales: bool = True,
     factors: bool = True,
 ) -> pd.DataFrame:
-    """Partially pooled own-price elasticity for every catalogue SKU (see module docstring).
+    """Partially pooled own-price elasticity for every catalogue SKU (see module docstring): the own fits of
+    ``fit_own_elasticities`` pooled by ``pool_elasticities``."""
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}")
+    own = fit_own_elasticities(
+        sales,
+        catalogue,
+        min_log_price_std=min_log_price_std,
+        min_days=min_days,
+        require_sales=require_sales,
+        factors=factors,
+    )
+    return pool_elasticities(own, interval=interval)
+
+
+def fit_own_elasticities(
+    sales: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    *,
+    min_log_price_std: float = 0.01,
+    min_days: int = 14,
+    require_sales: bool = True,
+    factors: bool = True,
+) -> pd.DataFrame:
+    """Each catalogue SKU's own Poisson fit (NaN where its data cannot give one), with its category.
 
     ``factors`` (with a ``day`` column) divides out each category's week level, weekday and promotion lift
     (``demand_factors.py``); a ``promo`` column marks promotion days, else temporary price cuts count as them.
@@ -240,8 +267,6 @@ def estimate_elasticities(
         raise DataError("sales history is empty", "load at least min_days days of sales before estimating")
     if len(catalogue) == 0:
         raise DataError("catalogue is empty", "load the catalogue before estimating elasticities")
-    if not 0 < interval < 1:
-        raise ValueError(f"interval must be in (0, 1), got {interval}")
 
     index = catalogue_index(catalogue)
     n_sku = len(index)
@@ -254,6 +279,11 @@ def estimate_elasticities(
     if day is not None and promo is None and len(day):
         promo = temporary_cuts(code, day - day.min(), price, n_sku)
     days_seen = np.bincount(code, minlength=n_sku)  # every usable day, promotions included
+    # The prices sales were seen at (promotions included): recommendations stay near them.
+    seen_low, seen_high = np.full(n_sku, np.nan), np.full(n_sku, np.nan)
+    if len(code):
+        np.fmin.at(seen_low, code, price)
+        np.fmax.at(seen_high, code, price)
     on_promo: tuple[np.ndarray, ...] | None = None
     if day is not None and promo is not None and promo.any():
         on_promo = code[promo], price[promo], units[promo], day[promo]
@@ -308,37 +338,52 @@ def estimate_elasticities(
         own[usable] = np.where(good, e_fit, np.nan)
         own_se[usable] = np.where(good, se_fit, np.nan)
 
-    has_own = np.isfinite(own)
-    mu, tau2, var_mu, pooled_ok = _pool(cat_code[has_own], own[has_own], own_se[has_own], n_cat)
-
-    mu_s, tau2_s, var_mu_s = mu[cat_code], tau2[cat_code], var_mu[cat_code]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w_own = 1.0 / own_se**2
-        precision = w_own + 1.0 / tau2_s
-        shrink = np.where(has_own, w_own / precision, 0.0)
-        post = np.where(has_own, (w_own * own + mu_s / tau2_s) / precision, mu_s)
-        post_var = np.where(has_own, 1.0 / precision + (1 - shrink) ** 2 * var_mu_s, tau2_s + var_mu_s)
-    se = np.sqrt(post_var)
-    z = float(norm.ppf(0.5 + interval / 2))
-    source = np.where(has_own, "own+pooled", np.where(pooled_ok[cat_code], "category", "prior"))
-
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "elasticity": post,
-            "elasticity_se": se,
-            "elasticity_low": post - z * se,
-            "elasticity_high": post + z * se,
             "own_estimate": own,
             "own_se": own_se,
-            "shrinkage": shrink,
             "n_days": days_seen,
             "log_price_std": lp_std,
-            "source": source.astype(object),
             "category": category.to_numpy(),
             "promo_lift": lift[cat_code],
+            "price_low": seen_low,
+            "price_high": seen_high,
         },
         index=index,
     )
+
+
+def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.DataFrame:
+    """Pool the own fits of a whole catalogue (``fit_own_elasticities``) SKU -> category -> store
+    (``pooling.py``) into the estimates and ``interval`` bounds every recommendation uses."""
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}")
+    cat_code, _ = pd.factorize(own_fits["category"].to_numpy())
+    own = own_fits["own_estimate"].to_numpy(dtype=float)
+    own_se = own_fits["own_se"].to_numpy(dtype=float)
+    pooled = pool(own, own_se, cat_code, int(cat_code.max()) + 1 if len(cat_code) else 0)
+    z = float(norm.ppf(0.5 + interval / 2))
+    out = pd.DataFrame(
+        {
+            "elasticity": pooled.estimate,
+            "elasticity_se": pooled.se,
+            "elasticity_low": pooled.estimate - z * pooled.se,
+            "elasticity_high": pooled.estimate + z * pooled.se,
+            "own_estimate": own,
+            "own_se": own_se,
+            "shrinkage": pooled.shrinkage,
+            "n_days": own_fits["n_days"].to_numpy(),
+            "log_price_std": own_fits["log_price_std"].to_numpy(),
+            "source": pooled.source,
+            "category": own_fits["category"].to_numpy(),
+            "promo_lift": own_fits["promo_lift"].to_numpy(),
+            "price_low": own_fits["price_low"].to_numpy(),
+            "price_high": own_fits["price_high"].to_numpy(),
+        },
+        index=own_fits.index,
+    )
+    out.attrs["spread_within_category"] = pooled.tau
+    out.attrs["spread_between_categories"] = pooled.omega
     return out
 
 
@@ -359,33 +404,6 @@ def _calendar(sales: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray | None, n
     else:
         flag = None
     return day, flag
-
-
-def _pool(
-    cat: np.ndarray, est: np.ndarray, se: np.ndarray, n_cat: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """DerSimonian-Laird mean, between-SKU variance and var(mean) per category; prior where too few."""
-    k = np.bincount(cat, minlength=n_cat).astype(float)
-    w = 1.0 / se**2
-    s1 = np.bincount(cat, weights=w, minlength=n_cat)
-    s2 = np.bincount(cat, weights=w * w, minlength=n_cat)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu_fe = np.bincount(cat, weights=w * est, minlength=n_cat) / s1
-        q = np.bincount(cat, weights=w * (est - mu_fe[cat]) ** 2, minlength=n_cat)
-        tau2 = np.maximum((q - (k - 1)) / (s1 - s2 / s1), MIN_TAU**2)
-    tau2 = np.where(np.isfinite(tau2), tau2, MIN_TAU**2)
-    w_re = 1.0 / (se**2 + tau2[cat])
-    sw = np.bincount(cat, weights=w_re, minlength=n_cat)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu = np.bincount(cat, weights=w_re * est, minlength=n_cat) / sw
-        var_mu = 1.0 / sw
-    ok = k >= MIN_CATEGORY_SKUS
-    return (
-        np.where(ok, mu, PRIOR_MEAN),
-        np.where(ok, tau2, PRIOR_SD**2),
-        np.where(ok, var_mu, 0.0),
-        ok,
-    )
 
 
 def baseline_units(sales: pd.DataFrame, window_days: int = 14) -> pd.Series:

@@ -1,9 +1,11 @@
 """PPIS pricing cut into partitions of whole categories, in process or on Dask.
 
-Elasticities are pooled within a category, and everything else (the Poisson fit, the guarded optimum, the
-projection) is per SKU, so a partition holding whole categories computes exactly what the whole catalogue
-would for its SKUs. The only whole-catalogue quantities, the baseline window's end (the latest sales day)
-and the check that some sales row is usable, are taken here before splitting.
+The expensive part, each SKU's own fit with its category's week, weekday and promotion factors, needs only
+its category's sales, so a partition holding whole categories fits exactly what the whole catalogue would.
+The pooling (SKU -> category -> store) needs every category's fits at once and is cheap: it runs here on the
+gathered fits, then the guarded optimum and projection (per SKU, vectorised) for the whole catalogue. The
+other whole-catalogue quantities, the baseline window's end (the latest sales day) and the check that some
+sales row is usable, are taken here before splitting.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from framework2.config import PricingGuardrails
 from framework2.scale import ScaleOut, balanced_partitions, partition_count, run_partitions
 from framework2.tasks.pricing.elasticity import (
     catalogue_index,
-    estimate_elasticities,
+    fit_own_elasticities,
+    pool_elasticities,
     sku_codes,
     usable_sales,
 )
@@ -27,17 +30,9 @@ NO_CATEGORY = "(none)"  # as estimate_elasticities names a missing category
 
 
 @task(name="ppis-price-partition", cache_policy=NO_CACHE)
-def price_partition(
-    catalogue: pd.DataFrame,
-    sales: pd.DataFrame,
-    positions: pd.DataFrame | None,
-    baseline: pd.Series,
-    policy: PricingGuardrails,
-    whole: bool = True,
-) -> pd.DataFrame:
-    """Elasticities and guarded recommendations for the SKUs of whole categories (``whole``: all of them)."""
-    elasticities = estimate_elasticities(sales, catalogue, require_sales=whole)
-    return recommend_prices(catalogue, elasticities, positions, baseline, policy)
+def price_partition(catalogue: pd.DataFrame, sales: pd.DataFrame, whole: bool = True) -> pd.DataFrame:
+    """The own elasticity fits of the SKUs of whole categories (``whole``: all of them)."""
+    return fit_own_elasticities(sales, catalogue, require_sales=whole)
 
 
 def _categories(catalogue: pd.DataFrame) -> np.ndarray:
@@ -83,15 +78,9 @@ def price_catalogue(
         usable_sales(sales, index)  # the whole run's check: one partition may rightly have no usable rows
         parts = split_catalogue(catalogue, sales, count)
     inputs = [
-        {
-            "catalogue": part_catalogue,
-            "sales": part_sales,
-            "positions": positions.reindex(part_catalogue["sku"].astype(str)) if positions is not None else None,
-            "baseline": baseline.reindex(part_catalogue["sku"].astype(str)).dropna(),
-            "policy": policy,
-            "whole": count == 1,
-        }
-        for part_catalogue, part_sales in parts
+        {"catalogue": part_catalogue, "sales": part_sales, "whole": count == 1} for part_catalogue, part_sales in parts
     ]
     results = run_partitions("ppis-price-partitions", price_partition, inputs, scale)
-    return pd.concat(results).reindex(index) if len(results) > 1 else results[0]
+    own_fits = pd.concat(results).reindex(index) if len(results) > 1 else results[0]
+    elasticities = pool_elasticities(own_fits)
+    return recommend_prices(catalogue, elasticities, positions, baseline, policy)

@@ -10,7 +10,9 @@ Guardrails form a feasible interval, built in priority order:
    override puts it below the floor),
 2. ``max_change`` around the current price,
 3. ``competitor_band_low`` / ``competitor_band_high`` around the competitor reference price
-   (skipped without in-stock competitor data or when the policy disables a side).
+   (skipped without in-stock competitor data or when the policy disables a side),
+4. ``observed_range``: the lowest and highest price the SKU's sales were seen at, widened by
+   ``observed_range_margin`` (the fitted curve is a guess beyond them; last, so business limits win).
 
 A constraint that would leave the interval empty is overridden and listed in ``conflicts``; it still
 pulls the price to the end of the interval nearest to it, so a price below the cost floor moves up to
@@ -24,6 +26,9 @@ it first. Missing-data prices are also kept inside the interval: the floor alway
 Prices end in whole cents. A price ending (0.99 -> x.99) rounds down to the nearest such price that
 is still inside the interval and does not turn a rise into a cut; if none is, the price stays
 unrounded. A held price is never re-ended.
+
+A move the elasticity's uncertainty does not back (odds of a profit gain under ``min_confidence``) holds
+the current price (``low_confidence``), unless the current price breaks a guardrail.
 
 Percentages are fractions (``change_pct=0.1`` is +10 %), as in the config. Projections are per day:
 projected_units = baseline * (new / current)^e, deltas are against keeping the current price, and the
@@ -41,9 +46,16 @@ from framework2.errors import DataError
 from framework2.tasks.pricing.elasticity import catalogue_index
 from framework2.tasks.pricing.inputs import MONEY
 
-GUARDRAILS = ("min_markup", "max_markup", "max_change", "competitor_band_low", "competitor_band_high")
+GUARDRAILS = (
+    "min_markup",
+    "max_markup",
+    "max_change",
+    "competitor_band_low",
+    "competitor_band_high",
+    "observed_range",
+)
 BINDINGS = (*GUARDRAILS, "inelastic_demand", "missing_data", "low_confidence")
-_MIN_MARKUP, _MAX_MARKUP, _MAX_CHANGE, _BAND_LOW, _BAND_HIGH = range(5)
+_MIN_MARKUP, _MAX_MARKUP, _MAX_CHANGE, _BAND_LOW, _BAND_HIGH, _OBSERVED = range(6)
 _EPS = 1e-9
 _DRAW_CHUNK = 20_000
 
@@ -144,6 +156,8 @@ def recommend_prices(
     se = _column(el, "elasticity_se", n)
     e_low = _column(el, "elasticity_low", n)
     e_high = _column(el, "elasticity_high", n)
+    seen_low, seen_high = _column(el, "price_low", n), _column(el, "price_high", n)
+    margin = np.nan if policy.observed_range_margin is None else policy.observed_range_margin
     pos = (positions if positions is not None else pd.DataFrame(index=index)).reindex(index)
     ref_col = f"{policy.competitor_reference}_price"
     ref = _column(pos, ref_col if ref_col in pos.columns else "reference_price", n)
@@ -161,6 +175,8 @@ def recommend_prices(
             (_MAX_CHANGE, cur * (1 - max_c), cur * (1 + max_c)),
             (_BAND_LOW, ref * (policy.competitor_band_low or np.nan), np.full(n, inf)),
             (_BAND_HIGH, np.full(n, -inf), ref * (policy.competitor_band_high or np.nan)),
+            # Last: the demand curve is only known where prices have been; business limits come first.
+            (_OBSERVED, seen_low * (1 - margin), seen_high * (1 + margin)),
         ]
     for cid, c_lo, c_hi in constraints:
         c_lo = np.where(np.isnan(c_lo), -inf, c_lo)
@@ -254,6 +270,8 @@ def recommend_prices(
         max_m=max_m,
         max_c=max_c,
         ref=ref,
+        seen_low=seen_low,
+        seen_high=seen_high,
         policy=policy,
     )
     out = pd.DataFrame(
@@ -427,6 +445,8 @@ def _explain(
     max_m: np.ndarray,
     max_c: np.ndarray,
     ref: np.ndarray,
+    seen_low: np.ndarray,
+    seen_high: np.ndarray,
     policy: PricingGuardrails,
 ) -> list[str]:
     """One readable sentence per SKU (string building is inherently per row)."""
@@ -444,6 +464,11 @@ def _explain(
             return f"competitor band {_pct(band_low or 0)} of {ref_name} {ref[i]:.2f}"
         if cid == _BAND_HIGH:
             return f"competitor band {_pct(band_high or 0)} of {ref_name} {ref[i]:.2f}"
+        if cid == _OBSERVED:
+            return (
+                f"the prices sales were seen at, {seen_low[i]:.2f}-{seen_high[i]:.2f} "
+                f"\u00b1{_pct(policy.observed_range_margin or 0)} (demand beyond them is a guess)"
+            )
         return "no limit"
 
     hold = policy.missing_data_rule == "hold"
