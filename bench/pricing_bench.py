@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 from results import record, text_table  # bench/results.py: a row for run_all.py's summary, the tables
 
-TARGET_SECONDS = 60.0
+# Issue 17: 100,000 SKUs x 90 days priced in under 10 s and 2 GB on 2 cores (the analysis now also divides out
+# week, weekday and promotions and pools up to the store).
+TARGET_SECONDS = 10.0
 TARGET_MB = 2048.0
 
 
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{child['seconds']:.2f}",
             f"{child['peak_mb']:.0f}",
             f"< {TARGET_SECONDS:.0f} s, < {TARGET_MB:.0f} MB",
-            "pass" if ok_time and ok_mem else "FAIL",
+            "met" if ok_time and ok_mem else "MISSED",
         ),
     ]
     rows += [(f"  {name}", "", f"{secs:.2f}", "", "", "") for name, secs in child["stages"].items()]

@@ -25,7 +25,7 @@ factor is the ratio of the units sold to the units the price curves expect in it
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import maximum_filter1d
 
 CUT_WINDOW = 14
 CUT_DEPTH = 0.05
@@ -41,11 +41,14 @@ def temporary_cuts(code: np.ndarray, day: np.ndarray, price: np.ndarray, n_sku: 
     n_days = int(day.max()) + 1 if len(day) else 0
     if n_days == 0:
         return np.zeros(0, dtype=bool)
-    grid = np.full((n_sku, n_days), -np.inf, dtype=np.float32)
+    # CUT_WINDOW empty days after the last, so every "after" window exists.
+    grid = np.full((n_sku, n_days + CUT_WINDOW), -np.inf, dtype=np.float32)
     grid[code, day] = price
-    edge = np.full((n_sku, CUT_WINDOW), -np.inf, dtype=np.float32)
-    before = sliding_window_view(np.hstack([edge, grid]), CUT_WINDOW, axis=1)[:, :n_days].max(axis=-1)
-    after = sliding_window_view(np.hstack([grid[:, 1:], edge]), CUT_WINDOW, axis=1)[:, :n_days].max(axis=-1)
+    # trailing[t] = max(grid[t - CUT_WINDOW + 1 .. t]); a running-max filter is linear in the days.
+    trailing = maximum_filter1d(grid, CUT_WINDOW, axis=1, mode="constant", cval=-np.inf, origin=CUT_WINDOW // 2 - 1)
+    before = np.hstack([np.full((n_sku, 1), -np.inf, dtype=np.float32), trailing[:, : n_days - 1]])  # t-W .. t-1
+    after = trailing[:, CUT_WINDOW : CUT_WINDOW + n_days]  # t+1 .. t+W
+    grid = grid[:, :n_days]
     higher = np.minimum(before, after)[code, day]
     pairs = np.isfinite(grid[:, 1:]) & np.isfinite(grid[:, :-1])
     held = (pairs & (grid[:, 1:] == grid[:, :-1])).sum(axis=1) / np.maximum(pairs.sum(axis=1), 1)

@@ -189,34 +189,32 @@ def _fit_poisson(
     return a, e, var_e * dispersion, converged
 
 
-def _fit_grouped(
-    code: np.ndarray,
-    price: np.ndarray,
-    units: np.ndarray,
-    usable: np.ndarray,
-    mean_logp: np.ndarray,
-    n_days: np.ndarray,
-    factor: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Collapse the usable SKUs' days to one row per (SKU, price) and fit them all at once.
+class _Groups:
+    """The usable SKUs' days collapsed to one row per (SKU, price), computed once per fit.
 
-    ``factor`` (one per row) multiplies a day's expected units for what is not price: weekday, the week's
-    level, a promotion. Returns intercept, slope, slope variance and convergence per usable SKU."""
-    rows = usable[code]
-    fit_code = (np.cumsum(usable) - 1)[code[rows]]
-    price, units = price[rows], units[rows]
-    f = np.ones(len(price)) if factor is None else factor[rows]
-    # Days at the same price carry the same x, so their unit sums are sufficient: prices repeat a
-    # lot (regular price, a few promotions) and this cuts the rows the Newton loop touches ~10-20x.
-    price_id, price_values = pd.factorize(price)
-    group, keys = pd.factorize(fit_code.astype(np.int64) * len(price_values) + price_id)
-    g_code = (keys // len(price_values)).astype(np.intp)
-    g_logp = np.log(price_values[keys % len(price_values)])
-    g_x = g_logp - mean_logp[usable][g_code]
-    w = np.bincount(group, weights=f)
-    y = np.bincount(group, weights=units)
-    yy = np.bincount(group, weights=units * units / f)
-    return _fit_poisson(g_code, g_x, y, w, yy, n_days[usable].astype(float))
+    Days at the same price carry the same x, so their unit sums are sufficient: prices repeat a lot (regular
+    price, a few promotions) and this cuts the rows the Newton loop touches ~10-20x.
+    """
+
+    def __init__(self, code: np.ndarray, price: np.ndarray, units: np.ndarray, usable: np.ndarray,
+                 mean_logp: np.ndarray, n_days: np.ndarray) -> None:  # fmt: skip
+        self.rows = usable[code]
+        fit_code = (np.cumsum(usable) - 1)[code[self.rows]]
+        price_id, price_values = pd.factorize(price[self.rows])
+        self.group, keys = pd.factorize(fit_code.astype(np.int64) * len(price_values) + price_id)
+        self.code = (keys // len(price_values)).astype(np.intp)
+        self.x = np.log(price_values[keys % len(price_values)]) - mean_logp[usable][self.code]
+        self.units = units[self.rows]
+        self.y = np.bincount(self.group, weights=self.units)
+        self.n_days = n_days[usable].astype(float)
+
+    def fit(self, factor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Intercept, slope, slope variance and convergence per usable SKU. ``factor`` (one per usable row of
+        the sales) multiplies a day's expected units for what is not price: the week's level, the weekday."""
+        f = np.ones(len(self.units)) if factor is None else factor[self.rows]
+        w = np.bincount(self.group, weights=f)
+        yy = np.bincount(self.group, weights=self.units * self.units / f)
+        return _fit_poisson(self.code, self.x, self.y, w, yy, self.n_days)
 
 
 def estimate_elasticities(
@@ -308,7 +306,8 @@ def fit_own_elasticities(
     n_cat = len(cat_names)
     lift = np.full(n_cat, np.nan)
     if usable.any():
-        a_fit, e_fit, var_fit, conv = _fit_grouped(code, price, units, usable, mean_logp, n_days)
+        groups = _Groups(code, price, units, usable, mean_logp, n_days)
+        a_fit, e_fit, var_fit, conv = groups.fit()
         position = np.cumsum(usable) - 1
         if day is not None and len(day):
             rows = usable[code]
@@ -322,7 +321,7 @@ def fit_own_elasticities(
                     expected = np.exp(a_fit[position[code[rows]]] + e_fit[position[code[rows]]] * x_rows)
                 fitted.update(units[rows], np.where(np.isfinite(expected), expected, 0.0))
                 factor[rows] = fitted.factor()
-                a_fit, e_fit, var_fit, conv = _fit_grouped(code, price, units, usable, mean_logp, n_days, factor)
+                a_fit, e_fit, var_fit, conv = groups.fit(factor)
             if on_promo is not None:
                 p_code, p_price, p_units, p_day = on_promo
                 mine = usable[p_code] & conv[position[p_code]]
@@ -395,10 +394,10 @@ def _calendar(sales: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray | None, n
     when = pd.to_datetime(sales["day"], errors="coerce")
     if getattr(when.dt, "tz", None) is not None:
         when = when.dt.tz_convert(None)
-    when = when[ok]
-    if when.isna().any():
+    stamps = when.to_numpy(dtype="datetime64[ns]")[ok]
+    if np.isnat(stamps).any():
         return None, None
-    day = ((when - pd.Timestamp("1970-01-05")).dt.days).to_numpy(dtype=np.int64)
+    day = stamps.astype("datetime64[D]").astype(np.int64) - 4  # 1970-01-05 is day 4 of the epoch
     if "promo" in sales.columns:
         flag = pd.to_numeric(sales["promo"], errors="coerce").fillna(0).to_numpy()[ok] > 0
     else:
