@@ -43,3 +43,50 @@ def test_guardrail_overrides_accept_seed_keys_and_refuse_typos() -> None:
     assert GuardrailOverrides.model_validate({"maxChangePct": 0.2}).max_change_pct == 0.2
     with pytest.raises(ValueError, match="max_change"):
         GuardrailOverrides.model_validate({"max_change": 0.3})
+
+
+# --- promotion days ----------------------------------------------------------------------------------------
+
+
+def test_a_promo_column_is_stored_and_read_back_and_a_bad_flag_is_quarantined(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from framework2.store import pricing as store
+    from framework2.tasks.pricing.loading import load_sales_csv
+    from tests.test_pricing_hostile_input import fresh_engine, reasons, seed_product
+
+    engine = fresh_engine(tmp_path)
+    seed_product(engine, "GOOD-1")
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "sku,day,price,units,promo\n"
+        "GOOD-1,2026-01-05,9.99,4,0\n"
+        "GOOD-1,2026-01-06,7.99,9,yes\n"
+        "GOOD-1,2026-01-07,9.99,5,\n"
+        "GOOD-1,2026-01-08,9.99,5,maybe\n",
+        encoding="utf-8",
+    )
+    report = load_sales_csv(engine, path)
+    assert (report.loaded, report.quarantined) == (3, 1)
+    assert "promo must be 1/0, true/false, yes/no or empty" in reasons(engine, report.run_id)[0]
+    sales = store.load_sales(engine, date(2026, 1, 1))
+    assert sales.set_index("day")["promo"].to_dict() == {
+        pd.Timestamp("2026-01-05"): 0,
+        pd.Timestamp("2026-01-06"): 1,
+        pd.Timestamp("2026-01-07"): 0,  # not said: a regular day
+    }
+
+
+def test_without_any_promo_flag_the_sales_carry_no_promo_column(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from framework2.store import pricing as store
+    from framework2.tasks.pricing.loading import load_sales_csv
+    from tests.test_pricing_hostile_input import fresh_engine, seed_product
+
+    engine = fresh_engine(tmp_path)
+    seed_product(engine, "GOOD-1")
+    path = tmp_path / "s.csv"
+    path.write_text("sku,day,price,units\nGOOD-1,2026-01-05,9.99,4\n", encoding="utf-8")
+    load_sales_csv(engine, path)
+    assert "promo" not in store.load_sales(engine, date(2026, 1, 1)).columns  # temporary cuts are found instead

@@ -129,6 +129,7 @@ class SalesRecord(SQLModel, table=True):
     day: date = Field(index=True)
     price: float
     units: int
+    promo: bool | None = Field(default=None, description="A promotion day (None: not said; price cuts are found).")
 
 
 class FeedSnapshot(SQLModel, table=True):

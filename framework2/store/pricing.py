@@ -57,15 +57,20 @@ def load_catalogue(engine: Engine) -> pd.DataFrame:
 
 
 def load_sales(engine: Engine, since: date) -> pd.DataFrame:
-    """Daily sales of active products from ``since`` on, as sku, day (datetime64), price, units."""
+    """Daily sales of active products from ``since`` on, as sku, day (datetime64), price, units, and promo
+    (0/1) when any stored row says; without it the elasticity fit finds temporary price cuts itself."""
     with engine.connect() as conn:
         frame = pd.read_sql(
-            select(SalesRecord.sku, SalesRecord.day, SalesRecord.price, SalesRecord.units)
+            select(SalesRecord.sku, SalesRecord.day, SalesRecord.price, SalesRecord.units, SalesRecord.promo)
             .join(Product, Product.sku == SalesRecord.sku)
             .where(SalesRecord.day >= since, Product.active.is_(True)),
             conn,
         )
     frame["day"] = pd.to_datetime(frame["day"])
+    if frame["promo"].notna().any():
+        frame["promo"] = frame["promo"].fillna(False).astype(bool).astype(int)
+    else:
+        frame = frame.drop(columns=["promo"])
     return frame.astype({"price": float, "units": int})
 
 
@@ -86,7 +91,7 @@ def upsert_catalogue(engine: Engine, catalogue: pd.DataFrame) -> int:
 
 def replace_sales(engine: Engine, sales: pd.DataFrame) -> int:
     """Replace the sales history of the SKUs in ``sales`` with these rows."""
-    frame = sales[["sku", "day", "price", "units"]].copy()
+    frame = sales[[c for c in ("sku", "day", "price", "units", "promo") if c in sales.columns]].copy()
     frame["day"] = pd.to_datetime(frame["day"]).dt.date
     with session_scope(engine) as session:
         skus = frame["sku"].unique().tolist()
@@ -98,7 +103,9 @@ def replace_sales(engine: Engine, sales: pd.DataFrame) -> int:
 
 def upsert_sales(engine: Engine, sales: pd.DataFrame) -> int:
     """Insert sales rows, replacing any stored row for the same sku and day (a re-sent day corrects it)."""
-    frame = sales[["sku", "day", "price", "units"]].copy()
+    frame = sales[[c for c in ("sku", "day", "price", "units", "promo") if c in sales.columns]].copy()
+    if "promo" in frame.columns:
+        frame["promo"] = frame["promo"].astype(object).where(frame["promo"].notna(), None)
     frame["day"] = pd.to_datetime(frame["day"]).dt.date
     if frame.empty:
         return 0
@@ -111,7 +118,9 @@ def upsert_sales(engine: Engine, sales: pd.DataFrame) -> int:
         raise NotImplementedError(f"upsert is not implemented for {dialect}")
     statement = dialect_insert(SalesRecord)
     statement = statement.on_conflict_do_update(
-        index_elements=["sku", "day"], set_={"price": statement.excluded.price, "units": statement.excluded.units}
+        index_elements=["sku", "day"],
+        set_={"price": statement.excluded.price, "units": statement.excluded.units}
+        | ({"promo": statement.excluded.promo} if "promo" in frame.columns else {}),
     )
     with session_scope(engine) as session:
         session.execute(statement, _records(frame))

@@ -104,8 +104,29 @@ def validate_sales(sales: pd.DataFrame, known_skus: pd.Index) -> tuple[pd.DataFr
     reasons.merge(why)
     units, why = UNITS.parse(sales["units"], "units", required=True)
     reasons.merge(why)
+    promo = None
+    if "promo" in sales.columns:
+        promo, why = _flags(sales["promo"], "promo")
+        reasons.merge(why)
     reasons.add(_repeated(pd.DataFrame({"sku": sales["sku"], "day": day}), reasons), "duplicate day for this sku")
     valid, quarantined = reasons.split(sales)
     valid["day"], valid["price"] = day[valid.index], price[valid.index]
     valid["units"] = units[valid.index].astype("int64")
+    if promo is not None:
+        valid["promo"] = promo[valid.index]
     return valid, quarantined
+
+
+_TRUE = {"1", "true", "yes", "y"}
+_FALSE = {"0", "false", "no", "n", ""}
+
+
+def _flags(cells: pd.Series, column: str) -> tuple[pd.Series, pd.Series]:
+    """(True/False/None per cell, the reason where a cell is none of 1/0, true/false, yes/no or empty)."""
+    text = cells.astype(object).where(cells.notna(), "").astype(str).str.strip().str.lower()
+    flag = pd.Series(np.where(text.isin(_TRUE), True, np.where(text.isin(_FALSE - {""}), False, None)), cells.index)
+    flag = flag.astype(object).where(text != "", None)
+    bad = ~text.isin(_TRUE | _FALSE)
+    reason = pd.Series(None, index=cells.index, dtype=object)
+    reason[bad] = f"{column} must be 1/0, true/false, yes/no or empty"
+    return flag, reason
