@@ -269,11 +269,14 @@ def moment_draws(
     seed = stable_seed("dependence", project, at.isoformat())
     floor = None if isinstance(rate, str) else throughput_days(rate, len(own), trials, seed, at)[1]
     draws = np.empty((len(GRID), trials))
-    for g, (rho, pace) in enumerate(GRID):
-        sample = simulate_flow(
-            scope, edges, durations, waits, now=at, trials=trials, seed=seed, dependence=rho, stretch=pace
-        )
-        draws[g] = flow_finish(sample, own, floor)[0]
+    for rho in DEPENDENCE_GRID:
+        sample = simulate_flow(scope, edges, durations, waits, now=at, trials=trials, seed=seed, dependence=rho)
+        # With unlimited parallelism a finish is a sum of waits and durations along a path, so a pace scales it
+        # exactly: one schedule per correlation instead of one per (correlation, pace).
+        finish = group_finish(sample, own).astype(float)
+        for pace in PACE_GRID:
+            scaled = finish * pace
+            draws[GRID.index((rho, pace))] = scaled if floor is None else np.maximum(scaled, floor)
     return own, draws
 
 
