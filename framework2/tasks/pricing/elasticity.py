@@ -48,6 +48,7 @@ from framework2.tasks.pricing.pooling import PRIOR_MEAN, PRIOR_SD, pool  # noqa:
 # the SKU has no own estimate. A converged fit below it is kept however steep: a tight -15.3 [-23, -7.6] is
 # data, and the pooling weighs it by its own standard error.
 MAX_ABS_ELASTICITY = 50.0
+PRICE_OUTLIER_RATIO = 2.0
 _MAX_STEP = 2.0
 _MAX_ITER = 60
 _TOL = 1e-10
@@ -283,12 +284,23 @@ def fit_own_elasticities(
         np.fmin.at(seen_low, code, price)
         np.fmax.at(seen_high, code, price)
     on_promo: tuple[np.ndarray, ...] | None = None
-    if day is not None and promo is not None and promo.any():
-        on_promo = code[promo], price[promo], units[promo], day[promo]
+    on_promo_day: np.ndarray | None = None
+    if promo is not None and promo.any():
+        on_promo = code[promo], price[promo], units[promo]
         regular = ~promo
-        code, price, units, day = code[regular], price[regular], units[regular], day[regular]
+        code, price, units = code[regular], price[regular], units[regular]
+        if day is not None:
+            on_promo_day, day = day[promo], day[regular]
 
     logp = np.log(price)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_logp = np.bincount(code, weights=logp, minlength=n_sku) / np.bincount(code, minlength=n_sku)
+    # A regular price more than PRICE_OUTLIER_RATIO from the SKU's typical one (a mistyped price, a clearance,
+    # a coupon-adjusted cent price) would decide the slope on its own: it is left out of the fit.
+    kept = np.abs(logp - mean_logp[code]) <= np.log(PRICE_OUTLIER_RATIO)
+    if not kept.all():
+        code, price, units, logp = code[kept], price[kept], units[kept], logp[kept]
+        day = day[kept] if day is not None else None
     n_days = np.bincount(code, minlength=n_sku)
     selling = np.bincount(code, weights=units > 0, minlength=n_sku)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -309,9 +321,10 @@ def fit_own_elasticities(
         groups = _Groups(code, price, units, usable, mean_logp, n_days)
         a_fit, e_fit, var_fit, conv = groups.fit()
         position = np.cumsum(usable) - 1
+        fitted: DemandFactors | None = None
         if day is not None and len(day):
             rows = usable[code]
-            first = int(day.min()) if on_promo is None else int(min(day.min(), on_promo[3].min()))
+            first = int(day.min()) if on_promo_day is None else int(min(day.min(), on_promo_day.min()))
             first -= first % 7  # weeks from a Monday: the same weeks in any partition
             fitted = DemandFactors(cat_code[code[rows]], day[rows], n_cat, first)
             x_rows = np.log(price[rows]) - mean_logp[code[rows]]
@@ -322,15 +335,16 @@ def fit_own_elasticities(
                 fitted.update(units[rows], np.where(np.isfinite(expected), expected, 0.0))
                 factor[rows] = fitted.factor()
                 a_fit, e_fit, var_fit, conv = groups.fit(factor)
-            if on_promo is not None:
-                p_code, p_price, p_units, p_day = on_promo
-                mine = usable[p_code] & conv[position[p_code]]
-                at = position[p_code[mine]]
-                with np.errstate(over="ignore", invalid="ignore"):
-                    expected = np.exp(a_fit[at] + e_fit[at] * (np.log(p_price[mine]) - mean_logp[p_code[mine]]))
-                expected *= fitted.factor(cat_code[p_code[mine]], p_day[mine])
-                finite = np.isfinite(expected)
-                lift = promo_lift(cat_code[p_code[mine]][finite], p_units[mine][finite], expected[finite], n_cat)
+        if on_promo is not None:
+            p_code, p_price, p_units = on_promo
+            mine = usable[p_code] & conv[position[p_code]]
+            at = position[p_code[mine]]
+            with np.errstate(over="ignore", invalid="ignore"):
+                expected = np.exp(a_fit[at] + e_fit[at] * (np.log(p_price[mine]) - mean_logp[p_code[mine]]))
+            if fitted is not None and on_promo_day is not None:
+                expected *= fitted.factor(cat_code[p_code[mine]], on_promo_day[mine])
+            finite = np.isfinite(expected)
+            lift = promo_lift(cat_code[p_code[mine]][finite], p_units[mine][finite], expected[finite], n_cat)
         with np.errstate(invalid="ignore"):
             se_fit = np.sqrt(var_fit)
         good = conv & np.isfinite(e_fit) & np.isfinite(se_fit) & (se_fit > 0) & (np.abs(e_fit) < MAX_ABS_ELASTICITY)
@@ -388,20 +402,17 @@ def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.D
 
 def _calendar(sales: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Day number (days since 1970-01-05, a Monday: weeks and weekdays line up in any partition) and promotion
-    flag of the usable rows; (None, None) without a usable ``day`` column."""
+    flag of the usable rows; the day is None without a usable ``day`` column, the flag without a ``promo`` one."""
+    flag = pd.to_numeric(sales["promo"], errors="coerce").fillna(0).to_numpy()[ok] > 0 if "promo" in sales else None
     if "day" not in sales.columns:
-        return None, None
+        return None, flag
     when = pd.to_datetime(sales["day"], errors="coerce")
     if getattr(when.dt, "tz", None) is not None:
         when = when.dt.tz_convert(None)
     stamps = when.to_numpy(dtype="datetime64[ns]")[ok]
     if np.isnat(stamps).any():
-        return None, None
+        return None, flag
     day = stamps.astype("datetime64[D]").astype(np.int64) - 4  # 1970-01-05 is day 4 of the epoch
-    if "promo" in sales.columns:
-        flag = pd.to_numeric(sales["promo"], errors="coerce").fillna(0).to_numpy()[ok] > 0
-    else:
-        flag = None
     return day, flag
 
 
