@@ -249,3 +249,55 @@ def test_three_sku_categories_borrow_from_the_store_on_a_market_built_that_way()
     covered = (est["elasticity_low"] <= truth) & (truth <= est["elasticity_high"])
     assert 0.85 <= covered.mean() <= 0.97
     assert "prior" not in set(est["source"])
+
+
+# --- odd sales through the API ----------------------------------------------------------------------------------
+
+
+def _lifted_market():
+    from framework2.sample.scenario_market import SCENARIOS, scenario_market
+
+    return scenario_market(next(s for s in SCENARIOS if s.promo_lift > 1), 200, 120, seed=6)
+
+
+def test_promo_flags_never_said_leave_the_price_cut_detection_on():
+    market = _lifted_market()
+    found = estimate_elasticities(market.sales, market.catalogue)
+    blank = estimate_elasticities(market.sales.assign(promo=np.nan), market.catalogue)
+    pd.testing.assert_series_equal(found["elasticity"], blank["elasticity"])
+
+
+def test_promo_words_and_booleans_read_as_the_flags_they_say():
+    market = _lifted_market()
+    cut = market.sales["price"] < market.sales.groupby("sku")["price"].transform("max") * 0.9
+    as_ints = estimate_elasticities(market.sales.assign(promo=cut.astype(int)), market.catalogue)
+    as_words = estimate_elasticities(market.sales.assign(promo=np.where(cut, " Yes", "no")), market.catalogue)
+    as_bools = estimate_elasticities(market.sales.assign(promo=cut.astype("boolean")), market.catalogue)
+    pd.testing.assert_series_equal(as_ints["elasticity"], as_words["elasticity"])
+    pd.testing.assert_series_equal(as_ints["elasticity"], as_bools["elasticity"])
+
+
+def test_a_day_with_an_offset_or_unreadable_only_affects_its_own_row():
+    market = _lifted_market()
+    sales = market.sales.copy()
+    reference = estimate_elasticities(sales.iloc[1:], market.catalogue)
+    sales["day"] = sales["day"].dt.strftime("%Y-%m-%dT12:00:00+01:00")
+    sales.loc[sales.index[::2], "day"] = sales.loc[sales.index[::2], "day"].str.replace("+01:00", "-05:00")
+    sales.loc[sales.index[0], "day"] = "not a day"
+    est = estimate_elasticities(sales, market.catalogue)  # mixed offsets: read as UTC; the bad day drops its row
+    assert est["elasticity"].notna().all()
+    assert (est["elasticity"] - reference["elasticity"]).abs().median() < 0.05
+
+
+def test_a_lone_row_decades_away_costs_one_day_not_a_grid_of_decades():
+    import tracemalloc
+
+    market = _lifted_market()
+    far = pd.DataFrame({"sku": [market.catalogue["sku"].iloc[0]], "day": [pd.Timestamp("2199-12-31")],
+                        "price": [market.catalogue["price"].iloc[0]], "units": [3]})  # fmt: skip
+    tracemalloc.start()
+    est = estimate_elasticities(pd.concat([market.sales, far], ignore_index=True), market.catalogue)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert est["elasticity"].notna().all()
+    assert peak < 20 * 2**20  # 3.4 MB measured; one grid of 200 SKUs x 63,000 calendar days would be 50 MB

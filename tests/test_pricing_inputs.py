@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,12 +70,9 @@ def test_a_promo_column_is_stored_and_read_back_and_a_bad_flag_is_quarantined(tm
     report = load_sales_csv(engine, path)
     assert (report.loaded, report.quarantined) == (3, 1)
     assert "promo must be 1/0, true/false, yes/no or empty" in reasons(engine, report.run_id)[0]
-    sales = store.load_sales(engine, date(2026, 1, 1))
-    assert sales.set_index("day")["promo"].to_dict() == {
-        pd.Timestamp("2026-01-05"): 0,
-        pd.Timestamp("2026-01-06"): 1,
-        pd.Timestamp("2026-01-07"): 0,  # not said: a regular day
-    }
+    promo = store.load_sales(engine, date(2026, 1, 1)).set_index("day")["promo"]
+    assert promo[pd.Timestamp("2026-01-05")] == 0 and promo[pd.Timestamp("2026-01-06")] == 1
+    assert np.isnan(promo[pd.Timestamp("2026-01-07")])  # not said
 
 
 def test_without_any_promo_flag_the_sales_carry_no_promo_column(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -90,3 +88,16 @@ def test_without_any_promo_flag_the_sales_carry_no_promo_column(tmp_path) -> Non
     path.write_text("sku,day,price,units\nGOOD-1,2026-01-05,9.99,4\n", encoding="utf-8")
     load_sales_csv(engine, path)
     assert "promo" not in store.load_sales(engine, date(2026, 1, 1)).columns  # temporary cuts are found instead
+
+
+def test_sales_dated_after_tomorrow_are_quarantined(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from framework2.tasks.pricing.loading import load_sales_csv
+    from tests.test_pricing_hostile_input import fresh_engine, reasons, seed_product
+
+    engine = fresh_engine(tmp_path)
+    seed_product(engine, "GOOD-1")
+    path = tmp_path / "s.csv"
+    path.write_text("sku,day,price,units\nGOOD-1,2099-01-01,19.00,3\nGOOD-1,2026-01-05,9.99,4\n", encoding="utf-8")
+    report = load_sales_csv(engine, path)
+    assert (report.loaded, report.quarantined) == (1, 1)
+    assert "day is in the future" in reasons(engine, report.run_id)[0]

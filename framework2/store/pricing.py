@@ -58,7 +58,8 @@ def load_catalogue(engine: Engine) -> pd.DataFrame:
 
 def load_sales(engine: Engine, since: date) -> pd.DataFrame:
     """Daily sales of active products from ``since`` on, as sku, day (datetime64), price, units, and promo
-    (0/1) when any stored row says; without it the elasticity fit finds temporary price cuts itself."""
+    (1/0, NaN where a row does not say) when any stored row says; the elasticity fit finds the temporary price
+    cuts of SKUs whose rows never say."""
     with engine.connect() as conn:
         frame = pd.read_sql(
             select(SalesRecord.sku, SalesRecord.day, SalesRecord.price, SalesRecord.units, SalesRecord.promo)
@@ -68,7 +69,8 @@ def load_sales(engine: Engine, since: date) -> pd.DataFrame:
         )
     frame["day"] = pd.to_datetime(frame["day"])
     if frame["promo"].notna().any():
-        frame["promo"] = frame["promo"].fillna(False).astype(bool).astype(int)
+        # 1 / 0 where a row says, NaN where it does not: a SKU whose rows never say gets its price cuts found.
+        frame["promo"] = pd.to_numeric(frame["promo"].astype(object), errors="coerce").astype(float)
     else:
         frame = frame.drop(columns=["promo"])
     return frame.astype({"price": float, "units": int})

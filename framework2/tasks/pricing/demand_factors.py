@@ -38,9 +38,15 @@ _PSEUDO = 0.5
 
 def temporary_cuts(code: np.ndarray, day: np.ndarray, price: np.ndarray, n_sku: int) -> np.ndarray:
     """Per row: is this day's price a temporary cut (see the module docstring)?"""
-    n_days = int(day.max()) + 1 if len(day) else 0
-    if n_days == 0:
+    if len(day) == 0:
         return np.zeros(0, dtype=bool)
+    # Days numbered by the distinct days sold on (the same as calendar days for daily sales): a history with a
+    # lone row decades away costs one column, not one per calendar day between (the grid is SKUs x days).
+    offset = day - day.min()
+    present = np.zeros(int(offset.max()) + 1, dtype=bool)
+    present[offset] = True
+    day = (np.cumsum(present) - 1)[offset]
+    n_days = int(day.max()) + 1
     # CUT_WINDOW empty days after the last, so every "after" window exists.
     grid = np.full((n_sku, n_days + CUT_WINDOW), -np.inf, dtype=np.float32)
     grid[code, day] = price
@@ -62,12 +68,22 @@ class DemandFactors:
     def __init__(self, category: np.ndarray, day: np.ndarray, n_cat: int, first_day: int) -> None:
         self.n_cat = n_cat
         self.first_day = first_day
-        self.n_weeks = int((day.max() - first_day) // 7) + 1 if len(day) else 1
+        # Weeks numbered by the weeks sold in (a lone row decades away adds one week, not thousands); the last
+        # number is for a week looked up later that had no regular sales (its factor stays 1).
+        span = int((day.max() - first_day) // 7) + 1 if len(day) else 1
+        present = np.zeros(span, dtype=bool)
+        present[(day - first_day) // 7] = True
+        self.week_number = np.where(present, np.cumsum(present) - 1, int(present.sum()))
+        self.n_weeks = int(present.sum()) + 1
         self.cells = self._cells(category, day)
         self.log = {name: np.zeros(size) for name, (_, size) in self.cells.items()}
 
     def _cells(self, category: np.ndarray, day: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
-        week = np.clip((day - self.first_day) // 7, 0, self.n_weeks - 1)
+        calendar_week = (day - self.first_day) // 7
+        inside = (calendar_week >= 0) & (calendar_week < len(self.week_number))
+        week = np.where(
+            inside, self.week_number[np.clip(calendar_week, 0, len(self.week_number) - 1)], self.n_weeks - 1
+        )
         return {
             "week": (category * self.n_weeks + week, self.n_cat * self.n_weeks),
             "weekday": (category * 7 + day % 7, self.n_cat * 7),

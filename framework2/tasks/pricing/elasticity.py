@@ -270,13 +270,19 @@ def fit_own_elasticities(
     index = catalogue_index(catalogue)
     n_sku = len(index)
     code, price, units, ok = _usable_rows(sales, index)
+    day = flag = said = None
+    if factors and "day" in sales.columns:
+        day, dated = _days(sales)
+        ok &= dated  # a row without a readable day cannot be placed in a week: left out, in any partition
+    if factors and "promo" in sales.columns:
+        flag, said = _promo_flags(sales["promo"])
     if not ok.all():
         code, price, units = code[ok], price[ok], units[ok]
+        day = day[ok] if day is not None else None
+        flag, said = (flag[ok], said[ok]) if flag is not None and said is not None else (None, None)
     if len(code) == 0 and require_sales:
         usable_sales(sales, index)  # raises the no-usable-rows error
-    day, promo = _calendar(sales, ok) if factors else (None, None)
-    if day is not None and promo is None and len(day):
-        promo = temporary_cuts(code, day - day.min(), price, n_sku)
+    promo = _promotions(code, day, price, flag, said, n_sku)
     days_seen = np.bincount(code, minlength=n_sku)  # every usable day, promotions included
     # The prices sales were seen at (promotions included): recommendations stay near them.
     seen_low, seen_high = np.full(n_sku, np.nan), np.full(n_sku, np.nan)
@@ -400,20 +406,48 @@ def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.D
     return out
 
 
-def _calendar(sales: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Day number (days since 1970-01-05, a Monday: weeks and weekdays line up in any partition) and promotion
-    flag of the usable rows; the day is None without a usable ``day`` column, the flag without a ``promo`` one."""
-    flag = pd.to_numeric(sales["promo"], errors="coerce").fillna(0).to_numpy()[ok] > 0 if "promo" in sales else None
-    if "day" not in sales.columns:
-        return None, flag
-    when = pd.to_datetime(sales["day"], errors="coerce")
-    if getattr(when.dt, "tz", None) is not None:
-        when = when.dt.tz_convert(None)
-    stamps = when.to_numpy(dtype="datetime64[ns]")[ok]
-    if np.isnat(stamps).any():
-        return None, flag
-    day = stamps.astype("datetime64[D]").astype(np.int64) - 4  # 1970-01-05 is day 4 of the epoch
-    return day, flag
+def _days(sales: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Day number of every row (days since 1970-01-05, a Monday: weeks and weekdays line up in any partition)
+    and whether the row has a readable day. Offsets are honoured (read as UTC); anything else is unreadable."""
+    when = pd.to_datetime(sales["day"], errors="coerce", utc=True).dt.tz_convert(None)
+    stamps = when.to_numpy(dtype="datetime64[ns]")
+    dated = ~np.isnat(stamps)
+    day = np.zeros(len(stamps), dtype=np.int64)
+    day[dated] = stamps[dated].astype("datetime64[D]").astype(np.int64) - 4  # 1970-01-05 is day 4 of the epoch
+    return day, dated
+
+
+_SAID_TRUE = frozenset({"1", "1.0", "true", "yes", "y"})
+_SAID_FALSE = frozenset({"0", "0.0", "false", "no", "n"})
+
+
+def _promo_flags(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(promotion day?, said at all?) per row from a ``promo`` column of numbers, booleans or words."""
+    if pd.api.types.is_bool_dtype(cells) or pd.api.types.is_numeric_dtype(cells):
+        values = pd.to_numeric(cells.astype(object), errors="coerce").to_numpy(dtype=float)
+        return np.nan_to_num(values) > 0, np.isfinite(values)
+    text = cells.astype(object).where(cells.notna(), "").astype(str).str.strip().str.lower()
+    return text.isin(_SAID_TRUE).to_numpy(), text.isin(_SAID_TRUE | _SAID_FALSE).to_numpy()
+
+
+def _promotions(
+    code: np.ndarray,
+    day: np.ndarray | None,
+    price: np.ndarray,
+    flag: np.ndarray | None,
+    said: np.ndarray | None,
+    n_sku: int,
+) -> np.ndarray | None:
+    """Per row, a promotion day? A SKU whose sales say so for some day has its flags used (a day not said is
+    a regular day); a SKU whose sales never say has its temporary price cuts found (needs days)."""
+    detected = temporary_cuts(code, day, price, n_sku) if day is not None and len(day) else None
+    if flag is None or said is None:
+        return detected
+    told = np.bincount(code, weights=said, minlength=n_sku) > 0
+    promo = flag & said
+    if detected is not None:
+        promo = np.where(told[code], promo, detected)
+    return promo
 
 
 def baseline_units(sales: pd.DataFrame, window_days: int = 14) -> pd.Series:

@@ -100,6 +100,10 @@ def validate_sales(sales: pd.DataFrame, known_skus: pd.Index) -> tuple[pd.DataFr
     reasons.add(~sales["sku"].isin(known_skus), "unknown sku (not in the catalogue)")
     day, why = DAYS.parse(sales["day"], "day")
     reasons.merge(why)
+    # Sales cannot have happened yet: a future day (a mistyped year) would end the baseline window there and
+    # leave every other SKU without recent volumes.
+    tomorrow = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    reasons.add(day > tomorrow, f"day is in the future (after {tomorrow:%Y-%m-%d})")
     price, why = MONEY.parse(sales["price"], "price", required=True)
     reasons.merge(why)
     units, why = UNITS.parse(sales["units"], "units", required=True)

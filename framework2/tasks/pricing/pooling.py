@@ -20,7 +20,7 @@ tight own estimate that its category cannot explain (more than ``OUTLIER_Z`` pre
 away) keeps its own value and standard error (source "own"), however large: normal pooling would drag a
 -15.3 +- 0.3 most of the way to a category at -2. Under ``MIN_STORE_SKUS`` own estimates in the whole
 catalogue there is nothing to learn the spreads from: the documented prior (``PRIOR_MEAN`` +- ``PRIOR_SD``)
-stands in for the category (source "prior").
+stands in for the category (source "prior"; an own fit shrunk toward it: "own+prior").
 """
 
 from __future__ import annotations
@@ -132,5 +132,5 @@ def _under_prior(own: np.ndarray, own_se: np.ndarray, has: np.ndarray) -> Pooled
         k = np.where(has, (1.0 / own_se**2) / precision, 0.0)
         estimate = np.where(has, k * own + (1 - k) * PRIOR_MEAN, PRIOR_MEAN)
         se = np.where(has, np.sqrt(1.0 / precision), PRIOR_SD)
-    source = np.where(has, "own+pooled", "prior").astype(object)
+    source = np.where(has, "own+prior", "prior").astype(object)
     return Pooled(estimate, se, k, source, float("nan"), float("nan"))

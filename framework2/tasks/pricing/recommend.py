@@ -490,8 +490,8 @@ def _explain(
         elif not missing[i]:
             parts.append("within limits")
         label = f".{int(round(ending[i] * 100)):02d}" if np.isfinite(ending[i]) else ""
-        if end_applied[i] and rec[i] != clipped[i]:
-            parts.append(f"ending {label} \u2192 {rec[i]:.2f}")
+        if end_applied[i] and proposed[i] != clipped[i]:
+            parts.append(f"ending {label} \u2192 {proposed[i]:.2f}")
         elif end_skipped[i]:
             parts.append(f"ending {label} skipped (would leave the limits or reverse the move)")
         if conflicts[i]:
