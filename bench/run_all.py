@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, tuple[str, list[str]]] = {
     "pricing": ("pricing_bench.py", ["--quick"]),
     "pricing_scenarios": ("pricing_scenarios.py", ["--quick"]),
+    "pricing_real": ("pricing_real.py", []),
     "rollback": ("rollback_bench.py", ["--runs", "2"]),
     "forecast": ("forecast_bench.py", ["--quick"]),
     "forecast_real": ("forecast_real.py", ["--quick"]),

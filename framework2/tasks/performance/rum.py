@@ -128,13 +128,28 @@ def read_rum_csv(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+_NS_EPOCH_LIMIT = 9.2e9
+
+
 def _epoch(numbers: pd.Series) -> pd.Series:
     """Unix seconds or, value by value, milliseconds (above 10^11) as UTC datetimes."""
     ms = numbers.abs() > _MS_EPOCH_CUTOFF
     seconds = numbers.where(~ms, numbers / 1000.0)
-    # pandas raises OverflowError (even with errors="coerce") for ±inf and beyond ~9.2e18 s: no time, so NaT.
-    seconds = seconds.where(seconds.abs() <= _MS_EPOCH_CUTOFF)
-    return pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
+    # pandas raises (OverflowError, or FloatingPointError from its own rounding, even with errors="coerce")
+    # outside what nanosecond datetimes hold (1677-2262, about ±9.2e9 s): no time, so NaT.
+    seconds = seconds.where(seconds.abs() <= _NS_EPOCH_LIMIT)
+    try:
+        return pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
+    except (OverflowError, FloatingPointError, pd.errors.OutOfBoundsDatetime):
+        # Seen once under Hypothesis and not reproduced: value by value, so one bad value is NaT, not a crash.
+        return seconds.map(_one_epoch).astype("datetime64[ns, UTC]")
+
+
+def _one_epoch(value: float) -> pd.Timestamp:
+    try:
+        return pd.to_datetime(value, unit="s", utc=True)
+    except (OverflowError, FloatingPointError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return pd.NaT
 
 
 def _parse_timestamps(values: pd.Series) -> pd.Series:
