@@ -526,6 +526,8 @@ def ppms_backtest(
         soft_wrap=True,
     )
     console.print(f"[bold]{result.verdict}[/bold]: {escape(result.reason)}.", highlight=False, soft_wrap=True)
+    if result.note:
+        console.print(f"[yellow]{escape(result.note)}[/yellow]", highlight=False, soft_wrap=True)
     if result.by_project:
         per = Table(title="each project on its own (PPMS; loss in days, baseline's in brackets)", box=box.SIMPLE_HEAD)
         for col in ("project", "cases", "P50", "P85", "P95", "loss50", "loss85", "ratio"):

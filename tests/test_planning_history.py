@@ -248,3 +248,4 @@ def test_a_mistyped_year_that_moves_now_is_named_in_the_forecast(tmp_path: Path)
     path.write_text("key,project,title,status,created_at,started_at,done_at\n" + "\n".join(rows) + "\n", "utf-8")
     result = forecast_file(path, project="shop", trials=500)
     assert "2029-05-03" in result.note and "typo" in result.note and "--as-of" in result.note
+    assert "2029-05-03" in backtest_file(path, trials=200).note

@@ -182,6 +182,7 @@ class FileBacktest(BaseModel):
     )
     rejected_rows: int
     rejected_reasons: list[str] = Field(default_factory=list)
+    note: str = Field("", description="A warning about the file's dates (a lone far-future date sets 'now').")
 
 
 def _by_project(result: BacktestResult) -> list[ProjectBacktest]:
@@ -295,6 +296,7 @@ def backtest_file(
         skipped=result.skipped,
         cases=result.cases,
         by_project=_by_project(result) if len(projects) > 1 else [],
+        note=history.warning,
         rejected_rows=len(history.rejected),
         rejected_reasons=[r["reason"] for r in history.rejected[:MAX_REASONS]],
     )
