@@ -354,3 +354,22 @@ def test_a_held_move_names_the_price_it_declined_in_every_clause():
     if "ending .99" in rec["explanation"]:
         assert f"ending .99 \u2192 {proposed}" in rec["explanation"]
     assert proposed != "19.61"
+
+
+def test_a_current_price_never_seen_in_sales_is_not_pushed_back_into_the_observed_range():
+    catalogue = pd.DataFrame({"sku": ["S"], "name": ["thing"], "category": ["c"], "cost": [10.0], "price": [30.0]})
+    index = pd.Index(["S"], name="sku")
+    elasticities = pd.DataFrame(
+        {
+            "elasticity": [-3.0],
+            "elasticity_se": [2.0],
+            "elasticity_low": [-6.3],
+            "elasticity_high": [0.3],
+            "price_low": [18.0],
+            "price_high": [20.5],
+        },  # fmt: skip
+        index=index,
+    )
+    rec = recommend_prices(catalogue, elasticities, None, pd.Series([10.0], index=index), CONFIDENT).loc["S"]
+    # The optimum (15) is far below, but the odds of the cut are poor: it holds instead of being forced to 21.52.
+    assert rec["binding_guardrail"] == "low_confidence" and rec["recommended_price"] == 30.0

@@ -175,8 +175,9 @@ def recommend_prices(
             (_MAX_CHANGE, cur * (1 - max_c), cur * (1 + max_c)),
             (_BAND_LOW, ref * (policy.competitor_band_low or np.nan), np.full(n, inf)),
             (_BAND_HIGH, np.full(n, -inf), ref * (policy.competitor_band_high or np.nan)),
-            # Last: the demand curve is only known where prices have been; business limits come first.
-            (_OBSERVED, seen_low * (1 - margin), seen_high * (1 + margin)),
+            # Last: the demand curve is only known where prices have been; business limits come first. The
+            # current price is always inside (a price set since the last sale is not pushed back by it).
+            (_OBSERVED, _widen(seen_low * (1 - margin), cur, np.fmin), _widen(seen_high * (1 + margin), cur, np.fmax)),
         ]
     for cid, c_lo, c_hi in constraints:
         c_lo = np.where(np.isnan(c_lo), -inf, c_lo)
@@ -296,6 +297,11 @@ def recommend_prices(
         index=index,
     )
     return out[RECOMMENDATION_COLUMNS]
+
+
+def _widen(bound: np.ndarray, current: np.ndarray, pick: np.ufunc) -> np.ndarray:
+    """``bound`` moved out to ``current`` where that is further; NaN (no bound) stays NaN."""
+    return np.where(np.isnan(bound), np.nan, pick(bound, current))
 
 
 def _column(frame: pd.DataFrame, column: str, n: int) -> np.ndarray:
