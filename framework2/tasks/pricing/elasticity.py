@@ -42,6 +42,7 @@ from scipy.stats import norm
 
 from framework2.errors import DataError
 from framework2.tasks.pricing.demand_factors import FACTOR_PASSES, DemandFactors, promo_lift, temporary_cuts
+from framework2.tasks.pricing.inputs import PROMO_FALSE, PROMO_TRUE
 from framework2.tasks.pricing.pooling import PRIOR_MEAN, PRIOR_SD, pool  # noqa: F401 (the prior, re-exported)
 
 # A slope running past this is separation (all sales at one price level: no finite fit), so the fit stops and
@@ -417,17 +418,13 @@ def _days(sales: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return day, dated
 
 
-_SAID_TRUE = frozenset({"1", "1.0", "true", "yes", "y"})
-_SAID_FALSE = frozenset({"0", "0.0", "false", "no", "n"})
-
-
 def _promo_flags(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(promotion day?, said at all?) per row from a ``promo`` column of numbers, booleans or words."""
     if pd.api.types.is_bool_dtype(cells) or pd.api.types.is_numeric_dtype(cells):
         values = pd.to_numeric(cells.astype(object), errors="coerce").to_numpy(dtype=float)
         return np.nan_to_num(values) > 0, np.isfinite(values)
     text = cells.astype(object).where(cells.notna(), "").astype(str).str.strip().str.lower()
-    return text.isin(_SAID_TRUE).to_numpy(), text.isin(_SAID_TRUE | _SAID_FALSE).to_numpy()
+    return text.isin(PROMO_TRUE).to_numpy(), text.isin(PROMO_TRUE | PROMO_FALSE).to_numpy()
 
 
 def _promotions(

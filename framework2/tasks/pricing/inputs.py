@@ -121,8 +121,10 @@ def validate_sales(sales: pd.DataFrame, known_skus: pd.Index) -> tuple[pd.DataFr
     return valid, quarantined
 
 
-_TRUE = {"1", "true", "yes", "y"}
-_FALSE = {"0", "false", "no", "n", ""}
+# The words a promo cell may say (lower case, stripped); the elasticity fit reads the same words.
+PROMO_TRUE = frozenset({"1", "true", "yes", "y"})
+PROMO_FALSE = frozenset({"0", "false", "no", "n"})
+_TRUE, _FALSE = PROMO_TRUE, PROMO_FALSE | {""}
 
 
 def _flags(cells: pd.Series, column: str) -> tuple[pd.Series, pd.Series]:
