@@ -14,7 +14,9 @@ from framework2.tasks.pricing import baseline_units, estimate_elasticities, pric
 from framework2.tasks.pricing.recommend import BINDINGS, RECOMMENDATION_COLUMNS, optimal_price, recommend_prices
 
 # Bands, endings and the confidence rule off unless a test turns them on, so expected prices are exact.
-PLAIN = PricingGuardrails(price_ending=None, competitor_band_low=None, competitor_band_high=None, min_confidence=0)
+PLAIN = PricingGuardrails(
+    price_ending=None, competitor_band_low=None, competitor_band_high=None, min_confidence=0, move_curve="constant"
+)
 
 
 def _recommend(
@@ -258,7 +260,7 @@ def test_missing_catalogue_columns_raise_data_error():
 
 def test_full_pipeline_on_a_generated_market_respects_every_hard_limit():
     market = generate_market(n_skus=400, n_competitors=4, seed=5)
-    policy = PricingGuardrails()
+    policy = PricingGuardrails(move_curve="constant")
     est = estimate_elasticities(market.sales, market.catalogue)
     pos = price_positions(market.catalogue, market.offers, [], policy.competitor_reference)
     recs = recommend_prices(market.catalogue, est, pos, baseline_units(market.sales), policy)
@@ -315,11 +317,18 @@ def test_gain_odds_are_the_normal_probability_that_the_elasticity_makes_the_move
 
     cost, cur, e, se = 10.0, 20.0, np.array([-1.6, -2.0, -2.4]), 0.3
     for rec in (21.0, 19.0):
-        odds = gain_odds(np.full(3, rec), np.full(3, cur), np.full(3, cost), e, np.full(3, se), n_draws=200_000, seed=1)
-        # Profit rises iff e * log(rec/cur) > log((cur - c)/(rec - c)): a threshold on e.
+        args = np.full(3, rec), np.full(3, cur), np.full(3, cost), e, np.full(3, se)
+        odds = gain_odds(*args, n_draws=200_000, seed=1, line=False)
+        # Constant elasticity: profit rises iff e * log(rec/cur) > log((cur - c)/(rec - c)), a threshold on e.
         threshold = np.log((cur - cost) / (rec - cost)) / np.log(rec / cur)
         expected = norm.sf((threshold - e) / se) if rec > cur else norm.cdf((threshold - e) / se)
         assert odds == pytest.approx(expected, abs=0.005)
+        # The line through today's price: iff e * (rec/cur - 1) > (cur - c)/(rec - c) - 1.
+        line_odds = gain_odds(*args, n_draws=200_000, seed=1)
+        threshold = ((cur - cost) / (rec - cost) - 1) / (rec / cur - 1)
+        expected = norm.sf((threshold - e) / se) if rec > cur else norm.cdf((threshold - e) / se)
+        assert line_odds == pytest.approx(expected, abs=0.005)
+        assert np.all(line_odds <= odds + 1e-12)  # the line never sells more than constant elasticity
 
 
 def test_a_price_beyond_the_prices_sales_were_seen_at_is_clipped_to_them_and_says_so():
@@ -347,7 +356,7 @@ def test_a_price_beyond_the_prices_sales_were_seen_at_is_clipped_to_them_and_say
 
 
 def test_a_held_move_names_the_price_it_declined_in_every_clause():
-    policy = PricingGuardrails(competitor_band_low=None, competitor_band_high=None)  # endings on, confidence 0.8
+    policy = PricingGuardrails(competitor_band_low=None, competitor_band_high=None, move_curve="constant")  # endings on
     rec = _recommend(cost=10.0, price=19.61, elasticity=-2.0, se=0.4, policy=policy)
     assert rec["binding_guardrail"] == "low_confidence" and rec["recommended_price"] == 19.61
     proposed = rec["explanation"].split("the move to ")[1].split(" ")[0]
@@ -372,3 +381,24 @@ def test_a_current_price_never_seen_in_sales_is_not_pushed_back_into_the_observe
     rec = recommend_prices(catalogue, elasticities, None, pd.Series([10.0], index=index), CONFIDENT).loc["S"]
     # The optimum (15) is far below, but the odds of the cut are poor: it holds instead of being forced to 21.52.
     assert rec["binding_guardrail"] == "low_confidence" and rec["recommended_price"] == 30.0
+
+
+def test_moves_are_sized_on_the_line_through_todays_price_by_default():
+    # e = -2 at 20 with cost 10: constant elasticity puts the optimum at 20, the line at (20 * 1.5 + 10) / 2 = 20
+    # too (same slope today); at 18 the line's optimum is (18 * 1.5 + 10) / 2 = 18.5, constant elasticity's 20.
+    default = PLAIN.model_copy(update={"move_curve": "line"})
+    assert default.move_curve == "line"
+    line = _recommend(cost=10.0, price=18.0, elasticity=-2.0, policy=default)
+    constant = _recommend(cost=10.0, price=18.0, elasticity=-2.0)
+    assert line["optimal_price"] == pytest.approx(18.5) and constant["optimal_price"] == pytest.approx(20.0)
+    assert line["recommended_price"] == pytest.approx(18.5) and line["binding_guardrail"] is None
+    # The line sells fewer units than constant elasticity at the new price: 10 * (1 - 2 * 0.5/18).
+    assert line["projected_units"] == pytest.approx(10.0 * (1 - 2.0 * 0.5 / 18.0))
+
+
+def test_inelastic_demand_on_the_line_still_moves_up_by_the_full_change():
+    default = PLAIN.model_copy(update={"move_curve": "line"})
+    # e = -0.9, cost 8, price 20: the line's optimum (20 * 1.9 / 0.9 + 8) / 2 = 25.11 lies beyond +10 % (22).
+    rec = _recommend(cost=8.0, price=20.0, elasticity=-0.9, policy=default)
+    assert rec["optimal_price"] == pytest.approx(25.11, abs=0.01)
+    assert rec["recommended_price"] == pytest.approx(22.0) and rec["binding_guardrail"] == "inelastic_demand"

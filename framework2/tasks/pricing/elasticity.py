@@ -333,7 +333,8 @@ def fit_own_elasticities(
             rows = usable[code]
             first = int(day.min()) if on_promo_day is None else int(min(day.min(), on_promo_day.min()))
             first -= first % 7  # weeks from a Monday: the same weeks in any partition
-            fitted = DemandFactors(cat_code[code[rows]], day[rows], n_cat, first)
+            skus = np.bincount(cat_code[np.flatnonzero(usable)], minlength=n_cat).astype(float)
+            fitted = DemandFactors(cat_code[code[rows]], day[rows], n_cat, first, skus)
             x_rows = np.log(price[rows]) - mean_logp[code[rows]]
             factor = np.ones(len(code))
             for _ in range(FACTOR_PASSES):

@@ -1,8 +1,10 @@
 """Profit-optimal prices inside the guardrails, with projected effects and a one-line reason.
 
-Demand is taken as constant-elasticity, q = A * p^e, so with unit cost c the profit (p - c) * q is
-maximised at p* = c * e / (1 + e) when e < -1. For e >= -1 profit keeps rising with price: there is
-no interior optimum and the price moves up as far as one run allows ("inelastic_demand").
+Moves are sized and judged on the straight line through today's price p0 and sales with the SKU's
+elasticity e there, q = q0 * (1 + e (p / p0 - 1)) (``curves.py``: it sells less than a constant-elasticity
+curve at every other price, so a move that pays on it pays there too). With unit cost c the profit (p - c) * q
+is maximised at p* = (p0 (e - 1) / e + c) / 2. For e >= -1 demand is inelastic at today's price: the price
+moves up by the full per-run change, or to p* if that is nearer ("inelastic_demand").
 
 Guardrails form a feasible interval, built in priority order:
 
@@ -43,6 +45,7 @@ import pandas as pd
 
 from framework2.config import PricingGuardrails
 from framework2.errors import DataError
+from framework2.tasks.pricing.curves import demand_ratio, move_optimum
 from framework2.tasks.pricing.elasticity import catalogue_index
 from framework2.tasks.pricing.inputs import MONEY
 
@@ -197,13 +200,14 @@ def recommend_prices(
         )
         dropped[:, cid] = ~fits
 
-    p_opt = optimal_price(cost, e)
+    line = policy.move_curve == "line"
+    p_opt = move_optimum(cost, e, cur, line)
     missing = ~np.isfinite(e) | ~np.isfinite(cost)
-    inelastic = ~missing & ~np.isfinite(p_opt)
+    inelastic = ~missing & (e >= -1)
     cost_plus = cost * (1 + policy.cost_plus_markup)
     hold = policy.missing_data_rule == "hold"
     miss_target = np.where(np.isfinite(cur), cur, cost_plus) if hold else np.where(np.isfinite(cost), cost_plus, cur)
-    up_target = np.where(np.isfinite(cur), cur * (1 + max_c), hi)
+    up_target = np.fmin(np.where(np.isfinite(cur), cur * (1 + max_c), hi), p_opt)
     target = np.select([missing, inelastic], [miss_target, up_target], p_opt)
     with np.errstate(invalid="ignore"):
         below = target < lo * (1 - _EPS)
@@ -226,7 +230,9 @@ def recommend_prices(
         moved = np.isfinite(proposed / cur) & (np.abs(proposed / cur - 1) > _EPS)
         # A current price outside the guardrails must move whatever the odds (the floor, a band).
         forced = (cur < lo * (1 - _EPS)) | (cur > hi * (1 + _EPS))
-    odds = np.where(moved & ~missing, gain_odds(proposed, cur, cost, e, se, n_draws=n_draws, seed=seed), np.nan)
+    odds = np.where(
+        moved & ~missing, gain_odds(proposed, cur, cost, e, se, n_draws=n_draws, seed=seed, line=line), np.nan
+    )
     unsure = moved & ~missing & ~forced & ~(odds >= policy.min_confidence)
     rec = np.where(unsure, cur, proposed)
     binding[unsure] = "low_confidence"
@@ -234,7 +240,7 @@ def recommend_prices(
         change = rec / cur - 1
     needs_approval = ~(np.abs(change) <= policy.approval_change_pct + _EPS)
 
-    proj = _project(rec, cur, cost, base, e, se, n_draws=n_draws, seed=seed)
+    proj = _project(rec, cur, cost, base, e, se, n_draws=n_draws, seed=seed, line=line)
     conflicts = np.full(n, "", dtype=object)
     for cid, name in enumerate(GUARDRAILS):
         flag = dropped[:, cid]
@@ -346,12 +352,15 @@ def gain_odds(
     *,
     n_draws: int,
     seed: int,
+    line: bool = True,
 ) -> np.ndarray:
     """P(moving from ``cur`` to ``rec`` raises profit) over normal draws of the elasticity; NaN without one.
 
-    Under q = A p^e the profit change is A cur^e [(rec - c)(rec/cur)^e - (cur - c)]: its sign does not depend on
-    how many units sell, so no baseline is needed. The draws are ``_project``'s (same seed), so the odds and
-    the profit band come from the same elasticities.
+    With D(r) the units at price ratio r over today's (``curves.demand_ratio``: 1 + e (r - 1) on the line
+    through today's price, r^e under constant elasticity), the profit change is
+    q_today [(rec - c) D(rec/cur) - (cur - c)]: its sign does not depend on how many units sell, so no
+    baseline is needed. The draws are ``_project``'s (same seed), so the odds and the profit band come from the
+    same elasticities.
     """
     n = len(rec)
     out = np.full(n, np.nan)
@@ -366,7 +375,8 @@ def gain_odds(
         s = slice(start, min(start + _DRAW_CHUNK, n))
         draws = e[s, None] + spread[s, None] * z[None, :]
         with np.errstate(invalid="ignore", over="ignore"):
-            gain = (rec[s] - cost[s])[:, None] * np.exp(draws * log_r[s, None]) - (cur[s] - cost[s])[:, None]
+            ratio = demand_ratio(draws, log_r[s, None], line)
+            gain = (rec[s] - cost[s])[:, None] * ratio - (cur[s] - cost[s])[:, None]
         out[s] = np.where(ok[s], (gain > 0).mean(axis=1), np.nan)
     return out
 
@@ -381,8 +391,10 @@ def _project(
     *,
     n_draws: int,
     seed: int,
+    line: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Daily units, revenue and profit deltas vs the current price, with 5-95 % bands over draws."""
+    """Daily units, revenue and profit deltas vs the current price on the policy's curve (``curves.py``), with
+    5-95 % bands over draws."""
     with np.errstate(invalid="ignore", divide="ignore"):
         log_r = np.log(rec / cur)
     unchanged = log_r == 0
@@ -391,7 +403,7 @@ def _project(
     e0 = np.where(np.isfinite(e), e, 0.0)
     se0 = np.where(np.isfinite(se), se, 0.0)
     with np.errstate(invalid="ignore", over="ignore"):
-        q_new = np.where(unknown, np.nan, base * np.exp(e0 * log_r))
+        q_new = np.where(unknown, np.nan, base * demand_ratio(e0, log_r, line))
         q_new = np.where(unchanged, base, q_new)
         rev = rec * q_new - cur * base
         prof = (rec - cost) * q_new - (cur - cost) * base
@@ -404,7 +416,7 @@ def _project(
         s = slice(start, min(start + _DRAW_CHUNK, n))
         draws = e0[s, None] + se0[s, None] * z[None, :]
         with np.errstate(invalid="ignore", over="ignore"):
-            q = base[s, None] * np.exp(draws * np.where(unchanged[s], 0.0, log_r[s])[:, None])
+            q = base[s, None] * demand_ratio(draws, np.where(unchanged[s], 0.0, log_r[s])[:, None], line)
             rev_d = rec[s, None] * q - (cur[s] * base[s])[:, None]
             prof_d = (rec[s] - cost[s])[:, None] * q - ((cur[s] - cost[s]) * base[s])[:, None]
         bands[0:2, s] = np.percentile(rev_d, [5, 95], axis=1)
