@@ -145,7 +145,7 @@ def api(
     webhooks = f"http://{host}:{port}/webhook"
     console.print(f"  Webhooks:    POST {webhooks}/framework-set-2 (also {webhooks}/github, {webhooks}/jira)")
     console.print(f"  Health:      http://{host}:{port}/health/ready    Metrics: http://{host}:{port}/metrics")
-    console.print(f"  OpenAPI:     http://{host}:{port}/docs")
+    console.print(f"  OpenAPI:     http://{host}:{port}/openapi.json")
     uvicorn.run(service, host=host, port=port, log_level="info", access_log=False, **uvicorn_options(settings))
 
 

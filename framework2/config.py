@@ -88,6 +88,12 @@ class StoreSettings(Section):
         "Put URLs with passwords in a StoreDatabase block instead and name it in `block`.",
     )
     block: str | None = Field(None, description="Name of a `store-database` block holding the URL as a secret.")
+    quarantine_rows_per_source: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Rejected rows kept one by one per feed or file per run; the rest are counted in one summary row.",
+    )
 
 
 class NotificationSettings(Section):
@@ -165,6 +171,15 @@ class PricingGuardrails(Section):
         description=(
             "Move a price only when the odds that the move raises profit (over the elasticity's uncertainty) are at "
             "least this; below, the price holds and says why. 0 moves on the point estimate alone."
+        ),
+    )
+    move_curve: Literal["line", "constant"] = Field(
+        "line",
+        description=(
+            "The demand curve moves are sized and judged on. 'line': the straight line through today's price with "
+            "the fitted elasticity there, never more hopeful than constant elasticity, so moves stay safe where "
+            "demand bends. 'constant': constant elasticity, bolder moves (more profit when demand really has a "
+            "constant elasticity, more moves that lose when it bends)."
         ),
     )
 

@@ -231,6 +231,27 @@ def test_an_option_given_as_git_url_is_refused(tmp_path: Path) -> None:
         RequirementsSource(git_url=url)
 
 
+@pytest.mark.parametrize("url", ["ext::touch {marker}", "fd::3", "EXT::touch {marker}", "gopher://example.com/x"])
+def test_a_git_url_with_a_command_or_unknown_transport_is_refused(tmp_path: Path, url: str) -> None:
+    marker = tmp_path / "PWNED"
+    url = url.format(marker=marker)
+
+    with pytest.raises(DataError, match="is refused; use https://") as caught:
+        checkout_directory(path=None, git_url=url, branch="main", subdirectory="", cache=tmp_path / "cache")
+    assert "git_url" in caught.value.hint and not marker.exists()
+    with pytest.raises(ValidationError, match="is refused"):
+        RequirementsSource(git_url=url)
+
+
+def test_git_itself_refuses_the_ext_transport_even_past_the_check(tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    url = f"ext::touch {marker}"
+
+    with pytest.raises(DataError, match="git clone of"):
+        sources_module._git(["clone", "--", url, str(tmp_path / "out")], None, 30, url)
+    assert not marker.exists()
+
+
 def test_fetch_still_follows_a_branch_whose_name_has_a_slash(origin: Path, tmp_path: Path) -> None:
     git("checkout", "--quiet", "-b", "release/2.1", cwd=origin)
     cache = tmp_path / "cache"

@@ -450,3 +450,81 @@ async def test_task_does_not_retry_permanent_errors(
     with pytest.raises(error):
         await collect()
     assert len(http_server.requests_to("/offers")) == 1
+
+
+# --- hostile documents: refused whole with a reason, never an exception that is not a FeedError --------------
+
+
+def plain_feed(format: str = "json", **overrides: object) -> CompetitorFeed:
+    return CompetitorFeed(competitor="acme", url="https://feeds.example.com/offers", format=format, **overrides)
+
+
+def test_json_nested_past_what_python_reads_is_a_malformed_feed_not_a_recursion_error():
+    body = ("[" * 200_000 + "]" * 200_000).encode()
+
+    with pytest.raises(MalformedFeedError, match="nests JSON .* too deeply"):
+        parse_feed(plain_feed(), body, FETCHED_AT)
+
+
+def test_a_json_integer_of_thousands_of_digits_is_a_quarantined_offer_not_a_value_error():
+    huge = "9" * 5000
+    body = f'[{{"sku": "A1", "price": {huge}}}, {{"sku": {huge}, "price": 9.5}}, {{"sku": "B2", "price": 19}}]'
+
+    offers = parse_feed(plain_feed(), body.encode(), FETCHED_AT)
+    valid, quarantined = validate_offers(offers, OUR_PRICES, ratio_limit=10)
+
+    assert valid["sku"].tolist() == ["B2"]
+    assert quarantined["reason"].tolist()[0].startswith("price ")  # a 5000-digit price is far above ours
+    assert quarantined["reason"].tolist()[1].startswith("unknown sku '999")
+    assert len(quarantined["reason"].tolist()[1]) < 100  # the sku is quoted cut short
+
+
+async def test_collect_all_reports_a_deeply_nested_feed_as_that_feeds_failure(http_server: LoopbackHTTPServer):
+    http_server.route("/deep", Reply(200, ("[" * 100_000).encode()))
+    http_server.route("/offers", Reply(200, body=[{"sku": "A1", "price": 9.5}]))
+
+    outcomes = await collect_all([make_feed(http_server, "/deep"), make_feed(http_server)], LOOPBACK)
+
+    assert isinstance(outcomes[0].error, MalformedFeedError)
+    assert outcomes[1].collection is not None and outcomes[1].collection.offers["price"].tolist() == [9.5]
+
+
+def test_a_nul_in_a_csv_feed_is_refused_not_read_as_a_shorter_price():
+    body = b"sku,price\nA1,9.99\nB2,1\x0099\n"
+
+    with pytest.raises(MalformedFeedError, match="line 3 contains a NUL"):
+        parse_feed(plain_feed("csv"), body, FETCHED_AT)
+
+
+def test_a_sku_with_a_control_character_is_quarantined_with_that_reason():
+    offers = parse_feed(plain_feed(), b'[{"sku": "A1\\u0000", "price": 9.5}, {"sku": "A1", "price": 9.6}]', FETCHED_AT)
+
+    valid, quarantined = validate_offers(offers, OUR_PRICES, ratio_limit=10)
+
+    assert valid["price"].tolist() == [9.6]
+    assert quarantined["reason"].tolist() == ["sku contains a control character (e.g. NUL or a line break)"]
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (",".join(f"c{i}" for i in range(50_000)) + ",sku,price", "the header has 50,002 columns"),
+        ("sku,price," + "x" * 30_000, "the header is 30,008 characters long"),
+    ],
+)
+def test_a_csv_feed_with_a_header_too_wide_or_too_long_is_refused_before_pandas_reads_it(header: str, said: str):
+    width = header.count(",") + 1
+    body = (header + "\n" + ",".join(["1"] * width) + "\n").encode()
+
+    with pytest.raises(MalformedFeedError, match=said) as caught:
+        parse_feed(plain_feed("csv"), body, FETCHED_AT)
+    assert len(str(caught.value)) < 300
+
+
+def test_field_names_quoted_in_a_missing_field_error_are_cut_short():
+    long_name = "f" * 100_000
+    body = f'[{{"{long_name}": 1, "sku": "A1"}}]'.encode()
+
+    with pytest.raises(MalformedFeedError, match="'price'") as caught:
+        parse_feed(plain_feed(), body, FETCHED_AT)
+    assert len(str(caught.value)) < 400

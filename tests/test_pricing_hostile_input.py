@@ -32,6 +32,7 @@ from framework2.store import pricing as store
 from framework2.store.engine import make_engine, session_scope
 from framework2.store.migrate import upgrade
 from framework2.store.models import AnalysisRun, Product, QuarantinedRow, SalesRecord
+from framework2.store.runs import quarantine
 from framework2.tasks.pricing.loading import load_catalogue_csv, load_sales_csv
 from framework2.tasks.pricing.recommend import recommend_prices
 
@@ -223,6 +224,59 @@ def test_an_unreadable_file_is_one_clear_error_and_stores_nothing(engine: Engine
     with pytest.raises(DataError, match="empty"):
         load_catalogue_csv(engine, write(tmp_path / "empty.csv", ""))
     assert table_counts(engine) == before
+
+
+def test_a_header_of_thousands_of_columns_or_characters_is_one_clear_error_and_stores_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    before = table_counts(engine)
+    wide = ",".join(f"c{i}" for i in range(100_000))
+    with pytest.raises(DataError, match="the header has 100,000 columns; a catalogue file has at most 200"):
+        load_catalogue_csv(engine, write(tmp_path / "wide.csv", wide + "\n" + "1," * 99_999 + "1\n"))
+    with pytest.raises(DataError, match="the header row is 50,024 characters long") as caught:
+        load_catalogue_csv(engine, write(tmp_path / "long.csv", f"{CATALOGUE_HEADER},{'x' * 50_000}\nA,a,c,1,2,3\n"))
+    assert len(str(caught.value)) < 300
+    with pytest.raises(DataError, match="appears twice") as caught:
+        load_catalogue_csv(engine, write(tmp_path / "twice.csv", f"{CATALOGUE_HEADER},{'y' * 9000},{'y' * 9000}\n"))
+    assert len(str(caught.value)) < 300  # the name is quoted cut short
+    assert table_counts(engine) == before
+
+
+def test_a_file_of_thousands_of_bad_rows_keeps_a_thousand_and_counts_the_rest_in_one_summary_row(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lines = [CATALOGUE_HEADER, *(f"BAD-{i},Bad,kitchen,4,inf" for i in range(2500)), "GOOD-1,Good,kitchen,4,9.99"]
+
+    report = load_catalogue_csv(engine, write(tmp_path / "c.csv", "\n".join(lines) + "\n"))
+
+    assert (report.loaded, report.quarantined) == (1, 2500)
+    with session_scope(engine) as session:
+        kept = session.scalars(select(QuarantinedRow).where(QuarantinedRow.run_id == report.run_id)).all()
+        run = session.get(AnalysisRun, report.run_id)
+        assert run is not None and run.quarantined == 2500
+    assert len(kept) == 1001
+    summary = [r for r in kept if r.reason.startswith("not kept one by one")]
+    assert len(summary) == 1 and summary[0].payload["rows"] == 1500
+    assert "store.quarantineRowsPerSource = 1,000" in summary[0].reason
+    [(reason, count)] = summary[0].payload["reasons"].items()
+    assert count == 1500 and "price" in reason
+
+
+def test_a_quarantined_row_keeps_long_cells_cut_and_many_distinct_reasons_bounded(engine: Engine) -> None:
+    rows = [{"reason": f"bad value {i}", "name": "n" * 100_000, "cells": list(range(10_000))} for i in range(500)]
+
+    n = quarantine(engine, system="ppis", source="load:catalogue", rows=rows, keep=3)
+
+    assert n == 500
+    with session_scope(engine) as session:
+        kept = session.scalars(select(QuarantinedRow)).all()
+    assert len(kept) == 4
+    first = kept[0].payload
+    assert len(first["name"]) < 2100 and first["name"].endswith("(100,000 characters, cut)")
+    assert len(first["cells"]) == 201 and first["cells"][-1] == "... (10,000 items, cut)"
+    reasons_past = kept[-1].payload["reasons"]
+    assert len(reasons_past) == 51 and reasons_past["(other reasons)"] == 497 - 50
+    assert sum(reasons_past.values()) == 497
 
 
 # --- 7: sales numbers -------------------------------------------------------------------------------------

@@ -678,6 +678,14 @@ def test_jira_issue_events_become_ppms_tasks_changed(
 # --- documentation ------------------------------------------------------------------------------------------
 
 
+def test_no_page_of_the_service_loads_script_from_a_cdn(client: TestClient) -> None:
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "cdn." not in response.text
+    assert client.get("/openapi.json").status_code == 200
+
+
 def test_openapi_documents_the_contract_and_the_events_table(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     post = spec["paths"]["/webhook/framework-set-2"]["post"]

@@ -338,6 +338,11 @@ def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_
             "as exactly one event `framework2.<system>.<event>`; deployment triggers turn events into runs."
         ),
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages run JavaScript fetched from a CDN in this service's origin: a machine
+        # without internet cannot load them, and a compromised CDN could script them. The schema stays at
+        # /openapi.json for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.webhooks = service
     app.include_router(health_router)

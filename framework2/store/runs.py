@@ -102,9 +102,7 @@ def finish_in(
     run.inputs = jsonable(dict(inputs or run.inputs))
     run.outcome = jsonable(dict(outcome or {}))
     run.error = error
-    run.quarantined = session.scalar(
-        select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id)
-    )
+    run.quarantined = quarantined_count(session, run_id)
 
 
 @contextmanager
@@ -124,6 +122,37 @@ def run_status(engine: Engine, run_id: str) -> str | None:
         return run.status if run else None
 
 
+# A rejected row keeps what a person needs to find and fix it; a 100 MB cell or a million-cell row does not
+# go into the store whole.
+_KEPT_CHARS = 2000
+_KEPT_ITEMS = 200
+_DISTINCT_REASONS = 50
+# The reason of the one row that stands for the rejected rows not kept one by one.
+SUMMARY_LEAD = "not kept one by one: "
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _KEPT_CHARS:
+        return f"{value[:_KEPT_CHARS]}... ({len(value):,} characters, cut)"
+    if isinstance(value, list) and len(value) > _KEPT_ITEMS:
+        return [_clipped(v) for v in value[:_KEPT_ITEMS]] + [f"... ({len(value):,} items, cut)"]
+    if isinstance(value, list):
+        return [_clipped(v) for v in value]
+    if isinstance(value, dict):
+        items = list(value.items())
+        kept = {str(k)[:_KEPT_CHARS]: _clipped(v) for k, v in items[:_KEPT_ITEMS]}
+        if len(items) > _KEPT_ITEMS:
+            kept["..."] = f"{len(items):,} fields, cut"
+        return kept
+    return value
+
+
+def _rows_per_source() -> int:
+    from framework2.config import get_settings  # the store is imported by config's users; keep the edge one-way
+
+    return get_settings().store.quarantine_rows_per_source
+
+
 def quarantine(
     engine: Engine,
     *,
@@ -132,25 +161,65 @@ def quarantine(
     rows: Iterable[Mapping[str, Any]],
     run_id: str | None = None,
     reason_key: str = "reason",
+    keep: int | None = None,
 ) -> int:
-    """Keep rows that failed validation, each with its reason; returns how many were stored."""
+    """Keep rows that failed validation, each with its reason; returns how many rows failed.
+
+    At most ``keep`` rows (default ``store.quarantine_rows_per_source``) are stored one by one, with long
+    text and lists cut: a feed of millions of unknown SKUs would otherwise grow the store by gigabytes.
+    The rest become one summary row counting them by reason, and ``finish_run`` counts them too.
+    """
+    limit = _rows_per_source() if keep is None else keep
     records = []
+    extra = 0
+    extra_reasons: dict[str, int] = {}
     for row in rows:
-        payload = {k: v for k, v in row.items() if k != reason_key}
+        reason = str(row.get(reason_key) or "unspecified")
+        if len(records) < limit:
+            payload = {k: v for k, v in row.items() if k != reason_key}
+            records.append(
+                {
+                    "run_id": run_id,
+                    "system": system,
+                    "source": source,
+                    "reason": _clipped(reason),
+                    "payload": _clipped(jsonable(payload)),
+                    "created_at": utcnow(),
+                }
+            )
+            continue
+        extra += 1
+        if reason in extra_reasons or len(extra_reasons) < _DISTINCT_REASONS:
+            extra_reasons[reason[:_KEPT_CHARS]] = extra_reasons.get(reason[:_KEPT_CHARS], 0) + 1
+        else:
+            extra_reasons["(other reasons)"] = extra_reasons.get("(other reasons)", 0) + 1
+    if extra:
         records.append(
             {
                 "run_id": run_id,
                 "system": system,
                 "source": source,
-                "reason": str(row.get(reason_key) or "unspecified"),
-                "payload": jsonable(payload),
+                "reason": f"{SUMMARY_LEAD}{extra:,} more rows from {source} failed validation "
+                f"(store.quarantineRowsPerSource = {limit:,}); the rows kept above show what is wrong",
+                "payload": {"rows": extra, "reasons": extra_reasons},
                 "created_at": utcnow(),
             }
         )
     if records:
         with session_scope(engine) as session:
             session.execute(insert(QuarantinedRow), records)
-    return len(records)
+    return len(records) - (1 if extra else 0) + extra
+
+
+def quarantined_count(session: Any, run_id: str) -> int:
+    """Rows quarantined by one run, including those only counted in a summary row."""
+    stored = session.scalar(select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id))
+    summaries = session.scalars(
+        select(QuarantinedRow.payload).where(
+            QuarantinedRow.run_id == run_id, QuarantinedRow.reason.startswith(SUMMARY_LEAD)
+        )
+    ).all()
+    return int(stored or 0) + sum(int(p.get("rows", 1)) - 1 for p in summaries if isinstance(p, dict))
 
 
 def recent_runs(engine: Engine, system: str, limit: int = 20) -> list[AnalysisRun]:

@@ -47,6 +47,10 @@ _INVISIBLE = (
     r"\u2060-\u2064\u206a-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]"
 )
 _SHOWN = 40  # characters of a bad value quoted in its reason; the whole row is in the quarantine payload
+# A catalogue or sales export has a handful of columns; a header of thousands is not one of ours, and pandas
+# needs time per column.
+MAX_COLUMNS = 200
+MAX_HEADER_CHARS = 20_000
 
 
 def shown(value: Any) -> str:
@@ -263,6 +267,19 @@ def text_rule(model: type[SQLModel], field: str, *, required: bool = True, key: 
     return TextRule(max_length=limits[0], required=required, key=key)
 
 
+def _check_header(path: Path, what: str, header: list[str]) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise DataError(
+            f"{path}: the header has {len(header):,} columns; a {what} file has at most {MAX_COLUMNS}",
+            hint="check that this is the right file and that its delimiter is a comma; nothing was stored",
+        )
+    if sum(map(len, header)) > MAX_HEADER_CHARS:
+        raise DataError(
+            f"{path}: the header row is {sum(map(len, header)):,} characters long; at most {MAX_HEADER_CHARS:,}",
+            hint=f"a {what} file's header names its columns (sku, name, ...); nothing was stored",
+        )
+
+
 def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows whose cell count matches the header, misshapen rows with a ``reason``), both indexed by file line.
 
@@ -293,11 +310,12 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise DataError(
                 f"{path} is empty or has no header row", hint=f"the {what} needs a header row, then one row per line"
             )
+        _check_header(path, what, header)
         names = [cell.strip() or f"column_{i + 1}" for i, cell in enumerate(header)]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise DataError(
-                f"{path}: column {', '.join(map(repr, twice))} appears twice in the header",
+                f"{path}: column {', '.join(map(shown, twice[:5]))} appears twice in the header",
                 hint="keep one column per name; nothing was stored",
             )
         first = reader.line_num + 1
@@ -314,15 +332,23 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     starts[1:] += 1  # a row starts on the line after the previous row ended (a quoted cell may span lines)
     counts = np.fromiter(map(len, cells_of), dtype=np.int64, count=len(cells_of))
     fits = counts == len(names)
+    index = pd.Index(starts[fits], name="line")
+    fitting = [cells_of[i] for i in np.flatnonzero(fits)]
+    by_column = list(zip(*fitting, strict=True)) if fitting else [() for _ in names]
+    # Built in one go: assigning columns one by one into a frame is quadratic in the number of columns.
     rows = pd.DataFrame(
-        [cells_of[i] for i in np.flatnonzero(fits)],
+        {
+            # NFC: "CAFÉ-1" typed with a combined É and with E + accent is one key, as a reader sees it.
+            name: _per_value(
+                pd.Series(cells, index=index, dtype=object),
+                lambda v: unicodedata.normalize("NFC", v.strip()) or None,
+                None,
+            )
+            for name, cells in zip(names, by_column, strict=True)
+        },
+        index=index,
         columns=names,
-        index=pd.Index(starts[fits], name="line"),
-        dtype=object,
     )
-    for name in names:
-        # NFC: "CAFÉ-1" typed with a combined É and with E + accent is one key, as a reader sees it.
-        rows[name] = _per_value(rows[name], lambda v: unicodedata.normalize("NFC", v.strip()) or None, None)
     # Neither an empty line (no cells: not a row) nor a row that fits.
     wrong = np.flatnonzero(~fits & (counts > 0))
     misshapen = pd.DataFrame(

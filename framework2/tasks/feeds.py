@@ -67,6 +67,15 @@ from framework2.tasks.http_fetch import (
 
 OFFER_COLUMNS = ["competitor", "sku", "price", "in_stock", "observed_at", "feed"]
 
+# A price feed has a handful of columns; thousands are not an export of offers (and pandas pays per column).
+MAX_FEED_COLUMNS = 200
+MAX_FEED_HEADER_CHARS = 20_000
+# Integers longer than this are kept as their text (they are no price, sku or time we can use, and Python
+# refuses to convert past 4,300 digits, with a ValueError that is no feed error).
+_MAX_INT_DIGITS = 30
+_NAME_CHARS = 40
+_CONTROL = r"[\x00-\x1f\x7f]"
+
 _TRUE_WORDS = {"true", "t", "yes", "y", "1", "in stock", "in_stock", "instock", "available"}
 _CURRENCY_MARKS = "$€£¥"
 
@@ -353,8 +362,14 @@ async def fetch_feed(
 # --- parse -----------------------------------------------------------------------------------------
 
 
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _NAME_CHARS else text[: _NAME_CHARS - 3] + "..."
+
+
 def _names(values: Sequence[Any], limit: int = 10) -> str:
-    shown = [str(v) for v in list(values)[:limit]]
+    # A feed names its own fields: quote few of them, each cut short, so a hostile header cannot fill the log.
+    shown = [_short(v) for v in list(values)[:limit]]
     more = f", ... ({len(values) - limit} more)" if len(values) > limit else ""
     return (", ".join(shown) + more) if shown else "none"
 
@@ -362,11 +377,16 @@ def _names(values: Sequence[Any], limit: int = 10) -> str:
 def _json_records(feed: CompetitorFeed, text: str) -> list[dict[str, Any]]:
     label = feed.label
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise MalformedFeedError(
             f"feed '{label}' is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             hint="check that the URL serves the JSON export (format='csv' if it is CSV)",
+        ) from None
+    except RecursionError:
+        raise MalformedFeedError(
+            f"feed '{label}' nests JSON arrays or objects too deeply to read (more than about a thousand levels)",
+            hint="an offer list is a few levels deep; ask the competitor to fix the export",
         ) from None
 
     node, walked = document, []
@@ -376,7 +396,7 @@ def _json_records(feed: CompetitorFeed, text: str) -> list[dict[str, Any]]:
             keys = _names(list(node)) if isinstance(node, dict) else f"a {type(node).__name__}, not an object"
             raise MalformedFeedError(
                 f"feed '{label}': records_path '{feed.records_path}' not found: "
-                f"no key '{key}' at {where} (found: {keys})",
+                f"no key '{key}' at {_short(where)} (found: {keys})",
                 hint="fix records_path in the Competitor Feed block",
             )
         node = node[key]
@@ -395,6 +415,10 @@ def _json_records(feed: CompetitorFeed, text: str) -> list[dict[str, Any]]:
                 hint="records_path must point at a list of offer objects",
             )
     return node
+
+
+def _bounded_int(text: str) -> int | str:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else text
 
 
 def _check_fields(feed: CompetitorFeed, present: Sequence[str]) -> dict[str, str | None]:
@@ -433,7 +457,8 @@ def _frame_from_records(feed: CompetitorFeed, records: list[dict[str, Any]]) -> 
 
 
 def _misshapen_line(text: str) -> str | None:
-    """'line N has X cells, the header has Y' for the first row whose width differs from the header's, else None.
+    """What is wrong with the CSV's shape, else None: a header too wide or too long, or the first row whose
+    width differs from the header's ('line N has X cells, the header has Y').
 
     pandas would read rows that all carry one extra cell by making the first column the index (every value then
     lands one column to the left: the price read as the sku) and fill short rows with blanks (read as "in stock,
@@ -444,6 +469,10 @@ def _misshapen_line(text: str) -> str | None:
         header = next(rows, None)
         if header is None:
             return None
+        if len(header) > MAX_FEED_COLUMNS:
+            return f"the header has {len(header):,} columns; a price feed has at most {MAX_FEED_COLUMNS}"
+        if sum(map(len, header)) > MAX_FEED_HEADER_CHARS:
+            return f"the header is {sum(map(len, header)):,} characters long; at most {MAX_FEED_HEADER_CHARS:,}"
         for row in rows:
             if row and len(row) != len(header):
                 return f"line {rows.line_num} has {len(row)} cells, the header has {len(header)}"
@@ -453,6 +482,13 @@ def _misshapen_line(text: str) -> str | None:
 
 
 def _csv_frame(feed: CompetitorFeed, text: str) -> pd.DataFrame:
+    if "\x00" in text:
+        # pandas' parser ends a cell at NUL: "1\x0099" would be read as the price 1.
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise MalformedFeedError(
+            f"feed '{feed.label}' is not valid CSV: line {line} contains a NUL character",
+            hint="a CSV feed is text; check that the URL serves the CSV export, not a binary file",
+        )
     misshapen = _misshapen_line(text)
     if misshapen is not None:
         raise MalformedFeedError(
@@ -634,7 +670,8 @@ def validate_offers(
     flag(price <= 0, "price must be positive (got " + price.astype(str) + ")")
     if "observed_at" in frame:
         flag(frame["observed_at"].isna(), "observed_at is missing or not a readable timestamp")
-    flag(~sku.isin(ours.index), "unknown sku '" + sku + "' (not in the catalogue)")
+    flag(sku.str.contains(_CONTROL, regex=True), "sku contains a control character (e.g. NUL or a line break)")
+    flag(~sku.isin(ours.index), "unknown sku '" + sku.map(_short) + "' (not in the catalogue)")
 
     comparable = our_price.notna() & (our_price > 0)
     limit_text = f"{ratio_limit:g}"

@@ -65,10 +65,22 @@ def pattern_problem(pattern: str) -> str | None:
     return None
 
 
+#: Transports a requirements repository may be read over. git's "<transport>::<address>" form (``ext::`` runs
+#: a command, ``fd::`` reads a file descriptor) and any other URL scheme are refused.
+GIT_PROTOCOLS = ("https", "http", "ssh", "git", "file")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_TRANSPORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
+
+
 def git_url_problem(git_url: str) -> str | None:
     """Why ``git_url`` cannot be handed to git safely, or None (reachability is git's to report)."""
     if git_url.startswith("-"):
         return "git_url starts with '-', which git would read as an option"
     if any(ord(c) < 0x20 or c == "\x7f" for c in git_url):
         return "git_url contains a control character"
+    allowed = ", ".join(f"{p}://" for p in GIT_PROTOCOLS)
+    if match := _TRANSPORT.match(git_url):
+        return f"git_url uses the git transport {match.group(1)!r}::, which is refused; use {allowed} or a path"
+    if (match := _SCHEME.match(git_url)) and match.group(1).lower() not in GIT_PROTOCOLS:
+        return f"git_url uses the scheme {match.group(1)!r}, which is refused; use {allowed} or a path"
     return None

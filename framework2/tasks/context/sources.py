@@ -14,6 +14,7 @@ must stay inside the checkout once symlinks are followed (``source_checks``).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -23,7 +24,12 @@ from typing import Any
 from framework2.blocks.project_sources import JiraSource
 from framework2.errors import DataError
 from framework2.tasks.context.requirements import FileProblem, ReadResult, requirement_from_jira
-from framework2.tasks.context.source_checks import branch_problem, git_url_problem, subdirectory_problem
+from framework2.tasks.context.source_checks import (
+    GIT_PROTOCOLS,
+    branch_problem,
+    git_url_problem,
+    subdirectory_problem,
+)
 from framework2.tasks.planning.connectors import iter_jira_issues
 
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
@@ -42,9 +48,17 @@ def shown(url: str) -> str:
     return _CREDENTIALS.sub("***@", url)
 
 
+# git itself refuses other transports too (a block saved before the URL rule, a submodule URL), and never
+# stops to ask for a password on a terminal nobody watches.
+def _git_env() -> dict[str, str]:
+    return {**os.environ, "GIT_ALLOW_PROTOCOL": ":".join(GIT_PROTOCOLS), "GIT_TERMINAL_PROMPT": "0"}
+
+
 def _git(args: list[str], cwd: Path | None, timeout: float, url: str) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, env=_git_env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         raise DataError(
             f"git {args[0]} of {shown(url)} took longer than {timeout:g} s",
