@@ -11,9 +11,10 @@ from framework2.tasks.pricing import baseline_units, estimate_elasticities
 from framework2.tasks.pricing.recommend import recommend_prices
 
 LINEAR = next(s for s in SCENARIOS if s.demand == "linear")
+LOGIT = next(s for s in SCENARIOS if s.demand == "logit")
 
 
-@pytest.mark.parametrize("scenario", [SCENARIOS[0], LINEAR], ids=["constant", "linear"])
+@pytest.mark.parametrize("scenario", [SCENARIOS[0], LINEAR, LOGIT], ids=["constant", "linear", "logit"])
 def test_the_true_elasticity_is_the_slope_of_the_true_demand_curve(scenario: Scenario) -> None:
     market = scenario_market(scenario, 50, 60, seed=2)
     price = market.catalogue["price"].to_numpy(dtype=float)

@@ -8,6 +8,8 @@ by what it would really do to profit:
   cycle and whole-week promotions at 20 % off;
 - **linear** — demand falls in a straight line with price (the elasticity grows with the price; at some
   price nobody buys);
+- **logit** — each SKU's sales are a logit share of its shoppers, s(p) = 1 / (1 + exp(-(a - b p))), the form
+  brand-choice models fit: elasticity -b p (1 - s), growing with the price but never reaching zero demand;
 - **sticky** — most SKUs' regular prices move by only 1-3 %, so there is little price variation to learn from;
 - **small categories** — categories of 3 SKUs, too few to pool within;
 - **promotion lift** — a promotion sells 1.3 times more than its price cut explains (display, advertising),
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 GAMMA_SHAPE = 3.0
+LOGIT_BASE_SHARE = 0.3  # a logit SKU's share of its shoppers at its base price
 PROMO_WEEK_SHARE = 0.08
 PROMO_DISCOUNT = 0.20
 
@@ -34,7 +37,7 @@ class Scenario:
     """One way the market differs from what the model assumes."""
 
     name: str
-    demand: str = "constant"  # "constant" | "linear"
+    demand: str = "constant"  # "constant" | "linear" | "logit"
     promo_lift: float = 1.0
     sticky_share: float = 0.0
     skus_per_category: int = 30
@@ -43,6 +46,7 @@ class Scenario:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("constant elasticity, seasonality, promotions"),
     Scenario("linear demand", demand="linear"),
+    Scenario("logit demand", demand="logit"),
     Scenario("sticky prices (60 % move 1-3 %)", sticky_share=0.6),
     Scenario("categories of 3 SKUs", skus_per_category=3),
     Scenario("promotions lift demand x1.3", promo_lift=1.3),
@@ -62,10 +66,7 @@ class ScenarioMarket:
 
     def expected_units(self, price: np.ndarray) -> np.ndarray:
         """True mean units per regular day at ``price`` (one per catalogue SKU)."""
-        ratio = np.asarray(price, dtype=float) / self.base
-        if self.scenario.demand == "linear":
-            return self.volume * np.maximum(0.0, 1.0 + self.slope * (ratio - 1.0))
-        return self.volume * ratio**self.slope
+        return self.volume * _shape(self.scenario.demand, np.asarray(price, dtype=float) / self.base, self.slope)
 
     def true_elasticity(self, price: np.ndarray | None = None) -> pd.Series:
         """The elasticity the truth has at ``price`` (default: the current price)."""
@@ -74,6 +75,9 @@ class ScenarioMarket:
         if self.scenario.demand == "linear":
             with np.errstate(divide="ignore", invalid="ignore"):
                 value = self.slope * ratio / (1.0 + self.slope * (ratio - 1.0))
+        elif self.scenario.demand == "logit":
+            share = _logit_share(ratio, self.slope)
+            value = _logit_b(self.slope) * ratio * (share - 1.0)
         else:
             value = self.slope
         return pd.Series(value, index=pd.Index(self.catalogue["sku"].astype(str), name="sku"), name="elasticity")
@@ -84,6 +88,25 @@ class ScenarioMarket:
         current = self.catalogue["price"].to_numpy(dtype=float)
         new = np.asarray(new_price, dtype=float)
         return (new - cost) * self.expected_units(new) - (current - cost) * self.expected_units(current)
+
+
+def _logit_b(slope: np.ndarray) -> np.ndarray:
+    # The price coefficient (per unit of price / base) that gives elasticity ``slope`` at the base price.
+    return -slope / (1.0 - LOGIT_BASE_SHARE)
+
+
+def _logit_share(ratio: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    a = np.log(LOGIT_BASE_SHARE / (1.0 - LOGIT_BASE_SHARE))
+    return 1.0 / (1.0 + np.exp(-(a - _logit_b(slope) * (ratio - 1.0))))
+
+
+def _shape(demand: str, ratio: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """Units at ``ratio`` = price / base over units at the base price."""
+    if demand == "linear":
+        return np.maximum(0.0, 1.0 + slope * (ratio - 1.0))
+    if demand == "logit":
+        return _logit_share(ratio, slope) / LOGIT_BASE_SHARE
+    return ratio**slope
 
 
 def scenario_market(scenario: Scenario, n_skus: int = 1_500, n_days: int = 150, *, seed: int = 0) -> ScenarioMarket:
@@ -112,11 +135,7 @@ def scenario_market(scenario: Scenario, n_skus: int = 1_500, n_days: int = 150, 
 
     day = np.arange(n_days)
     season = (1.0 + 0.25 * np.isin(day % 7, [4, 5])) * (1.0 + 0.15 * np.sin(2 * np.pi * day / 45))
-    ratio = price / base[:, None]
-    if scenario.demand == "linear":
-        shape = np.maximum(0.0, 1.0 + slope[:, None] * (ratio - 1.0))
-    else:
-        shape = ratio ** slope[:, None]
+    shape = _shape(scenario.demand, price / base[:, None], slope[:, None])
     mean = volume[:, None] * shape * season[None, :] * np.where(promo, scenario.promo_lift, 1.0)
     units = rng.poisson(mean * rng.gamma(GAMMA_SHAPE, 1.0 / GAMMA_SHAPE, mean.shape))
 
