@@ -231,7 +231,9 @@ def test_an_option_given_as_git_url_is_refused(tmp_path: Path) -> None:
         RequirementsSource(git_url=url)
 
 
-@pytest.mark.parametrize("url", ["ext::touch {marker}", "fd::3", "EXT::touch {marker}", "gopher://example.com/x"])
+@pytest.mark.parametrize(
+    "url", ["ext::touch {marker}", "fd::3", "EXT::touch {marker}", "gopher://example.com/x", "FILE:///tmp/repo"]
+)
 def test_a_git_url_with_a_command_or_unknown_transport_is_refused(tmp_path: Path, url: str) -> None:
     marker = tmp_path / "PWNED"
     url = url.format(marker=marker)

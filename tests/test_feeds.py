@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 
@@ -528,3 +529,52 @@ def test_field_names_quoted_in_a_missing_field_error_are_cut_short():
     with pytest.raises(MalformedFeedError, match="'price'") as caught:
         parse_feed(plain_feed(), body, FETCHED_AT)
     assert len(str(caught.value)) < 400
+
+
+def test_a_lone_surrogate_in_a_json_sku_is_quarantined_and_storable():
+    offers = parse_feed(plain_feed(), b'[{"sku": "\\ud800", "price": 9.5}, {"sku": "A1", "price": 9.6}]', FETCHED_AT)
+
+    valid, quarantined = validate_offers(offers, OUR_PRICES, ratio_limit=10)
+
+    assert valid["price"].tolist() == [9.6]
+    [reason] = quarantined["reason"].tolist()
+    assert reason.startswith("sku contains a control character")
+    quarantined["sku"].iloc[0].encode("utf-8")  # a replacement character, not a surrogate
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"sku,price,in_stock\rA1,1,no\rB2,2\r",  # a short row behind lone CR line ends
+        b"sku,price\rA1,10,999\r",  # an extra cell
+        b"sku,price," + b"," * 100_000 + b"\rA1,1\r",  # a header past the column limit
+        b"sku ,sku,price\nA1,B2,1\n",  # the same column twice once trimmed
+        b'sku,price\nA1,"9.99\n',  # a quote never closed
+    ],
+)
+def test_a_csv_feed_that_csv_and_pandas_would_read_differently_is_refused_whole(body: bytes):
+    with pytest.raises(MalformedFeedError, match="is not valid CSV"):
+        parse_feed(plain_feed("csv"), body, FETCHED_AT)
+
+
+def test_a_csv_feed_with_lone_cr_line_ends_is_read_like_any_other():
+    offers = parse_feed(plain_feed("csv"), b"sku,price\rA1,9.99\rB2,19\r", FETCHED_AT)
+
+    assert offers["sku"].tolist() == ["A1", "B2"] and offers["price"].tolist() == [9.99, 19.0]
+
+
+@pytest.mark.parametrize("price", ["1_000", "\uff11\uff12", "\u0661\u0662", "inf", "nan", "0x10"])
+def test_a_price_float_would_read_but_a_price_list_would_not_hold_is_not_a_number(price: str):
+    body = json.dumps([{"sku": "A1", "price": price}]).encode()
+
+    offers = parse_feed(plain_feed(), body, FETCHED_AT)
+
+    assert offers["price"].isna().all()
+
+
+def test_a_relative_observation_time_is_not_a_time_the_offer_was_seen():
+    body = b'[{"sku": "A1", "price": 9.5, "observed_at": "now"}, {"sku": "B2", "price": 19, "observed_at": "today"}]'
+
+    offers = parse_feed(plain_feed(), body, FETCHED_AT)
+
+    assert offers["observed_at"].isna().all()

@@ -144,6 +144,18 @@ def test_github_pages_are_followed_pull_requests_skipped_and_issues_mapped(http_
     assert batch.rejected == []
 
 
+def test_github_text_no_store_can_hold_arrives_as_replacement_characters(http_server: LoopbackHTTPServer) -> None:
+    # JSON may escape a lone surrogate or NUL; neither has a place in UTF-8 or PostgreSQL text, and one such title
+    # failed every later sync.
+    http_server.route(ISSUES, Reply(200, [gh_issue(1, title="Broken \ud800 title \u0000 end", body="\udfff")]))
+
+    batch = read_github(github(http_server), None, sleep=Sleeps(), clock=clock)
+
+    [task] = batch.tasks
+    assert task.title == "Broken \ufffd title \ufffd end"
+    task.title.encode("utf-8")  # no surrogate left
+
+
 def test_github_since_is_passed_through_and_is_the_cursor_when_nothing_changed(
     http_server: LoopbackHTTPServer,
 ) -> None:

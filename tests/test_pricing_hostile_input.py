@@ -33,6 +33,7 @@ from framework2.store.engine import make_engine, session_scope
 from framework2.store.migrate import upgrade
 from framework2.store.models import AnalysisRun, Product, QuarantinedRow, SalesRecord
 from framework2.store.runs import quarantine
+from framework2.tasks import boundary
 from framework2.tasks.pricing.loading import load_catalogue_csv, load_sales_csv
 from framework2.tasks.pricing.recommend import recommend_prices
 
@@ -242,6 +243,21 @@ def test_a_header_of_thousands_of_columns_or_characters_is_one_clear_error_and_s
     assert table_counts(engine) == before
 
 
+def test_a_file_over_the_byte_or_row_limit_is_refused_whole_with_how_to_load_it(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = table_counts(engine)
+    text = CATALOGUE_HEADER + "\n" + "".join(f"EX-{i},a,c,1,2\n" for i in range(30))
+    monkeypatch.setattr(boundary, "MAX_ROWS", 20)
+    with pytest.raises(DataError, match="more than 20 rows") as caught:
+        load_catalogue_csv(engine, write(tmp_path / "rows.csv", text))
+    assert "split it into parts" in caught.value.hint
+    monkeypatch.setattr(boundary, "MAX_FILE_BYTES", 100)
+    with pytest.raises(DataError, match="may be at most 100 bytes"):
+        load_catalogue_csv(engine, write(tmp_path / "bytes.csv", text))
+    assert table_counts(engine) == before
+
+
 def test_a_file_of_thousands_of_bad_rows_keeps_a_thousand_and_counts_the_rest_in_one_summary_row(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -263,20 +279,35 @@ def test_a_file_of_thousands_of_bad_rows_keeps_a_thousand_and_counts_the_rest_in
 
 
 def test_a_quarantined_row_keeps_long_cells_cut_and_many_distinct_reasons_bounded(engine: Engine) -> None:
-    rows = [{"reason": f"bad value {i}", "name": "n" * 100_000, "cells": list(range(10_000))} for i in range(500)]
+    rows = [{"reason": f"bad value {i}", "name": "n" * 1000, "cells": list(range(60))} for i in range(500)]
+    rows[1] = {"reason": "huge", "name": "\x01" * 100_000, "cells": ["\x01" * 500] * 10_000}
 
     n = quarantine(engine, system="ppis", source="load:catalogue", rows=rows, keep=3)
 
     assert n == 500
     with session_scope(engine) as session:
-        kept = session.scalars(select(QuarantinedRow)).all()
+        kept = session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.id)).all()
     assert len(kept) == 4
     first = kept[0].payload
-    assert len(first["name"]) < 2100 and first["name"].endswith("(100,000 characters, cut)")
-    assert len(first["cells"]) == 201 and first["cells"][-1] == "... (10,000 items, cut)"
+    assert first["name"] == "n" * 500 + "... (1,000 characters, cut)"
+    assert len(first["cells"]) == 51 and first["cells"][-1] == "... (60 items, cut)"
+    # Whatever a row holds, its payload stays a couple of thousand characters of JSON.
+    assert set(kept[1].payload) == {"cut"} and len(kept[1].payload["cut"]) < 2100
     reasons_past = kept[-1].payload["reasons"]
     assert len(reasons_past) == 51 and reasons_past["(other reasons)"] == 497 - 50
     assert sum(reasons_past.values()) == 497
+
+
+@pytest.mark.parametrize("text", ["\ud800", "SKU\x00", "\udfff tail"])
+def test_text_no_store_can_hold_is_quarantined_as_its_escape_not_a_failed_insert(engine: Engine, text: str) -> None:
+    rows = [{"reason": f"unknown sku {text!s}", "sku": text, text: 1}]
+
+    assert quarantine(engine, system="ppis", source="feed:x", rows=rows) == 1
+
+    with session_scope(engine) as session:
+        [row] = session.scalars(select(QuarantinedRow)).all()
+    assert "\\u" in row.payload["sku"] or "\\x00" in row.payload["sku"]
+    assert "\x00" not in row.reason and not any("\ud800" <= c <= "\udfff" for c in row.reason)
 
 
 # --- 7: sales numbers -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -123,28 +124,46 @@ def run_status(engine: Engine, run_id: str) -> str | None:
 
 
 # A rejected row keeps what a person needs to find and fix it; a 100 MB cell or a million-cell row does not
-# go into the store whole.
-_KEPT_CHARS = 2000
-_KEPT_ITEMS = 200
+# go into the store whole: strings and lists are cut, then the whole payload is held to _ROW_CHARS of JSON
+# (control characters take six each there), so a source adds at most a few MB per run.
+_KEPT_CHARS = 500
+_KEPT_ITEMS = 50
+_ROW_CHARS = 2000
 _DISTINCT_REASONS = 50
 # The reason of the one row that stands for the rejected rows not kept one by one.
 SUMMARY_LEAD = "not kept one by one: "
 
 
+def _storable(text: str) -> str:
+    # A lone surrogate (from a JSON escape) has no UTF-8 form and PostgreSQL holds no NUL: either would fail
+    # the insert, and with it the run. They are kept visible as their escapes.
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _clipped(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > _KEPT_CHARS:
-        return f"{value[:_KEPT_CHARS]}... ({len(value):,} characters, cut)"
+    if isinstance(value, str):
+        text = value if len(value) <= _KEPT_CHARS else f"{value[:_KEPT_CHARS]}... ({len(value):,} characters, cut)"
+        return _storable(text)
     if isinstance(value, list) and len(value) > _KEPT_ITEMS:
         return [_clipped(v) for v in value[:_KEPT_ITEMS]] + [f"... ({len(value):,} items, cut)"]
     if isinstance(value, list):
         return [_clipped(v) for v in value]
     if isinstance(value, dict):
         items = list(value.items())
-        kept = {str(k)[:_KEPT_CHARS]: _clipped(v) for k, v in items[:_KEPT_ITEMS]}
+        kept = {_storable(str(k)[:_KEPT_CHARS]): _clipped(v) for k, v in items[:_KEPT_ITEMS]}
         if len(items) > _KEPT_ITEMS:
             kept["..."] = f"{len(items):,} fields, cut"
         return kept
     return value
+
+
+def _bounded(payload: Any) -> Any:
+    text = json.dumps(payload, ensure_ascii=False, default=str)
+    if len(text) <= _ROW_CHARS:
+        return payload
+    return {"cut": f"{text[:_ROW_CHARS]}... ({len(text):,} characters of JSON, cut)"}
 
 
 def _rows_per_source() -> int:
@@ -183,16 +202,16 @@ def quarantine(
                     "system": system,
                     "source": source,
                     "reason": _clipped(reason),
-                    "payload": _clipped(jsonable(payload)),
+                    "payload": _bounded(_clipped(jsonable(payload))),
                     "created_at": utcnow(),
                 }
             )
             continue
         extra += 1
-        if reason in extra_reasons or len(extra_reasons) < _DISTINCT_REASONS:
-            extra_reasons[reason[:_KEPT_CHARS]] = extra_reasons.get(reason[:_KEPT_CHARS], 0) + 1
-        else:
-            extra_reasons["(other reasons)"] = extra_reasons.get("(other reasons)", 0) + 1
+        key = _storable(reason[:_KEPT_CHARS])
+        if key not in extra_reasons and len(extra_reasons) >= _DISTINCT_REASONS:
+            key = "(other reasons)"
+        extra_reasons[key] = extra_reasons.get(key, 0) + 1
     if extra:
         records.append(
             {

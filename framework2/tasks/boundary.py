@@ -51,6 +51,10 @@ _SHOWN = 40  # characters of a bad value quoted in its reason; the whole row is 
 # needs time per column.
 MAX_COLUMNS = 200
 MAX_HEADER_CHARS = 20_000
+# A load holds the file's rows in memory (about 0.4-0.8 KB per row once split and checked), so a file is bounded
+# in bytes and in rows; loads upsert, so a bigger export is loaded in parts, one after the other.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_ROWS = 5_000_000
 
 
 def shown(value: Any) -> str:
@@ -289,7 +293,14 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     if not path.is_file():
         raise DataError(f"{what} file {path} does not exist", hint="check the path")
+    split_hint = "split it into parts and load them one after the other (loads upsert); nothing was stored"
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataError(
+                f"{path} is {size:,} bytes; a {what} file may be at most {MAX_FILE_BYTES:,} bytes",
+                hint=split_hint,
+            )
         raw = path.read_bytes()
     except OSError as exc:  # no permission, a file on a vanished share
         raise DataError(f"cannot read {path}: {exc.strerror or exc}", hint="check the file's permissions") from None
@@ -324,6 +335,8 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         for cells in reader:  # kept minimal: a sales history may have millions of rows
             cells_of.append(cells)
             ends.append(reader.line_num)
+            if len(cells_of) > MAX_ROWS:
+                raise DataError(f"{path} has more than {MAX_ROWS:,} rows (line {reader.line_num})", hint=split_hint)
     except csv.Error as exc:  # e.g. a cell longer than the csv module's limit
         raise DataError(
             f"{path} line {reader.line_num}: {exc}", hint="fix that line of the CSV; nothing was stored"

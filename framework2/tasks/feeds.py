@@ -34,6 +34,7 @@ import io
 import ipaddress
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from prefect.tasks import Task, exponential_backoff
 from framework2.blocks.competitor_feed import ALLOWED_SCHEMES, REQUIRED_OFFER_FIELDS, CompetitorFeed
 from framework2.config import get_settings
 from framework2.errors import FeedError
+from framework2.tasks import json_text
 from framework2.tasks.http_fetch import (
     BlockedAddress,
     BodyTooLarge,
@@ -74,7 +76,13 @@ MAX_FEED_HEADER_CHARS = 20_000
 # refuses to convert past 4,300 digits, with a ValueError that is no feed error).
 _MAX_INT_DIGITS = 30
 _NAME_CHARS = 40
-_CONTROL = r"[\x00-\x1f\x7f]"
+# Controls (C0, C1), line/paragraph separators, direction overrides and the replacement character a lone
+# surrogate became: none is in a catalogue SKU, and each makes a quoted reason read other than it is.
+_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069\ufffd]"
+# What the CSV loads accept as a number (plain decimal); float() would also take "1_000", "１２" and "inf".
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+# Words pandas reads as a time relative to the moment of parsing, which is not when the offer was observed.
+_RELATIVE_TIMES = {"now", "today", "tomorrow", "yesterday"}
 
 _TRUE_WORDS = {"true", "t", "yes", "y", "1", "in stock", "in_stock", "instock", "available"}
 _CURRENCY_MARKS = "$€£¥"
@@ -377,7 +385,8 @@ def _names(values: Sequence[Any], limit: int = 10) -> str:
 def _json_records(feed: CompetitorFeed, text: str) -> list[dict[str, Any]]:
     label = feed.label
     try:
-        document = json.loads(text, parse_int=_bounded_int)
+        # Lone surrogates become U+FFFD (no store can hold them); NUL stays, for the sku check to name.
+        document = json_text.loads(text, nul=False, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise MalformedFeedError(
             f"feed '{label}' is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -476,12 +485,15 @@ def _misshapen_line(text: str) -> str | None:
         for row in rows:
             if row and len(row) != len(header):
                 return f"line {rows.line_num} has {len(row)} cells, the header has {len(header)}"
-    except csv.Error:
-        return None  # pandas reports it below, with its position
+    except csv.Error as exc:  # e.g. a cell over the csv module's limit, a stray quote
+        return f"line {rows.line_num}: {exc}"
     return None
 
 
 def _csv_frame(feed: CompetitorFeed, text: str) -> pd.DataFrame:
+    # One reading of line ends for the shape check and for pandas: a lone \r ends a line for pandas but is a
+    # stray character to the csv module, and the two disagreeing let a misshapen feed past the check.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\x00" in text:
         # pandas' parser ends a cell at NUL: "1\x0099" would be read as the price 1.
         line = text.count("\n", 0, text.index("\x00")) + 1
@@ -505,6 +517,12 @@ def _csv_frame(feed: CompetitorFeed, text: str) -> pd.DataFrame:
             hint="check that the URL serves the CSV export (format='json' if it is JSON)",
         ) from None
     raw.columns = [str(c).strip() for c in raw.columns]
+    twice = sorted({c for c in raw.columns if list(raw.columns).count(c) > 1})
+    if twice:
+        raise MalformedFeedError(
+            f"feed '{feed.label}' is not valid CSV: column {_names(twice, 3)} appears twice in the header",
+            hint="ask the competitor to fix the export: one column per field",
+        )
     columns = _check_fields(feed, list(raw.columns))
     return pd.DataFrame(
         {
@@ -537,10 +555,9 @@ def _price(value: Any) -> float:
         number = float(value)
     else:
         text = str(value).strip().strip(_CURRENCY_MARKS).strip()
-        try:
-            number = float(text)
-        except ValueError:
+        if not _DECIMAL.fullmatch(text):
             return math.nan
+        number = float(text)
     return number if math.isfinite(number) else math.nan
 
 
@@ -570,6 +587,8 @@ def _observed_at(value: Any, fetched_at: pd.Timestamp) -> pd.Timestamp:
             if not -1e11 < value < 1e11:
                 return pd.NaT
             stamp = pd.Timestamp(value, unit="s", tz="UTC")
+        elif str(value).strip().lower() in _RELATIVE_TIMES:
+            return pd.NaT
         else:
             stamp = pd.Timestamp(str(value).strip())
     except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
@@ -714,7 +733,8 @@ async def collect_feed_once(
     content = await fetch_feed(client, feed, allowlist, max_bytes=max_bytes)
     # Stamp the snapshot when the answer arrived: that is when the offers were known to hold.
     fetched_at = datetime.now(UTC)
-    offers = parse_feed(feed, content, fetched_at)
+    # In a thread: parsing a large document takes seconds, and the other feeds' deadlines run meanwhile.
+    offers = await asyncio.to_thread(parse_feed, feed, content, fetched_at)
     return FeedCollection(
         feed=feed.label,
         competitor=feed.competitor,

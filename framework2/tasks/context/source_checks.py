@@ -81,6 +81,7 @@ def git_url_problem(git_url: str) -> str | None:
     allowed = ", ".join(f"{p}://" for p in GIT_PROTOCOLS)
     if match := _TRANSPORT.match(git_url):
         return f"git_url uses the git transport {match.group(1)!r}::, which is refused; use {allowed} or a path"
-    if (match := _SCHEME.match(git_url)) and match.group(1).lower() not in GIT_PROTOCOLS:
+    # Case-sensitive, as git's own protocol allowlist is: FILE:// would pass a lowered check and fail in git.
+    if (match := _SCHEME.match(git_url)) and match.group(1) not in GIT_PROTOCOLS:
         return f"git_url uses the scheme {match.group(1)!r}, which is refused; use {allowed} or a path"
     return None

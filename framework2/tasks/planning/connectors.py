@@ -67,6 +67,7 @@ from pydantic import ValidationError
 
 from framework2.blocks.project_sources import GitHubSource, JiraSource
 from framework2.errors import DataError, Framework2Error
+from framework2.tasks import json_text
 from framework2.tasks.planning.records import Batch, DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
 
 Sleep = Callable[[float], None]
@@ -291,7 +292,7 @@ class Fetcher:
 
     def _json(self, response: httpx.Response, where: str) -> Any:
         try:
-            return json.loads(response.content.decode("utf-8-sig"))
+            return json_text.loads(response.content.decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
             problem = f"is not UTF-8 text (bad byte at position {exc.start})"
         except json.JSONDecodeError as exc:
