@@ -5,6 +5,7 @@ whether the block was saved before these checks or not."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -369,8 +370,32 @@ def test_a_file_path_the_store_cannot_hold_or_that_reads_reversed_is_a_problem(t
     assert [r.id for r in result.requirements] == ["REQ-1"]
     reasons = " | ".join(p.reason for p in result.problems)
     assert len(result.problems) == 2
-    assert "control character U+202E" in reasons and "512 characters long" in reasons
+    assert "character U+202E" in reasons and "512 characters long" in reasons
     assert all("\u202e" not in p.source for p in result.problems)
+
+
+def test_a_file_name_that_is_not_utf8_is_a_problem_and_the_rest_is_read(tmp_path: Path) -> None:
+    # git accepts any bytes in a name; Python keeps the ones that are not UTF-8 as surrogates, which no store holds.
+    (tmp_path / "good.md").write_text(good("REQ-1"), encoding="utf-8")
+    with open(os.path.join(os.fsencode(tmp_path), b"x\xff.md"), "w", encoding="utf-8") as handle:
+        handle.write(good("REQ-2"))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-1"]
+    [problem] = result.problems
+    assert "U+DCFF" in problem.reason and "not UTF-8" in problem.reason
+    problem.source.encode("utf-8")
+
+
+def test_a_lone_surrogate_in_front_matter_is_that_files_problem(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", good("REQ-1"))
+    write(tmp_path, "b.md", good("REQ-2").replace("title: Fine", 'title: "\\ud800"'))
+
+    result = read_requirements_dir(tmp_path)
+
+    assert [r.id for r in result.requirements] == ["REQ-1"]
+    assert len(result.problems) == 1 and "U+D800" in result.problems[0].reason
 
 
 def test_an_id_with_an_invisible_character_is_refused_so_it_cannot_pose_as_another(tmp_path: Path) -> None:

@@ -578,3 +578,12 @@ def test_a_relative_observation_time_is_not_a_time_the_offer_was_seen():
     offers = parse_feed(plain_feed(), body, FETCHED_AT)
 
     assert offers["observed_at"].isna().all()
+
+
+def test_a_feed_error_quoting_a_field_name_with_nul_or_a_surrogate_can_be_stored():
+    with pytest.raises(MalformedFeedError) as caught:
+        parse_feed(plain_feed(), b'[{"sku\\u0000": "A1", "\\ud800": 1}]', FETCHED_AT)
+
+    text = str(caught.value)
+    assert "\x00" not in text and "\ufffd" in text
+    text.encode("utf-8")

@@ -216,6 +216,18 @@ def test_github_401_says_the_token_was_rejected_without_quoting_it(http_server: 
     assert TOKEN not in f"{error!s} {error!r}"
 
 
+def test_github_error_text_no_store_can_hold_is_cleaned_before_it_is_quoted(http_server: LoopbackHTTPServer) -> None:
+    # The error is stored with the failed run: a raw surrogate or NUL there left the run "running".
+    http_server.route(ISSUES, Reply(404, {"message": "Not Found \ud800 \u0000 here"}))
+
+    with pytest.raises(SourceError) as caught:
+        read_github(github(http_server), None, sleep=Sleeps(), clock=clock)
+
+    text = str(caught.value)
+    assert "Not Found \ufffd \ufffd here" in text
+    text.encode("utf-8")
+
+
 def test_github_rate_limit_resetting_soon_is_waited_out(http_server: LoopbackHTTPServer) -> None:
     limited = Reply(
         403,

@@ -32,7 +32,7 @@ from framework2.store import pricing as store
 from framework2.store.engine import make_engine, session_scope
 from framework2.store.migrate import upgrade
 from framework2.store.models import AnalysisRun, Product, QuarantinedRow, SalesRecord
-from framework2.store.runs import quarantine
+from framework2.store.runs import failed_on_error, quarantine, start_run
 from framework2.tasks import boundary
 from framework2.tasks.pricing.loading import load_catalogue_csv, load_sales_csv
 from framework2.tasks.pricing.recommend import recommend_prices
@@ -296,6 +296,28 @@ def test_a_quarantined_row_keeps_long_cells_cut_and_many_distinct_reasons_bounde
     reasons_past = kept[-1].payload["reasons"]
     assert len(reasons_past) == 51 and reasons_past["(other reasons)"] == 497 - 50
     assert sum(reasons_past.values()) == 497
+
+
+def test_thousands_of_misshapen_rows_are_all_counted_and_the_first_are_kept(engine: Engine, tmp_path: Path) -> None:
+    lines = [CATALOGUE_HEADER, *("a,b,c,d,e,f,g" for _ in range(12_000)), "GOOD-1,Good,kitchen,4,9.99"]
+
+    report = load_catalogue_csv(engine, write(tmp_path / "c.csv", "\n".join(lines) + "\n"))
+
+    assert (report.loaded, report.quarantined) == (1, 12_000)
+    with session_scope(engine) as session:
+        first = session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.id).limit(1)).one()
+    assert first.payload["csv_line"] == 2 and first.payload["cells"] == list("abcdefg")
+
+
+def test_a_failed_run_whose_error_quotes_unstorable_text_is_still_recorded_failed(engine: Engine) -> None:
+    run_id = start_run(engine, "ppis")
+    with pytest.raises(ValueError), failed_on_error(engine, run_id):
+        raise ValueError("feed said \ud800 and \x00")
+
+    with session_scope(engine) as session:
+        run = session.get(AnalysisRun, run_id)
+        assert run is not None and run.status == "failed"
+        assert run.error is not None and "\\ud800" in run.error
 
 
 @pytest.mark.parametrize("text", ["\ud800", "SKU\x00", "\udfff tail"])

@@ -26,7 +26,7 @@ from framework2.store.models import (
     SalesRecord,
     utcnow,
 )
-from framework2.store.runs import as_utc, finish_in
+from framework2.store.runs import as_utc, finish_in, storable
 
 CATALOGUE_COLUMNS = [
     "sku",
@@ -149,7 +149,8 @@ def save_snapshot(
             competitor=competitor,
             fetched_at=fetched_at,
             status=status,
-            reason=reason,
+            # A feed's error may quote its own bytes (a field name with NUL): stored as every backend can hold it.
+            reason=None if reason is None else storable(reason),
             offer_count=0 if offers is None else len(offers),
             quarantined_count=quarantined,
         )

@@ -102,7 +102,7 @@ def finish_in(
     run.finished_at = utcnow()
     run.inputs = jsonable(dict(inputs or run.inputs))
     run.outcome = jsonable(dict(outcome or {}))
-    run.error = error
+    run.error = None if error is None else storable(error)
     run.quarantined = quarantined_count(session, run_id)
 
 
@@ -134,9 +134,9 @@ _DISTINCT_REASONS = 50
 SUMMARY_LEAD = "not kept one by one: "
 
 
-def _storable(text: str) -> str:
-    # A lone surrogate (from a JSON escape) has no UTF-8 form and PostgreSQL holds no NUL: either would fail
-    # the insert, and with it the run. They are kept visible as their escapes.
+def storable(text: str) -> str:
+    """``text`` as every backend can hold it: lone surrogates (from a JSON escape or a file name that is not
+    UTF-8) and NUL kept visible as their escapes. Either one, raw, fails the insert and with it the run."""
     if text.isascii() and "\x00" not in text:
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
@@ -145,14 +145,14 @@ def _storable(text: str) -> str:
 def _clipped(value: Any) -> Any:
     if isinstance(value, str):
         text = value if len(value) <= _KEPT_CHARS else f"{value[:_KEPT_CHARS]}... ({len(value):,} characters, cut)"
-        return _storable(text)
+        return storable(text)
     if isinstance(value, list) and len(value) > _KEPT_ITEMS:
         return [_clipped(v) for v in value[:_KEPT_ITEMS]] + [f"... ({len(value):,} items, cut)"]
     if isinstance(value, list):
         return [_clipped(v) for v in value]
     if isinstance(value, dict):
         items = list(value.items())
-        kept = {_storable(str(k)[:_KEPT_CHARS]): _clipped(v) for k, v in items[:_KEPT_ITEMS]}
+        kept = {storable(str(k)[:_KEPT_CHARS]): _clipped(v) for k, v in items[:_KEPT_ITEMS]}
         if len(items) > _KEPT_ITEMS:
             kept["..."] = f"{len(items):,} fields, cut"
         return kept
@@ -208,7 +208,7 @@ def quarantine(
             )
             continue
         extra += 1
-        key = _storable(reason[:_KEPT_CHARS])
+        key = storable(reason[:_KEPT_CHARS])
         if key not in extra_reasons and len(extra_reasons) >= _DISTINCT_REASONS:
             key = "(other reasons)"
         extra_reasons[key] = extra_reasons.get(key, 0) + 1

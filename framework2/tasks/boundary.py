@@ -55,6 +55,7 @@ MAX_HEADER_CHARS = 20_000
 # in bytes and in rows; loads upsert, so a bigger export is loaded in parts, one after the other.
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_ROWS = 5_000_000
+MAX_MISSHAPEN_KEPT = 10_000
 
 
 def shown(value: Any) -> str:
@@ -331,11 +332,22 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             )
         first = reader.line_num + 1
         cells_of: list[list[str]] = []
+        widths: list[int] = []
         ends: list[int] = []
+        rows_read = misshapen_kept = 0
         for cells in reader:  # kept minimal: a sales history may have millions of rows
+            width = len(cells)
+            if width and width != len(names):
+                # Only the first misshapen rows keep their cells (the quarantine keeps fewer still); the rest are
+                # counted, so a file of wrong-width rows costs no more memory than a good one.
+                misshapen_kept += 1
+                if misshapen_kept > MAX_MISSHAPEN_KEPT:
+                    cells = []
             cells_of.append(cells)
+            widths.append(width)
             ends.append(reader.line_num)
-            if len(cells_of) > MAX_ROWS:
+            rows_read += width > 0
+            if rows_read > MAX_ROWS:
                 raise DataError(f"{path} has more than {MAX_ROWS:,} rows (line {reader.line_num})", hint=split_hint)
     except csv.Error as exc:  # e.g. a cell longer than the csv module's limit
         raise DataError(
@@ -343,7 +355,7 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         ) from None
     starts = np.array([first, *ends[:-1]], dtype=np.int64)[: len(ends)]
     starts[1:] += 1  # a row starts on the line after the previous row ended (a quoted cell may span lines)
-    counts = np.fromiter(map(len, cells_of), dtype=np.int64, count=len(cells_of))
+    counts = np.asarray(widths, dtype=np.int64)
     fits = counts == len(names)
     index = pd.Index(starts[fits], name="line")
     fitting = [cells_of[i] for i in np.flatnonzero(fits)]

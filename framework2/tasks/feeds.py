@@ -371,7 +371,8 @@ async def fetch_feed(
 
 
 def _short(value: Any) -> str:
-    text = str(value)
+    # Surrogates and NUL out too: a reason is stored with the feed's snapshot.
+    text = json_text.clean_text(str(value))
     return text if len(text) <= _NAME_CHARS else text[: _NAME_CHARS - 3] + "..."
 
 

@@ -154,7 +154,9 @@ def _collapse(text: str) -> str:
 
 # Characters no requirement needs and a store or a reader is hurt by: NUL (PostgreSQL text cannot hold it), other
 # C0/C1 controls, and the bidirectional overrides and line separators that make text read other than it is.
-_UNWANTED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# Lone surrogates too: a YAML "\ud800" or a file name with bytes that are not UTF-8 (Python keeps those as
+# surrogates) has no UTF-8 form, so no store can hold it.
+_UNWANTED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
 MAX_NAME_CHARS = 200  # ids, owners, projects, task and component names: the store's key columns hold 200
 MAX_TITLE_CHARS = 500
 MAX_SOURCE_CHARS = 500  # the store's requirement.source column
@@ -531,7 +533,11 @@ def read_requirements_dir(root: Path | str, *, pattern: str = "**/*.md") -> Read
         if bad is not None or len(source) > MAX_SOURCE_CHARS:
             # The path is stored and shown as the requirement's source: it must fit and read as it is.
             shown = source.encode("ascii", "backslashreplace").decode()[:80]
-            why = f"holds the control character {bad}" if bad else f"is {len(source):,} characters long"
+            why = (
+                f"holds the character {bad} (a control character, or a byte that is not UTF-8)"
+                if bad
+                else f"is {len(source):,} characters long"
+            )
             problem = FileProblem(
                 source=shown,
                 reason=f"the file's path {why}; at most {MAX_SOURCE_CHARS} plain characters are stored",

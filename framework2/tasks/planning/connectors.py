@@ -153,8 +153,8 @@ def _reset_epoch(value: str) -> float | None:
 def _api_message(response: httpx.Response) -> str:
     """The API's own error text (GitHub ``message``, Jira ``errorMessages``/``errors``), short."""
     try:
-        document = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        document = json_text.loads(response.content.decode("utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return ""
     parts: list[str] = []
     if isinstance(document, dict):
