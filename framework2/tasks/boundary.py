@@ -33,12 +33,12 @@ from framework2.errors import DataError
 
 # Plain decimal notation only: "inf", "NaN", "0x10", "1_000" and non-ASCII digits are not numbers a price list
 # should contain, even though Python's float() accepts some of them.
-_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+DECIMAL_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _WHOLE = r"\+?[0-9]+(?:\.0*)?"
 _DAY = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 # C0/C1 control characters, line and paragraph separators and direction overrides (which make text read other
 # than it is stored): never meaningful in a name or key, and PostgreSQL cannot store NUL at all.
-_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]"
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]"
 # Characters that make two keys look equal but differ: zero-width ones, BOM, direction marks, and every space
 # but the plain one (no-break, thin, ideographic, ...).
 # Hangul and Braille blanks, variation selectors and tag characters too: Unicode's default-ignorables.
@@ -159,7 +159,7 @@ class NumberRange(BaseModel):
             values = cells.astype(float)
             malformed = pd.Series(False, index=cells.index)
         else:
-            plain = _matches(text, _NUMBER)
+            plain = _matches(text, DECIMAL_NUMBER)
             if self.whole:
                 # A count is written as digits: "1e2" or "0.99999999999999999999" would only become whole by
                 # float rounding, which is not what the file says.
@@ -242,7 +242,7 @@ class TextRule(BaseModel):
             reasons[too_long] = [
                 f"{column} is {n} characters long; at most {self.max_length} fit (shorten it)" for n in length[too_long]
             ]
-        strange = text.str.contains(_CONTROL, regex=True)
+        strange = text.str.contains(CONTROL_CHARACTERS, regex=True)
         if self.key:
             strange |= text.str.contains(_INVISIBLE, regex=True)
         strange &= reasons.isna()
@@ -258,7 +258,7 @@ class TextRule(BaseModel):
 
 
 def _first_strange(text: str, key: bool) -> str:
-    pattern = f"{_CONTROL}|{_INVISIBLE}" if key else _CONTROL
+    pattern = f"{CONTROL_CHARACTERS}|{_INVISIBLE}" if key else CONTROL_CHARACTERS
     found = re.search(pattern, text)
     return found.group(0) if found else "?"
 

@@ -54,6 +54,7 @@ from framework2.blocks.competitor_feed import ALLOWED_SCHEMES, REQUIRED_OFFER_FI
 from framework2.config import get_settings
 from framework2.errors import FeedError
 from framework2.tasks import json_text
+from framework2.tasks.boundary import CONTROL_CHARACTERS, DECIMAL_NUMBER
 from framework2.tasks.http_fetch import (
     BlockedAddress,
     BodyTooLarge,
@@ -78,9 +79,9 @@ _MAX_INT_DIGITS = 30
 _NAME_CHARS = 40
 # Controls (C0, C1), line/paragraph separators, direction overrides and the replacement character a lone
 # surrogate became: none is in a catalogue SKU, and each makes a quoted reason read other than it is.
-_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069\ufffd]"
+_CONTROL = f"{CONTROL_CHARACTERS}|\ufffd"
 # What the CSV loads accept as a number (plain decimal); float() would also take "1_000", "１２" and "inf".
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_DECIMAL = re.compile(DECIMAL_NUMBER, re.ASCII)
 # Words pandas reads as a time relative to the moment of parsing, which is not when the offer was observed.
 _RELATIVE_TIMES = {"now", "today", "tomorrow", "yesterday"}
 
