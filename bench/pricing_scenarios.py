@@ -1,15 +1,16 @@
 """PPIS moves judged by true profit on markets built the way the model does not assume.
 
-Usage: .venv/bin/python bench/pricing_scenarios.py [--skus 1500] [--days 150] [--seed 0] [--quick]
+Usage: .venv/bin/python bench/pricing_scenarios.py [--skus 1500] [--days 150] [--seeds 0 1 2] [--quick]
 
-For each scenario of ``framework2.sample.scenario_market`` prints: the pooled elasticities' median absolute
-error and 90 % interval coverage (at the current price), the same for the per-SKU Poisson fits alone (no
-pooling: the baseline), and the share of applied moves that lower true profit with the default guardrails
-(no competitor data) — with the confidence rule (``minConfidence`` 0.8) and without it (0: the point
-estimate alone), plus the true profit the moves add per day.
+For each scenario of ``framework2.sample.scenario_market``, drawn once per seed, prints: the pooled
+elasticities' median absolute error and 90 % interval coverage (at the current price), the same for the per-SKU
+log-linear Poisson fits alone (no pooling, no curve choice: the baseline), and the share of applied moves that
+lower true profit with the default guardrails (no competitor data) — with the confidence rule (``minConfidence``
+0.8) and without it (0: the point estimate alone), plus the true profit the moves add per day. Figures are
+over all seeds; "worst" is the seed with the most losing moves.
 
 The issue's targets: applied moves that lower true profit under 5 % in every scenario; 90 % coverage between
-0.85 and 0.95. Each row says met or MISSED; a miss is reported, never hidden.
+0.85 and 0.95. A scenario is met only if every seed meets both; a miss is reported, never hidden.
 """
 
 from __future__ import annotations
@@ -39,63 +40,80 @@ def _moves(market, elasticities, baseline, confidence: float) -> tuple[float, in
     return (float(np.mean(gain < 0)) if moved.any() else 0.0), int(moved.sum()), float(gain.sum())
 
 
+def _measure(scenario, skus: int, days: int, seed: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    market = scenario_market(scenario, skus, days, seed=seed)
+    est = estimate_elasticities(market.sales, market.catalogue)
+    truth = market.true_elasticity().reindex(est.index).to_numpy()
+    inside = (est["elasticity_low"].to_numpy() <= truth) & (truth <= est["elasticity_high"].to_numpy())
+    own, own_se = est["own_estimate"].to_numpy(), est["own_se"].to_numpy()
+    has_own = np.isfinite(own)
+    own_inside = (own - 1.645 * own_se <= truth) & (truth <= own + 1.645 * own_se)
+    baseline = baseline_units(market.sales)
+    losing, moves, gained = _moves(market, est, baseline, 0.8)
+    losing0, moves0, gained0 = _moves(market, est, baseline, 0.0)
+    return {
+        "error": float(np.nanmedian(np.abs(est["elasticity"].to_numpy() - truth))),
+        "coverage": float(inside.mean()),
+        "own_error": float(np.median(np.abs(own[has_own] - truth[has_own]))) if has_own.any() else float("nan"),
+        "own_cover": float(own_inside[has_own].mean()) if has_own.any() else float("nan"),
+        "losing": losing * moves,
+        "moves": moves,
+        "gained": gained,
+        "losing0": losing0 * moves0,
+        "moves0": moves0,
+        "gained0": gained0,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=1_500)
     parser.add_argument("--days", type=int, default=150)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="500 SKUs: a smoke run, not the figures")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="500 SKUs, one seed: a smoke run, not the figures")
     args = parser.parse_args(argv)
     if args.quick:
-        args.skus = 500
+        args.skus, args.seeds = 500, args.seeds[:1]
 
     rows = []
     for scenario in SCENARIOS:
         started = time.perf_counter()
-        market = scenario_market(scenario, args.skus, args.days, seed=args.seed)
-        est = estimate_elasticities(market.sales, market.catalogue)
-        truth = market.true_elasticity().reindex(est.index).to_numpy()
-        error = float(np.nanmedian(np.abs(est["elasticity"].to_numpy() - truth)))
-        inside = (est["elasticity_low"].to_numpy() <= truth) & (truth <= est["elasticity_high"].to_numpy())
-        own = est["own_estimate"].to_numpy()
-        own_low, own_high = own - 1.645 * est["own_se"].to_numpy(), own + 1.645 * est["own_se"].to_numpy()
-        has_own = np.isfinite(own)
-        own_error = float(np.median(np.abs(own[has_own] - truth[has_own]))) if has_own.any() else float("nan")
-        own_cover = float(np.mean((own_low <= truth) & (truth <= own_high) & has_own) / max(has_own.mean(), 1e-9))
-        baseline = baseline_units(market.sales)
-        losing, moves, gained = _moves(market, est, baseline, 0.8)
-        losing0, moves0, gained0 = _moves(market, est, baseline, 0.0)
-        coverage = float(inside.mean())
-        met = losing < 0.05 and 0.85 <= coverage <= 0.95
+        runs = [_measure(scenario, args.skus, args.days, seed) for seed in args.seeds]
+        share = [r["losing"] / max(r["moves"], 1) for r in runs]
+        losing = sum(r["losing"] for r in runs) / max(sum(r["moves"] for r in runs), 1)
+        losing0 = sum(r["losing0"] for r in runs) / max(sum(r["moves0"] for r in runs), 1)
+        coverage = float(np.mean([r["coverage"] for r in runs]))
+        error = float(np.median([r["error"] for r in runs]))
+        met = all(s < 0.05 and 0.85 <= r["coverage"] <= 0.95 for s, r in zip(share, runs, strict=True))
         rows.append(
             (
                 scenario.name,
                 f"{error:.2f}",
-                f"{coverage:.2f}",
-                f"{own_error:.2f}",
-                f"{own_cover:.2f}",
-                f"{losing:.0%} of {moves}",
-                f"{gained:,.0f}",
-                f"{losing0:.0%} of {moves0}",
-                f"{gained0:,.0f}",
+                f"{coverage:.2f} ({min(r['coverage'] for r in runs):.2f}-{max(r['coverage'] for r in runs):.2f})",
+                f"{np.median([r['own_error'] for r in runs]):.2f}",
+                f"{np.mean([r['own_cover'] for r in runs]):.2f}",
+                f"{losing:.1%} (worst {max(share):.1%})",
+                f"{np.mean([r['gained'] for r in runs]):,.0f}",
+                f"{losing0:.1%}",
+                f"{np.mean([r['gained0'] for r in runs]):,.0f}",
                 "met" if met else "MISSED",
             )
         )
         record(
             "pricing_scenarios",
             scenario.name,
-            f"{args.skus:,} SKUs x {args.days} days",
+            f"{args.skus:,} SKUs x {args.days} days x {len(args.seeds)} seeds",
             time.perf_counter() - started,
-            baseline="per-SKU Poisson fits, and the point estimate without the confidence rule",
+            baseline="per-SKU log-linear Poisson fits, and the point estimate without the confidence rule",
             target=TARGETS,
             met=met,
-            note=f"error {error:.2f} (own {own_error:.2f}), coverage {coverage:.2f}; moves losing {losing:.0%} "
-            f"(without the rule {losing0:.0%})",
+            note=f"error {error:.2f}, coverage {coverage:.2f}; moves losing {losing:.1%} (worst seed {max(share):.1%}, "
+            f"without the rule {losing0:.1%})",
         )
     header = (
         "scenario",
         "error",
-        "cover90",
+        "cover90 (seeds)",
         "own error",
         "own cover",
         "losing (0.8)",
@@ -104,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         "profit/day",
         "",
     )
-    print("Elasticity at the current price, and applied moves judged by true profit (default guardrails)")
+    print(f"Elasticity at the current price, and applied moves judged by true profit (default guardrails), "
+          f"{args.skus:,} SKUs x {args.days} days, seeds {' '.join(map(str, args.seeds))}")  # fmt: skip
     print(text_table(header, rows))
     return 0
 

@@ -39,15 +39,16 @@ def _losing(confidence: float, curve: str = "line") -> tuple[float, float]:
 
 
 def test_the_confidence_rule_cuts_moves_that_lose_true_profit_on_linear_demand_and_keeps_most_profit() -> None:
-    # Measured (400 SKUs x 120 days, seed 5): 12 % of moves lose with the rule, 29 % without; 83 % of the profit.
+    # Measured (400 SKUs x 120 days, seed 5): 5 % of moves lose with the rule, 22 % without; 63 % of the profit
+    # (before the curve choice: 12 % and 29 %).
     losing, profit = _losing(0.8)
     losing_any, profit_any = _losing(0.0)
-    assert losing <= 0.5 * losing_any, (losing, losing_any)
-    assert profit >= 0.75 * profit_any, (profit, profit_any)
+    assert losing <= 0.35 * losing_any, (losing, losing_any)
+    assert profit >= 0.55 * profit_any, (profit, profit_any)
 
 
 def test_moves_sized_on_the_line_lose_less_often_than_on_constant_elasticity_when_demand_bends() -> None:
-    # Measured: 12 % against 16 % of moves lose true profit at the default confidence.
+    # Measured: 5 % against 9 % of moves lose true profit at the default confidence.
     line, _ = _losing(0.8, "line")
     constant, _ = _losing(0.8, "constant")
     assert line < 0.85 * constant, (line, constant)

@@ -60,7 +60,9 @@ def load_panel(name: str) -> ChoicePanel:
         ],
         ignore_index=True,
     )
-    catalogue = pd.DataFrame({"sku": list(brands), "category": name.lower(), "cost": 1.0, "price": 1.0})
+    # Today's price is the brand's typical one: the logit's figure is an average over the occasions' prices.
+    typical = np.median(prices, axis=0)
+    catalogue = pd.DataFrame({"sku": list(brands), "category": name.lower(), "cost": 1.0, "price": typical})
     return ChoicePanel(name, brands, sales, catalogue, prices, promo, choice)
 
 

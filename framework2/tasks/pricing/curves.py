@@ -1,9 +1,9 @@
 """The demand curve moves are judged on: no trust beyond the data.
 
-The elasticity fit (``elasticity.py``) is log-linear, so read as a curve it keeps the same elasticity at every
-price, and its optimum c e / (1 + e) can sit far from where the SKU has been sold: a 10 % move toward it
-overshoots when demand really bends (the elasticity grows with the price until, at some price, nobody buys).
-The straight line through today's price p0 and today's sales q0 with the same elasticity e there,
+Read as a curve, a log-linear elasticity keeps the same value at every price, and its optimum c e / (1 + e) can
+sit far from where the SKU has been sold: a 10 % move toward it overshoots when demand really bends (the
+elasticity grows with the price until, at some price, nobody buys). The straight line through today's price p0
+and today's sales q0 with the same elasticity e there,
 
     q = q0 * (1 + e * (p / p0 - 1)),
 
@@ -14,10 +14,9 @@ policy's ``move_curve``, default "line"; "constant" gives the bolder curve back)
 
 On the scenario markets (``bench/pricing_scenarios.py``) the line took the share of applied moves that lower
 true profit from 4-11 % to 2-4 % wherever the elasticity itself is right, for about 13 % less profit than the
-bolder moves made on constant-elasticity markets. Fitting each category as a line as well and keeping the curve
-that fits better was tried and left out: it moved 90 % coverage on linear demand only from 0.72 to 0.78, and on
-a real panel (Ecdat Yogurt, prices from 0.5x to 2x today's) the line, which must stay above zero at every price
-seen, chose an elasticity of -0.05 where brand-choice models give -2.6.
+bolder moves made on constant-elasticity markets. Which curve the *elasticity* is read from is a separate
+choice (``demand_curves.py``); on every one of them the line through today's price sells no more than the
+curve itself (the exponential and the constant-elasticity curve are convex, a linear demand curve is the line).
 """
 
 from __future__ import annotations

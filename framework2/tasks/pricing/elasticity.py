@@ -26,6 +26,11 @@ Method
    own estimate take their category's (source "category"); a store with under three own estimates in all
    shrinks toward the documented prior ``PRIOR_MEAN`` / ``PRIOR_SD`` (source "prior").
 
+4. **Demand that bends** (``demand_curves.py``): every SKU is also fitted on exponential and linear demand;
+   each category takes the curve its days fit best, the chosen curve's elasticity at the centre price is
+   pooled as above, and the elasticity at today's price (the catalogue's ``price``) is read off that curve
+   (column ``curve``). Where the log-linear curve is chosen, nothing changes.
+
 The own fits run per partition of whole categories (``fit_own_elasticities``); the pooling needs every
 category at once (``pool_elasticities``) and is cheap.
 
@@ -41,6 +46,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from framework2.errors import DataError
+from framework2.tasks.pricing.demand_curves import BENT, CURVES, choose_curves, elasticity_at, fit_line
 from framework2.tasks.pricing.demand_factors import FACTOR_PASSES, DemandFactors, promo_lift, temporary_cuts
 from framework2.tasks.pricing.inputs import PROMO_FALSE, PROMO_TRUE
 from framework2.tasks.pricing.pooling import PRIOR_MEAN, PRIOR_SD, pool  # noqa: F401 (the prior, re-exported)
@@ -218,6 +224,35 @@ class _Groups:
         yy = np.bincount(self.group, weights=self.units * self.units / f)
         return _fit_poisson(self.code, self.x, self.y, w, yy, self.n_days)
 
+    def _sums(self, factor: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        f = np.ones(len(self.units)) if factor is None else factor[self.rows]
+        return np.bincount(self.group, weights=f), np.bincount(self.group, weights=self.units * self.units / f)
+
+    def fit_line(
+        self, factor: np.ndarray | None, start: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``demand_line.fit_line`` on these groups: elasticity at the centre price, its variance, the negative
+        log-likelihood, convergence and dispersion per usable SKU."""
+        w, yy = self._sums(factor)
+        return fit_line(self.code, np.expm1(self.x), self.y, w, yy, self.n_days, start)
+
+    def fit_exponential(self, factor: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Exponential (semi-log) demand, log E[units] = a + m (p / centre - 1): elasticity m at the centre price,
+        its variance, the negative log-likelihood and convergence per usable SKU."""
+        w, yy = self._sums(factor)
+        xr = np.expm1(self.x)
+        a, m, var_m, conv = _fit_poisson(self.code, xr, self.y, w, yy, self.n_days)
+        return m, var_m, self._nll(w, a[self.code] + m[self.code] * xr), conv
+
+    def log_nll(self, factor: np.ndarray | None, a: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """Negative log-likelihood of the log-linear fit (a, e), on the line fit's scale."""
+        w, _ = self._sums(factor)
+        return self._nll(w, a[self.code] + e[self.code] * self.x)
+
+    def _nll(self, w: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.bincount(self.code, weights=w * np.exp(eta) - self.y * eta, minlength=len(self.n_days))
+
 
 def estimate_elasticities(
     sales: pd.DataFrame,
@@ -257,6 +292,9 @@ def fit_own_elasticities(
 
     ``factors`` (with a ``day`` column) divides out each category's week level, weekday and promotion lift
     (``demand_factors.py``); a ``promo`` column marks promotion days, else temporary price cuts count as them.
+
+    Each SKU is fitted on the three curves of ``demand_curves.py`` (columns ``<curve>_estimate``, ``_se`` and
+    ``_gain``, the log-likelihood gain over log-linear), with its centre and current price for the pooling.
 
     ``require_sales=False`` is for one partition of a catalogue (whole categories): a partition whose SKUs
     sold nothing gets the prior, as those SKUs would in the whole run; the caller checks the whole run.
@@ -320,6 +358,8 @@ def fit_own_elasticities(
     usable = (selling >= min_days) & (lp_std >= min_log_price_std)
     own = np.full(n_sku, np.nan)
     own_se = np.full(n_sku, np.nan)
+    bends = {name: (np.full(n_sku, np.nan), np.full(n_sku, np.nan), np.full(n_sku, np.nan)) for name in BENT}
+    dispersion = np.full(n_sku, np.nan)
     category = catalogue["category"].astype(object).where(catalogue["category"].notna(), "(none)").astype(str)
     cat_code, cat_names = pd.factorize(category.to_numpy())
     n_cat = len(cat_names)
@@ -329,6 +369,7 @@ def fit_own_elasticities(
         a_fit, e_fit, var_fit, conv = groups.fit()
         position = np.cumsum(usable) - 1
         fitted: DemandFactors | None = None
+        factor: np.ndarray | None = None
         if day is not None and len(day):
             rows = usable[code]
             first = int(day.min()) if on_promo_day is None else int(min(day.min(), on_promo_day.min()))
@@ -358,6 +399,19 @@ def fit_own_elasticities(
         good = conv & np.isfinite(e_fit) & np.isfinite(se_fit) & (se_fit > 0) & (np.abs(e_fit) < MAX_ABS_ELASTICITY)
         own[usable] = np.where(good, e_fit, np.nan)
         own_se[usable] = np.where(good, se_fit, np.nan)
+        # The same SKUs fitted on the bent curves (``demand_curves.py``), for the pooling to choose per category.
+        nll_log = groups.log_nll(factor, a_fit, e_fit)
+        m_line, var_line, nll_line, conv_line, disp = groups.fit_line(factor, e_fit)
+        dispersion[usable] = np.where(good, disp, np.nan)
+        fits = {"linear": (m_line, var_line, nll_line, conv_line), "exponential": groups.fit_exponential(factor)}
+        for name, (m_fit, var_m, nll, conv_m) in fits.items():
+            with np.errstate(invalid="ignore"):
+                se_m = np.sqrt(var_m)
+            fine = good & conv_m & np.isfinite(m_fit) & np.isfinite(se_m) & (se_m > 0)
+            estimate, spread, gain = bends[name]
+            estimate[usable] = np.where(fine, m_fit, np.nan)
+            spread[usable] = np.where(fine, se_m, np.nan)
+            gain[usable] = np.where(fine, nll_log - nll, np.nan)
 
     return pd.DataFrame(
         {
@@ -369,9 +423,23 @@ def fit_own_elasticities(
             "promo_lift": lift[cat_code],
             "price_low": seen_low,
             "price_high": seen_high,
+            "centre_price": np.exp(mean_logp),
+            "current_price": _current_prices(catalogue),
+            **{f"{name}_{part}": col for name, cols in bends.items() for part, col in zip(_PARTS, cols, strict=True)},
+            "dispersion": dispersion,
         },
         index=index,
     )
+
+
+_PARTS = ("estimate", "se", "gain")
+
+
+def _current_prices(catalogue: pd.DataFrame) -> np.ndarray:
+    if "price" not in catalogue.columns:
+        return np.full(len(catalogue), np.nan)
+    price = pd.to_numeric(catalogue["price"], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(price) & (price > 0), price, np.nan)
 
 
 def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.DataFrame:
@@ -382,20 +450,46 @@ def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.D
     cat_code, _ = pd.factorize(own_fits["category"].to_numpy())
     own = own_fits["own_estimate"].to_numpy(dtype=float)
     own_se = own_fits["own_se"].to_numpy(dtype=float)
-    pooled = pool(own, own_se, cat_code, int(cat_code.max()) + 1 if len(cat_code) else 0)
+    n_cat = int(cat_code.max()) + 1 if len(cat_code) else 0
+    pooled = pool(own, own_se, cat_code, n_cat)
     z = float(norm.ppf(0.5 + interval / 2))
+    estimate, se = pooled.estimate, pooled.se
+    low, high = estimate - z * se, estimate + z * se
+    source = pooled.source
+    curve = np.full(len(own), "log-linear", dtype=object)
+    if all(f"{name}_gain" in own_fits.columns for name in BENT):
+        gains = np.column_stack([own_fits[f"{name}_gain"].to_numpy(dtype=float) for name in BENT])
+        disp = own_fits["dispersion"].to_numpy(dtype=float)
+        chosen = choose_curves(gains, disp, np.isfinite(own), cat_code, n_cat)[cat_code]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = own_fits["current_price"].to_numpy(dtype=float) / own_fits["centre_price"].to_numpy(dtype=float)
+        ratio = np.where(np.isfinite(ratio), ratio, 1.0)  # no centre price: today's price is the centre
+        for k, name in enumerate(CURVES):
+            use = chosen == k
+            if k == 0 or not use.any():
+                continue
+            m = own_fits[f"{name}_estimate"].to_numpy(dtype=float)
+            bent = pool(m, own_fits[f"{name}_se"].to_numpy(dtype=float), cat_code, n_cat)
+            at = [np.maximum(elasticity_at(name, v, ratio), -MAX_ABS_ELASTICITY) for v in
+                  (bent.estimate, bent.estimate - z * bent.se, bent.estimate + z * bent.se)]  # fmt: skip
+            estimate, low, high = (np.where(use, new, old) for new, old in zip(at, (estimate, low, high), strict=True))
+            # The mapped interval is skewed; its half-width stands in for the normal draws of the move odds.
+            se = np.where(use, (high - low) / (2 * z), se)
+            source = np.where(use, bent.source, source)
+            curve[use] = name
     out = pd.DataFrame(
         {
-            "elasticity": pooled.estimate,
-            "elasticity_se": pooled.se,
-            "elasticity_low": pooled.estimate - z * pooled.se,
-            "elasticity_high": pooled.estimate + z * pooled.se,
+            "elasticity": estimate,
+            "elasticity_se": se,
+            "elasticity_low": low,
+            "elasticity_high": high,
             "own_estimate": own,
             "own_se": own_se,
             "shrinkage": pooled.shrinkage,
             "n_days": own_fits["n_days"].to_numpy(),
             "log_price_std": own_fits["log_price_std"].to_numpy(),
-            "source": pooled.source,
+            "source": source,
+            "curve": curve,
             "category": own_fits["category"].to_numpy(),
             "promo_lift": own_fits["promo_lift"].to_numpy(),
             "price_low": own_fits["price_low"].to_numpy(),

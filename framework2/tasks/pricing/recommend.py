@@ -160,6 +160,7 @@ def recommend_prices(
     e_low = _column(el, "elasticity_low", n)
     e_high = _column(el, "elasticity_high", n)
     seen_low, seen_high = _column(el, "price_low", n), _column(el, "price_high", n)
+    curve = el["curve"].to_numpy(dtype=object) if "curve" in el.columns else np.full(n, None, dtype=object)
     margin = np.nan if policy.observed_range_margin is None else policy.observed_range_margin
     pos = (positions if positions is not None else pd.DataFrame(index=index)).reindex(index)
     ref_col = f"{policy.competitor_reference}_price"
@@ -279,6 +280,7 @@ def recommend_prices(
         ref=ref,
         seen_low=seen_low,
         seen_high=seen_high,
+        curve=curve,
         policy=policy,
     )
     out = pd.DataFrame(
@@ -433,6 +435,13 @@ def _project(
     }
 
 
+# How the explanation names a category's bent demand curve (``demand_curves.py``).
+_BENT_WORDS = {
+    "linear": "demand falls in a straight line here",
+    "exponential": "demand grows more elastic with the price here",
+}
+
+
 def _explain(
     *,
     p_opt: np.ndarray,
@@ -465,6 +474,7 @@ def _explain(
     ref: np.ndarray,
     seen_low: np.ndarray,
     seen_high: np.ndarray,
+    curve: np.ndarray,
     policy: PricingGuardrails,
 ) -> list[str]:
     """One readable sentence per SKU (string building is inherently per row)."""
@@ -493,6 +503,8 @@ def _explain(
     out: list[str] = []
     for i in range(len(rec)):
         rng_txt = f"{_num(e[i])} [{_num(e_low[i])}, {_num(e_high[i])}]"
+        if curve[i] in _BENT_WORDS:
+            rng_txt += f" ({_BENT_WORDS[curve[i]]})"
         if missing[i]:
             why = "No cost" if not np.isfinite(cost[i]) else "No usable elasticity"
             rule = "holding the current price" if hold else f"cost plus {_pct(policy.cost_plus_markup)}"
