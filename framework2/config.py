@@ -84,7 +84,8 @@ class Section(BaseModel):
 class StoreSettings(Section):
     url: str | None = Field(
         None,
-        description="SQLAlchemy URL of the store; default is a SQLite file in the home directory. "
+        description="SQLAlchemy URL of the store; default is store.db in `home` (./.framework2 of the directory the "
+        "command runs in). "
         "Put URLs with passwords in a StoreDatabase block instead and name it in `block`.",
     )
     block: str | None = Field(None, description="Name of a `store-database` block holding the URL as a secret.")

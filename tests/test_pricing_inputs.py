@@ -101,3 +101,29 @@ def test_sales_dated_after_tomorrow_are_quarantined(tmp_path) -> None:  # type: 
     report = load_sales_csv(engine, path)
     assert (report.loaded, report.quarantined) == (1, 1)
     assert "day is in the future" in reasons(engine, report.run_id)[0]
+
+
+def test_a_semicolon_separated_catalogue_is_refused_with_the_separator_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from framework2.errors import DataError
+    from framework2.tasks.pricing.loading import load_catalogue_csv
+    from tests.test_pricing_hostile_input import fresh_engine
+
+    path = tmp_path / "catalogue.csv"
+    path.write_text("sku;name;category;cost;price\nA-1;Apple;fruit;1,20;2,50\n", encoding="utf-8")
+    with pytest.raises(DataError) as refused:
+        load_catalogue_csv(fresh_engine(tmp_path), path)
+    assert "separated by semicolons" in refused.value.hint
+    assert "sku, category, cost, price" in refused.value.hint
+
+
+def test_an_empty_sales_file_says_which_columns_the_header_needs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from framework2.errors import DataError
+    from framework2.tasks.pricing.loading import load_sales_csv
+    from tests.test_pricing_hostile_input import fresh_engine
+
+    path = tmp_path / "sales.csv"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(DataError) as refused:
+        load_sales_csv(fresh_engine(tmp_path), path)
+    assert "is empty or has no header row" in str(refused.value)
+    assert "sku, day, price, units" in refused.value.hint

@@ -18,7 +18,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -285,7 +285,7 @@ def _check_header(path: Path, what: str, header: list[str]) -> None:
         )
 
 
-def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_csv_rows(path: Path, what: str, columns: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows whose cell count matches the header, misshapen rows with a ``reason``), both indexed by file line.
 
     Cells are text with surrounding whitespace trimmed (so "SKU-1 " and "SKU-1" are one key) and blank cells
@@ -319,8 +319,10 @@ def read_csv_rows(path: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
         header = next(reader, None)
         if not header or not any(cell.strip() for cell in header):
+            needs = f" naming its columns ({', '.join(columns)})" if columns else ""
             raise DataError(
-                f"{path} is empty or has no header row", hint=f"the {what} needs a header row, then one row per line"
+                f"{path} is empty or has no header row",
+                hint=f"the {what} needs a header row{needs}, then one comma-separated row per line",
             )
         _check_header(path, what, header)
         names = [cell.strip() or f"column_{i + 1}" for i, cell in enumerate(header)]

@@ -39,13 +39,23 @@ NAME = text_rule(Product, "name", required=False)
 CATEGORY = text_rule(Product, "category", key=True)
 
 
+# What a header read as one column holds when the file was saved with another separator (Excel in many locales
+# writes ";").
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
+
+
 def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"{what} lacks column(s) {', '.join(missing)}",
-            hint=f"{what} needs {', '.join(columns)}; check the import mapping",
-        )
+        hint = f"{what} needs {', '.join(columns)}; check the import mapping"
+        if len(frame.columns) == 1:
+            found = [name for sep, name in _OTHER_SEPARATORS.items() if sep in str(frame.columns[0])]
+            if found:
+                hint = (
+                    f"the header reads as one column: the file looks separated by {found[0]}; save it as "
+                    f"comma-separated CSV (in Excel: CSV UTF-8) with the columns {', '.join(columns)}"
+                )
+        raise DataError(f"{what} lacks column(s) {', '.join(missing)}", hint=hint)
 
 
 def _repeated(keys: pd.DataFrame, reasons: Reasons) -> pd.Series:

@@ -22,7 +22,7 @@ from framework2.store import pricing as store
 from framework2.store.engine import store_unreachable
 from framework2.store.runs import finish_run, quarantine, start_run
 from framework2.tasks.boundary import read_csv_rows
-from framework2.tasks.pricing.inputs import validate_catalogue, validate_sales
+from framework2.tasks.pricing.inputs import CATALOGUE_REQUIRED, SALES_REQUIRED, validate_catalogue, validate_sales
 
 # Recorded under its own name so a load never counts as a pricing run in PPIS health.
 SYSTEM = "ppis-load"
@@ -53,8 +53,8 @@ def _failed(engine: Engine, run_id: str, exc: BaseException) -> None:
         finish_run(engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def _load(engine: Engine, path: Path, what: str, validate: Validate, write: Write) -> LoadReport:
-    rows, misshapen = read_csv_rows(path, what)
+def _load(engine: Engine, path: Path, what: str, columns: list[str], validate: Validate, write: Write) -> LoadReport:
+    rows, misshapen = read_csv_rows(path, what, columns)
     run_id = start_run(engine, SYSTEM, parameters={"load": what, "file": str(path)})
     try:
         valid, refused = validate(rows)
@@ -86,7 +86,14 @@ def _load(engine: Engine, path: Path, what: str, validate: Validate, write: Writ
 
 def load_catalogue_csv(engine: Engine, path: Path) -> LoadReport:
     """Insert or update products from CSV (sku, name, category, cost, price, optional guardrail columns)."""
-    return _load(engine, path, "catalogue", validate_catalogue, lambda valid: store.upsert_catalogue(engine, valid))
+    return _load(
+        engine,
+        path,
+        "catalogue",
+        CATALOGUE_REQUIRED,
+        validate_catalogue,
+        lambda valid: store.upsert_catalogue(engine, valid),
+    )
 
 
 def load_sales_csv(engine: Engine, path: Path) -> LoadReport:
@@ -96,6 +103,7 @@ def load_sales_csv(engine: Engine, path: Path) -> LoadReport:
         engine,
         path,
         "sales",
+        SALES_REQUIRED,
         lambda frame: validate_sales(frame, known),
         lambda valid: store.upsert_sales(engine, valid),
     )
