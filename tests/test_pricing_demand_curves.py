@@ -106,3 +106,20 @@ def test_a_line_that_cannot_be_fitted_to_a_quarter_of_a_categorys_skus_is_not_ch
     assert CURVES[chosen[0]] == "exponential"
     gains[3, 1] = 20.0
     assert CURVES[choose_curves(gains, np.ones(4), np.ones(4, dtype=bool), category, 1)[0]] == "linear"
+
+
+def test_a_current_price_past_the_prices_seen_is_read_at_the_nearest_price_seen() -> None:
+    # Before: a catalogue price at 2x the sales' prices was past the fitted line's choke: -50 [-50, -50].
+    market = scenario_market(LINEAR, 300, 150, seed=0)
+    catalogue = market.catalogue.copy()
+    own = fit_own_elasticities(market.sales, catalogue)
+    est = pool_elasticities(own)
+    catalogue["price"] = own["price_high"].to_numpy() * 2.0
+    far = pool_elasticities(fit_own_elasticities(market.sales, catalogue))
+    at_top = catalogue.assign(price=own["price_high"].to_numpy())
+    edge = pool_elasticities(fit_own_elasticities(market.sales, at_top))
+    linear = (far["curve"] == "linear").to_numpy()
+    assert linear.any()
+    assert np.allclose(far["elasticity"].to_numpy()[linear], edge["elasticity"].to_numpy()[linear])
+    assert (far["elasticity_high"] > far["elasticity_low"]).to_numpy()[linear].all()
+    assert np.isfinite(est["elasticity"]).all()

@@ -226,6 +226,17 @@ def test_a_tight_own_estimate_far_from_its_category_stays_near_itself() -> None:
     assert abs(pooled.estimate[0] - -15.3) < 0.1 and pooled.source[0] == "own"
 
 
+def test_a_positive_own_estimate_far_from_its_category_is_pooled_not_kept() -> None:
+    # The demo priced SKU-000291 up at +6.60 [2.44, 10.76] ("own"), odds 100 %; its truth is -2.60.
+    from framework2.tasks.pricing.pooling import pool
+
+    cat, _, own, own_se = _hierarchy(5, 30, seed=1)
+    own[0], own_se[0] = 6.6, 2.53
+    pooled = pool(own, own_se, cat, 5)
+    assert pooled.source[0] == "own+pooled"
+    assert pooled.estimate[0] < 0
+
+
 def test_a_category_without_fits_takes_the_store_estimate_and_says_so() -> None:
     from framework2.tasks.pricing.pooling import pool
 

@@ -215,6 +215,22 @@ def test_price_ending_never_turns_a_rise_into_a_cut():
     assert rec["recommended_price"] == 4.59
 
 
+def test_price_ending_never_turns_a_price_that_stays_into_a_cut():
+    # On the line the optimum is today's price when cost = p0 (1 + 1/e): 7.66 stays, 6.99 was applied before.
+    policy = PLAIN.model_copy(update={"price_ending": 0.99, "min_confidence": 0.0})
+    rec = _recommend(cost=3.83, price=7.66, elasticity=-2.0, policy=policy)
+    assert rec["optimal_price"] == pytest.approx(7.66)
+    assert rec["recommended_price"] == 7.66
+    assert "6.99" not in rec["explanation"]
+
+
+def test_a_positive_elasticity_is_explained_as_such_not_as_inelastic_demand():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=0.4)
+    assert rec["binding_guardrail"] == "inelastic_demand"
+    assert rec["explanation"].startswith("Elasticity 0.40 [")
+    assert "is positive (sales rose with the price)" in rec["explanation"]
+
+
 def test_per_sku_max_change_override_takes_precedence():
     rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, max_change_pct=0.05)
     assert rec["recommended_price"] == 21.00

@@ -464,6 +464,17 @@ def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.D
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = own_fits["current_price"].to_numpy(dtype=float) / own_fits["centre_price"].to_numpy(dtype=float)
         ratio = np.where(np.isfinite(ratio), ratio, 1.0)  # no centre price: today's price is the centre
+        # Beyond the prices sales were seen at a curve is a guess (a line may have run out of demand there): a
+        # current price outside them is read at the nearest one seen.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre = own_fits["centre_price"].to_numpy(dtype=float)
+            seen = (
+                own_fits["price_low"].to_numpy(dtype=float) / centre,
+                own_fits["price_high"].to_numpy(dtype=float) / centre,
+            )
+        ratio = np.clip(
+            ratio, np.where(np.isfinite(seen[0]), seen[0], ratio), np.where(np.isfinite(seen[1]), seen[1], ratio)
+        )
         for k, name in enumerate(CURVES):
             use = chosen == k
             if k == 0 or not use.any():
@@ -472,6 +483,9 @@ def pool_elasticities(own_fits: pd.DataFrame, *, interval: float = 0.90) -> pd.D
             bent = pool(m, own_fits[f"{name}_se"].to_numpy(dtype=float), cat_code, n_cat)
             at = [np.maximum(elasticity_at(name, v, ratio), -MAX_ABS_ELASTICITY) for v in
                   (bent.estimate, bent.estimate - z * bent.se, bent.estimate + z * bent.se)]  # fmt: skip
+            # Where the curve itself runs out at today's price (or its interval has no width left) it says nothing
+            # there: the SKU keeps the log-linear reading.
+            use &= (at[0] > -MAX_ABS_ELASTICITY) & (at[2] > at[1])
             estimate, low, high = (np.where(use, new, old) for new, old in zip(at, (estimate, low, high), strict=True))
             # The mapped interval is skewed; its half-width stands in for the normal draws of the move odds.
             se = np.where(use, (high - low) / (2 * z), se)

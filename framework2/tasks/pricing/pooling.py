@@ -17,10 +17,10 @@ cases. A point estimate also hides how little three SKUs say about their categor
 So a category of three SKUs borrows from its SKUs *and* from the store (in proportion to how much the three
 say against how much categories differ), a category with no usable SKU takes the store's estimate, and a
 tight own estimate that its category cannot explain (more than ``OUTLIER_Z`` predictive standard deviations
-away) keeps its own value and standard error (source "own"), however large: normal pooling would drag a
--15.3 +- 0.3 most of the way to a category at -2. Under ``MIN_STORE_SKUS`` own estimates in the whole
-catalogue there is nothing to learn the spreads from: the documented prior (``PRIOR_MEAN`` +- ``PRIOR_SD``)
-stands in for the category (source "prior"; an own fit shrunk toward it: "own+prior").
+away, and negative: see ``pool``) keeps its own value and standard error (source "own"), however large:
+normal pooling would drag a -15.3 +- 0.3 most of the way to a category at -2. Under ``MIN_STORE_SKUS`` own
+estimates in the whole catalogue there is nothing to learn the spreads from: the documented prior
+(``PRIOR_MEAN`` +- ``PRIOR_SD``) stands in for the category (source "prior"; an own fit shrunk toward it: "own+prior").
 """
 
 from __future__ import annotations
@@ -109,7 +109,10 @@ def pool(own: np.ndarray, own_se: np.ndarray, category: np.ndarray, n_cat: int) 
             k = np.where(has, (1.0 / own_se**2) / (1.0 / own_se**2 + 1.0 / tau2), 0.0)
             # An own fit its category cannot explain (beyond OUTLIER_Z predictive sds) is another kind of
             # product, not noise around the category: it keeps its own estimate and standard error.
-            apart = np.abs(own - cat_mean[category]) > OUTLIER_Z * np.sqrt(own_se**2 + tau2 + cat_var[category])
+            # Only on the elastic side: a positive own-price elasticity far from its category is noise or a
+            # confounded price (a price raised when demand was high), not a product that sells more when dearer.
+            spread = np.sqrt(own_se**2 + tau2 + cat_var[category])
+            apart = (own < 0) & (np.abs(own - cat_mean[category]) > OUTLIER_Z * spread)
             k = np.where(has & apart, 1.0, k)
             mean = np.where(has, k * own + (1 - k) * cat_mean[category], cat_mean[category])
             var = np.where(has, k * own_se**2 + (1 - k) ** 2 * cat_var[category], tau2 + cat_var[category])

@@ -333,14 +333,15 @@ def _apply_ending(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Round down to the nearest price ending in ``ending`` if it stays >= lo (it is <= price).
 
-    Rounding down may not turn a rise into a cut (4.60 from 4.18 must not become 3.99).
+    Rounding down may not turn a rise into a cut (4.60 from 4.18 must not become 3.99), nor a price that stays
+    where it is into one (7.66 held must not become 6.99: no elasticity asked for that cut).
     """
     end_cents = np.round(ending * 100)
     with np.errstate(invalid="ignore"):
         cents = np.floor(price * 100 + 1e-6)
         rounded = (np.floor((cents - end_cents) / 100) * 100 + end_cents) / 100
         wanted = np.isfinite(ending) & np.isfinite(price) & ~skip
-        reverses = (price > cur) & (rounded < cur)
+        reverses = (price >= cur * (1 - _EPS)) & (rounded < cur * (1 - _EPS))
         fits = wanted & (rounded >= lo - _EPS) & (rounded > 0) & ~reverses
     return np.where(fits, rounded, price), fits, wanted & ~fits
 
@@ -437,8 +438,8 @@ def _project(
 
 # How the explanation names a category's bent demand curve (``demand_curves.py``).
 _BENT_WORDS = {
-    "linear": "demand falls in a straight line here",
-    "exponential": "demand grows more elastic with the price here",
+    "linear": "on the category's linear demand curve",
+    "exponential": "on the category's exponential demand curve",
 }
 
 
@@ -509,6 +510,10 @@ def _explain(
             why = "No cost" if not np.isfinite(cost[i]) else "No usable elasticity"
             rule = "holding the current price" if hold else f"cost plus {_pct(policy.cost_plus_markup)}"
             parts = [f"{why}; {rule} {target[i]:.2f}"]
+        elif inelastic[i] and e[i] > 0:
+            parts = [
+                f"Elasticity {rng_txt} is positive (sales rose with the price), read as inelastic: the price moves up"
+            ]
         elif inelastic[i]:
             parts = [f"Demand inelastic at elasticity {rng_txt}, so the price moves up"]
         else:
