@@ -171,7 +171,18 @@ class PricingGuardrails(Section):
         lt=1,
         description=(
             "Move a price only when the odds that the move raises profit (over the elasticity's uncertainty) are at "
-            "least this; below, the price holds and says why. 0 moves on the point estimate alone."
+            "least this; below, the price holds and says why. 0 (with maxLosingShare 1) moves on the point estimate "
+            "alone."
+        ),
+    )
+    max_losing_share: float = Field(
+        0.04,
+        gt=0,
+        le=1,
+        description=(
+            "Of the moves a run makes for profit, the share that may be expected to lower it (the mean of 1 - odds "
+            "over them). Where more would, the least sure moves hold, lowest odds first, until the rest are under "
+            "it. 1 leaves minConfidence alone."
         ),
     )
     move_curve: Literal["line", "constant"] = Field(

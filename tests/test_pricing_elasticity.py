@@ -312,3 +312,51 @@ def test_a_lone_row_decades_away_costs_one_day_not_a_grid_of_decades():
     tracemalloc.stop()
     assert est["elasticity"].notna().all()
     assert peak < 20 * 2**20  # 3.4 MB measured; one grid of 200 SKUs x 63,000 calendar days would be 50 MB
+
+
+# --- own-fit errors under over-dispersed sales ------------------------------------------------------------------
+
+
+def test_own_fit_variance_is_the_day_level_sandwich_where_that_is_larger():
+    from framework2.tasks.pricing.elasticity import _fit_poisson
+
+    rng = np.random.default_rng(3)
+    days = 120
+    price = np.where(rng.random(days) < 0.15, 8.0, 10.0) * np.exp(rng.normal(0, 0.03, days)).round(2)
+    factor = rng.uniform(0.8, 1.3, days)
+    # Gamma-Poisson sales, noisier on the cheap (high-volume) days than one dispersion factor allows.
+    mean = 20 * factor * (price / 10) ** -2.0
+    units = rng.poisson(mean * rng.gamma(1.5, 1 / 1.5, days)).astype(float)
+    x = np.log(price) - np.log(price).mean()
+    values, group = np.unique(x, return_inverse=True)
+    per_day = (units, factor, units**2 / factor, units**2, units * factor, factor**2)
+    y, w, yy, uu, uf, ff = (np.bincount(group, weights=v) for v in per_day)
+    code = np.zeros(len(values), dtype=np.intp)
+    n = np.array([days])
+    a, e, var, ok = _fit_poisson(code, values, y, w, yy, n, (uu, uf, ff))
+    _, _, var_quasi, _ = _fit_poisson(code, values, y, w, yy, n)
+    assert ok[0] and var[0] >= var_quasi[0]
+    # The sandwich from the days themselves: H = sum f mu [1 x][1 x]', B = sum (u - f mu)^2 [1 x][1 x]'.
+    mu = factor * np.exp(a[0] + e[0] * x)
+    design = np.column_stack([np.ones(days), x])
+    h = design.T @ (design * mu[:, None])
+    b = design.T @ (design * ((units - mu) ** 2)[:, None])
+    h_inv = np.linalg.inv(h)
+    sandwich = (h_inv @ b @ h_inv)[1, 1] * days / (days - 2)
+    assert sandwich > var_quasi[0]  # this market is one where a single dispersion factor is too hopeful
+    assert var[0] == pytest.approx(sandwich, rel=1e-9)
+
+
+def test_own_fit_errors_are_the_size_of_the_misses_on_an_over_dispersed_market():
+    # Quasi-Poisson errors were 5-10 % too small here (spread of (fit - truth) / se: 1.05-1.09), which widened the
+    # spread the pooling learns; with the sandwich it measured 1.005-1.026 over three seeds.
+    from framework2.sample.scenario_market import SCENARIOS, scenario_market
+    from framework2.tasks.pricing.elasticity import fit_own_elasticities
+
+    market = scenario_market(SCENARIOS[0], 1_500, 150, seed=0)
+    own = fit_own_elasticities(market.sales, market.catalogue)
+    truth = market.true_elasticity().reindex(own.index).to_numpy()
+    z = (own["own_estimate"].to_numpy() - truth) / own["own_se"].to_numpy()
+    z = z[np.isfinite(z)]
+    assert len(z) > 1_400
+    assert 0.95 <= np.std(z) <= 1.045, np.std(z)

@@ -15,7 +15,12 @@ from framework2.tasks.pricing.recommend import BINDINGS, RECOMMENDATION_COLUMNS,
 
 # Bands, endings and the confidence rule off unless a test turns them on, so expected prices are exact.
 PLAIN = PricingGuardrails(
-    price_ending=None, competitor_band_low=None, competitor_band_high=None, min_confidence=0, move_curve="constant"
+    price_ending=None,
+    competitor_band_low=None,
+    competitor_band_high=None,
+    min_confidence=0,
+    max_losing_share=1,
+    move_curve="constant",
 )
 
 
@@ -418,3 +423,49 @@ def test_inelastic_demand_on_the_line_still_moves_up_by_the_full_change():
     rec = _recommend(cost=8.0, price=20.0, elasticity=-0.9, policy=default)
     assert rec["optimal_price"] == pytest.approx(25.11, abs=0.01)
     assert rec["recommended_price"] == pytest.approx(22.0) and rec["binding_guardrail"] == "inelastic_demand"
+
+
+def test_the_run_bar_rises_until_its_moves_are_expected_to_lose_in_at_most_the_share_allowed():
+    from framework2.tasks.pricing.recommend import confidence_bar
+
+    odds = np.array([1.0, 1.0, 0.95, 0.9, 0.85, 0.8, 0.5])
+    # Kept from the top: expected losers 0, 0, .05, .15 over 4 moves = 3.75 % <= 4 %; adding 0.85 makes 6 %.
+    assert confidence_bar(odds, 0.8, 0.04) == 0.9
+    assert confidence_bar(odds[::-1], 0.8, 0.04) == 0.9  # the catalogue's order does not matter
+    assert confidence_bar(odds, 0.8, 1.0) == 0.8  # 1 leaves minConfidence alone
+    assert confidence_bar(odds, 0.96, 0.5) == 0.96  # never below minConfidence
+    assert confidence_bar(np.array([1.0, 0.97, 0.9]), 0.8, 0.05) == 0.8  # all kept: the bar was not raised
+    # Moves with equal odds hold or go together: 0.9 twice with one sure move is 6.7 % expected losers.
+    assert confidence_bar(np.array([1.0, 0.9, 0.9]), 0.8, 0.05) == 1.0
+    # No move sure enough on its own: the bar says what one would need.
+    assert confidence_bar(np.array([0.9, 0.85]), 0.8, 0.04) == pytest.approx(0.96)
+    assert confidence_bar(np.array([np.nan]), 0.8, 0.04) == 0.8
+
+
+def test_a_run_of_barely_sure_moves_holds_the_least_sure_and_says_the_bar_was_raised():
+    # 20 SKUs whose moves (20 -> 21.67, paying iff e > -1.71) pay with odds near 0.86 and 20 nearly sure ones: at 0.85
+    # one move in seven loses, so with at most 4 % expected to lose the least sure hold, saying so.
+    n = 40
+    catalogue = pd.DataFrame({"sku": [f"S{i}" for i in range(n)], "category": "c", "cost": 10.0, "price": 20.0})
+    index = pd.Index(catalogue["sku"], name="sku")
+    se = np.where(np.arange(n) < 20, 0.2, 0.02)
+    e = np.full(n, -1.5)
+    elasticities = pd.DataFrame(
+        {"elasticity": e, "elasticity_se": se, "elasticity_low": e - 1.645 * se, "elasticity_high": e + 1.645 * se},
+        index=index,
+    )
+    policy = PLAIN.model_copy(update={"min_confidence": 0.8, "max_losing_share": 0.04, "move_curve": "line"})
+    recs = recommend_prices(catalogue, elasticities, None, pd.Series(10.0, index=index), policy)
+    unsure, sure = recs.iloc[:20], recs.iloc[20:]
+    assert (unsure["gain_odds"] >= 0.8).all() and (unsure["gain_odds"] < 0.96).all()
+    assert (unsure["binding_guardrail"] == "low_confidence").all() and (unsure["change_pct"] == 0).all()
+    assert (
+        "raised from 80% so that at most 4% of this run's moves are expected to lose money"
+        in (unsure["explanation"].iloc[0])
+    )
+    assert (sure["change_pct"] > 0).all() and (sure["gain_odds"] >= 0.99).all()
+    # Without the share rule the same moves go ahead on minConfidence alone.
+    loose = recommend_prices(
+        catalogue, elasticities, None, pd.Series(10.0, index=index), policy.model_copy(update={"max_losing_share": 1})
+    )
+    assert (loose["change_pct"] > 0).all()

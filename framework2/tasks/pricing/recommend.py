@@ -30,7 +30,9 @@ is still inside the interval and does not turn a rise into a cut; if none is, th
 unrounded. A held price is never re-ended.
 
 A move the elasticity's uncertainty does not back (odds of a profit gain under ``min_confidence``) holds
-the current price (``low_confidence``), unless the current price breaks a guardrail.
+the current price (``low_confidence``), unless the current price breaks a guardrail. Calibrated odds of 0.8 still
+lose one time in five, so the run's bar rises above ``min_confidence`` until its moves are expected to lose money
+in at most ``max_losing_share`` of cases (``confidence_bar``): the least sure moves hold first.
 
 Percentages are fractions (``change_pct=0.1`` is +10 %), as in the config. Projections are per day:
 projected_units = baseline * (new / current)^e, deltas are against keeping the current price, and the
@@ -234,7 +236,8 @@ def recommend_prices(
     odds = np.where(
         moved & ~missing, gain_odds(proposed, cur, cost, e, se, n_draws=n_draws, seed=seed, line=line), np.nan
     )
-    unsure = moved & ~missing & ~forced & ~(odds >= policy.min_confidence)
+    bar = confidence_bar(odds[moved & ~missing & ~forced], policy.min_confidence, policy.max_losing_share)
+    unsure = moved & ~missing & ~forced & ~(odds >= bar)
     rec = np.where(unsure, cur, proposed)
     binding[unsure] = "low_confidence"
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -273,7 +276,7 @@ def recommend_prices(
         unsure=unsure,
         proposed=proposed,
         odds=odds,
-        min_confidence=policy.min_confidence,
+        bar=bar,
         min_m=min_m,
         max_m=max_m,
         max_c=max_c,
@@ -344,6 +347,29 @@ def _apply_ending(
         reverses = (price >= cur * (1 - _EPS)) & (rounded < cur * (1 - _EPS))
         fits = wanted & (rounded >= lo - _EPS) & (rounded > 0) & ~reverses
     return np.where(fits, rounded, price), fits, wanted & ~fits
+
+
+def confidence_bar(odds: np.ndarray, min_confidence: float, max_losing_share: float) -> float:
+    """The odds a move needs in this run: ``min_confidence``, raised until the moves at or above it are expected
+    to lower profit in at most ``max_losing_share`` of cases (the mean of 1 - odds over them).
+
+    Odds of 0.8 mean one move in five loses: a run whose moves all sit near the bar loses on many of them. The
+    bar rises through the odds one value at a time (moves with equal odds hold or move together, so the result
+    does not depend on the catalogue's order) and stops before the first value that would break the share.
+    """
+    odds = np.asarray(odds, dtype=float)
+    values = np.unique(odds[np.isfinite(odds) & (odds >= min_confidence)])[::-1]
+    if not len(values):
+        return float(min_confidence)
+    counts = np.array([np.sum(odds == v) for v in values], dtype=float)
+    expected_losers = np.cumsum(counts * (1.0 - values))
+    within = expected_losers / np.cumsum(counts) <= max_losing_share + _EPS
+    # The share only grows as lower odds join, so the moves kept are a prefix of ``values``.
+    if within.all():
+        return float(min_confidence)
+    if not within[0]:
+        return max(float(min_confidence), 1.0 - max_losing_share)  # no move is sure enough: it would need this
+    return float(values[np.flatnonzero(within)[-1]])
 
 
 def gain_odds(
@@ -468,7 +494,7 @@ def _explain(
     unsure: np.ndarray,
     proposed: np.ndarray,
     odds: np.ndarray,
-    min_confidence: float,
+    bar: float,
     min_m: np.ndarray,
     max_m: np.ndarray,
     max_c: np.ndarray,
@@ -501,6 +527,12 @@ def _explain(
         return "no limit"
 
     hold = policy.missing_data_rule == "hold"
+    run_bar = (
+        f" (raised from {policy.min_confidence:.0%} so that at most {policy.max_losing_share:.0%} of this run's moves "
+        "are expected to lose money)"
+        if bar > policy.min_confidence
+        else ""
+    )
     out: list[str] = []
     for i in range(len(rec)):
         rng_txt = f"{_num(e[i])} [{_num(e_low[i])}, {_num(e_high[i])}]"
@@ -534,7 +566,7 @@ def _explain(
         if unsure[i]:
             parts.append(
                 f"held at {rec[i]:.2f}: the move to {proposed[i]:.2f} raises profit with odds {odds[i]:.0%}, "
-                f"under the {min_confidence:.0%} required"
+                f"under the {bar:.0%} required{run_bar}"
             )
         elif np.isfinite(odds[i]):
             parts.append(f"odds it raises profit {odds[i]:.0%}")

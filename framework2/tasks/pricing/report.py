@@ -94,7 +94,8 @@ def _odds(value: object) -> str:
 
 
 def held_for_confidence(recs: pd.DataFrame) -> pd.DataFrame:
-    """The SKUs whose move was held because its odds of raising profit were under ``min_confidence``."""
+    """The SKUs whose move was held because its odds of raising profit were under the run's bar
+    (``min_confidence``, raised by ``max_losing_share``)."""
     if recs.empty or "binding_guardrail" not in recs.columns:
         return recs.iloc[0:0]
     return recs[recs["binding_guardrail"] == "low_confidence"]
@@ -164,7 +165,8 @@ def summary_markdown(
         lines += [
             "",
             f"**{len(held)} moves held for low confidence**: the odds that they raise profit, over the elasticity's "
-            "uncertainty, were under the `minConfidence` required; e.g.:",
+            "uncertainty, were under the bar this run required (`minConfidence`, raised where more than "
+            "`maxLosingShare` of the moves would be expected to lose money); e.g.:",
         ]
         for sku, r in held.head(10).iterrows():
             lines.append(f"  - {sku}: {r['explanation']}")
