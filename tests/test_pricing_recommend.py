@@ -197,6 +197,26 @@ def test_missing_data_cost_plus_rule():
     assert np.isnan(far["projected_units"])
 
 
+@pytest.mark.parametrize("price", [0.0, float("nan"), 1e12], ids=["zero", "nan", "absurd"])
+def test_a_sku_without_a_usable_current_price_takes_the_missing_data_rule_and_says_so(price: float):
+    rec = _recommend(cost=10.0, price=price, elasticity=-2.0)
+    assert (rec["recommended_price"], rec["binding_guardrail"]) == (13.0, "missing_data")
+    assert rec["explanation"].startswith("No usable current price; cost plus 30% 13.00 (no current price to hold)")
+    assert "nan" not in rec["explanation"].lower() and rec["needs_approval"]
+
+
+def test_the_missing_data_rule_says_when_it_could_not_apply_as_set():
+    policy = PLAIN.model_copy(update={"missing_data_rule": "cost_plus"})
+    no_cost = _recommend(cost=float("nan"), price=10.0, elasticity=-2.0, policy=policy)
+    assert no_cost["recommended_price"] == 10.0
+    assert no_cost["explanation"].startswith("No cost; holding the current price 10.00 (cost plus needs a cost)")
+    neither = _recommend(cost=float("nan"), price=float("nan"), elasticity=-2.0)
+    assert np.isnan(neither["recommended_price"])
+    assert neither["explanation"].startswith(
+        "No cost and no usable current price; no price can be set (load a cost or a current price)"
+    )
+
+
 def test_price_ending_rounds_down_inside_the_limits():
     policy = PLAIN.model_copy(update={"price_ending": 0.99})
     rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, policy=policy)

@@ -205,7 +205,8 @@ def recommend_prices(
 
     line = policy.move_curve == "line"
     p_opt = move_optimum(cost, e, cur, line)
-    missing = ~np.isfinite(e) | ~np.isfinite(cost)
+    # No current price is missing data too: the optimum on the line, the change and its odds all start from it.
+    missing = ~np.isfinite(e) | ~np.isfinite(cost) | ~np.isfinite(cur)
     inelastic = ~missing & (e >= -1)
     cost_plus = cost * (1 + policy.cost_plus_markup)
     hold = policy.missing_data_rule == "hold"
@@ -261,6 +262,7 @@ def recommend_prices(
         inelastic=inelastic,
         target=target,
         cost=cost,
+        cur=cur,
         below=below,
         above=above,
         lo_by=lo_by,
@@ -308,6 +310,19 @@ def recommend_prices(
         index=index,
     )
     return out[RECOMMENDATION_COLUMNS]
+
+
+def _missing_reason(cost: float, cur: float, target: float, hold: bool, markup: float) -> str:
+    """Why a SKU takes the missing-data rule and what that gave, saying so where the rule could not apply as set."""
+    has_cost, has_cur = bool(np.isfinite(cost)), bool(np.isfinite(cur))
+    gone = [w for w, lost in (("no cost", not has_cost), ("no usable current price", not has_cur)) if lost]
+    why = (" and ".join(gone) or "no usable elasticity").capitalize()
+    if not np.isfinite(target):
+        return f"{why}; no price can be set (load a cost or a current price)"
+    held, cost_plus = f"holding the current price {target:.2f}", f"cost plus {_pct(markup)} {target:.2f}"
+    if hold:
+        return f"{why}; {held if has_cur else cost_plus + ' (no current price to hold)'}"
+    return f"{why}; {cost_plus if has_cost else held + ' (cost plus needs a cost)'}"
 
 
 def _widen(bound: np.ndarray, current: np.ndarray, pick: np.ufunc) -> np.ndarray:
@@ -479,6 +494,7 @@ def _explain(
     inelastic: np.ndarray,
     target: np.ndarray,
     cost: np.ndarray,
+    cur: np.ndarray,
     below: np.ndarray,
     above: np.ndarray,
     lo_by: np.ndarray,
@@ -539,9 +555,7 @@ def _explain(
         if curve[i] in _BENT_WORDS:
             rng_txt += f" ({_BENT_WORDS[curve[i]]})"
         if missing[i]:
-            why = "No cost" if not np.isfinite(cost[i]) else "No usable elasticity"
-            rule = "holding the current price" if hold else f"cost plus {_pct(policy.cost_plus_markup)}"
-            parts = [f"{why}; {rule} {target[i]:.2f}"]
+            parts = [_missing_reason(cost[i], cur[i], target[i], hold, policy.cost_plus_markup)]
         elif inelastic[i] and e[i] > 0:
             parts = [
                 f"Elasticity {rng_txt} is positive (sales rose with the price), read as inelastic: the price moves up"
