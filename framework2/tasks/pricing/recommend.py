@@ -373,10 +373,10 @@ def confidence_bar(odds: np.ndarray, min_confidence: float, max_losing_share: fl
     does not depend on the catalogue's order) and stops before the first value that would break the share.
     """
     odds = np.asarray(odds, dtype=float)
-    values = np.unique(odds[np.isfinite(odds) & (odds >= min_confidence)])[::-1]
+    values, counts = np.unique(odds[np.isfinite(odds) & (odds >= min_confidence)], return_counts=True)
     if not len(values):
         return float(min_confidence)
-    counts = np.array([np.sum(odds == v) for v in values], dtype=float)
+    values, counts = values[::-1], counts[::-1].astype(float)
     expected_losers = np.cumsum(counts * (1.0 - values))
     within = expected_losers / np.cumsum(counts) <= max_losing_share + _EPS
     # The share only grows as lower odds join, so the moves kept are a prefix of ``values``.
