@@ -165,7 +165,7 @@ def test_the_recommendation_treats_an_unusable_cost_as_missing_not_as_a_price() 
     recs = recommend_prices(catalogue, None, None, None, PricingGuardrails())
     assert recs["recommended_price"].tolist() == [10.0, 10.0]
     assert recs["binding_guardrail"].tolist() == ["missing_data", "missing_data"]
-    assert all(e.startswith("No cost") for e in recs["explanation"])
+    assert all(e.startswith("No usable cost") for e in recs["explanation"])
 
 
 @pytest.mark.integration

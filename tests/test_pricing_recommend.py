@@ -183,7 +183,7 @@ def test_missing_elasticity_holds_the_current_price():
 def test_missing_cost_holds_the_current_price():
     rec = _recommend(cost=float("nan"), price=10.0, elasticity=-2.0)
     assert (rec["recommended_price"], rec["binding_guardrail"]) == (10.00, "missing_data")
-    assert rec["explanation"].startswith("No cost")
+    assert rec["explanation"].startswith("No usable cost")
 
 
 def test_missing_data_cost_plus_rule():
@@ -209,11 +209,11 @@ def test_the_missing_data_rule_says_when_it_could_not_apply_as_set():
     policy = PLAIN.model_copy(update={"missing_data_rule": "cost_plus"})
     no_cost = _recommend(cost=float("nan"), price=10.0, elasticity=-2.0, policy=policy)
     assert no_cost["recommended_price"] == 10.0
-    assert no_cost["explanation"].startswith("No cost; holding the current price 10.00 (cost plus needs a cost)")
+    assert no_cost["explanation"].startswith("No usable cost; holding the current price 10.00 (cost plus needs a cost)")
     neither = _recommend(cost=float("nan"), price=float("nan"), elasticity=-2.0)
     assert np.isnan(neither["recommended_price"])
     assert neither["explanation"].startswith(
-        "No cost and no usable current price; no price can be set (load a cost or a current price)"
+        "No usable cost and no usable current price; no price can be set (load a cost or a current price)"
     )
 
 
@@ -289,7 +289,7 @@ def test_projection_and_its_percentile_band():
 def test_explanation_reads_like_the_example():
     rec = _recommend(cost=10.0, price=20.0, elasticity=-1.5, se=0.2)
     assert rec["explanation"].startswith(
-        "Optimum 30.00 at elasticity \u22121.50 [\u22121.83, \u22121.17]; held to 22.00 by max change 10%"
+        "Optimum 30.00 at elasticity \u22121.50 [\u22121.83, \u22121.17]; capped at 22.00 by max change 10%"
     )
 
 
@@ -489,3 +489,68 @@ def test_a_run_of_barely_sure_moves_holds_the_least_sure_and_says_the_bar_was_ra
         catalogue, elasticities, None, pd.Series(10.0, index=index), policy.model_copy(update={"max_losing_share": 1})
     )
     assert (loose["change_pct"] > 0).all()
+
+
+def test_held_odds_and_the_bar_never_read_as_the_same_percentage():
+    from framework2.tasks.pricing.recommend import _odds_against
+
+    assert _odds_against(0.795, 0.8) == ("79.5%", "80.0%")
+    assert _odds_against(0.955, 0.96) == ("95.5%", "96.0%")
+    assert _odds_against(0.9951, 0.9952) == ("99.51%", "99.52%")
+    assert _odds_against(0.62, 0.84) == ("62%", "84%")
+
+
+def test_only_moves_the_raised_bar_held_blame_it():
+    # One SKU's move pays with odds ~0.6 (held by minConfidence alone), one with ~0.86 (held by the raised bar).
+    catalogue = pd.DataFrame({"sku": ["weak", "barely"], "category": "c", "cost": 10.0, "price": 20.0})
+    index = pd.Index(catalogue["sku"], name="sku")
+    se, e = np.array([0.6, 0.2]), np.full(2, -1.5)
+    elasticities = pd.DataFrame(
+        {"elasticity": e, "elasticity_se": se, "elasticity_low": e - 1.645 * se, "elasticity_high": e + 1.645 * se},
+        index=index,
+    )
+    policy = PLAIN.model_copy(update={"min_confidence": 0.8, "max_losing_share": 0.04, "move_curve": "line"})
+    recs = recommend_prices(catalogue, elasticities, None, pd.Series(10.0, index=index), policy)
+    assert (recs["binding_guardrail"] == "low_confidence").all()
+    assert recs.loc["weak", "gain_odds"] < 0.8 <= recs.loc["barely", "gain_odds"]
+    assert "raised from 80%" not in recs.loc["weak", "explanation"]
+    assert "raised from 80%" in recs.loc["barely", "explanation"]
+
+
+def test_a_forced_move_needs_no_odds_to_reach_the_broken_guardrail_but_going_beyond_it_must_pay():
+    # The current price is above the band (120 % of 58.30 = 69.96); the optimum 68.89 lies further on, and the move
+    # there pays with odds ~0.54: the price comes down to the band and no further.
+    policy = PricingGuardrails(competitor_band_low=0.85, competitor_band_high=1.2, price_ending=0.99)
+    rec = _recommend(cost=33.17, price=71.50, elasticity=-2.16, se=0.9, ref=58.30, policy=policy)
+    assert rec["recommended_price"] == pytest.approx(69.96) and rec["binding_guardrail"] == "competitor_band_high"
+    assert (
+        "the current price 71.50 breaks competitor band 120% of avg 58.30, so it moves to 69.96 whatever the odds"
+        in (rec["explanation"])
+    )
+    assert "the move on to 67.99 raises profit with odds" in rec["explanation"]
+    # Where going on pays, the forced move goes on to the optimum as before.
+    sure = _recommend(cost=33.17, price=71.50, elasticity=-2.16, se=0.05, ref=58.30, policy=policy)
+    assert sure["recommended_price"] == pytest.approx(67.99) and sure["gain_odds"] >= 0.8
+
+
+def test_an_ending_that_alone_makes_a_cut_unlikely_to_pay_is_skipped_and_says_so():
+    # The cut to 18.85 pays with odds ~0.86; rounded down to 18.49 it would pay with ~0.78, under the 0.8 asked.
+    policy = CONFIDENT.model_copy(update={"price_ending": 0.49, "move_curve": "line"})
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-2.6, se=0.3, policy=policy)
+    assert rec["recommended_price"] == pytest.approx(18.85) and rec["gain_odds"] >= 0.8
+    assert "ending .49 skipped (at 18.49 the move would pay with odds 7" in rec["explanation"]
+
+
+def test_without_a_standard_error_there_are_no_odds_and_the_price_holds_unless_no_rule_is_set():
+    held = _recommend(cost=10.0, price=20.0, elasticity=-3.0, se=float("nan"), policy=CONFIDENT)
+    assert held["recommended_price"] == 20.0 and held["binding_guardrail"] == "low_confidence"
+    assert np.isnan(held["gain_odds"])
+    assert "has no odds (the elasticity has no standard error)" in held["explanation"]
+    point = _recommend(cost=10.0, price=20.0, elasticity=-3.0, se=float("nan"))  # minConfidence 0, share 1
+    assert point["recommended_price"] == 18.0
+
+
+def test_a_cut_the_change_limit_stops_reads_as_cut_no_further_not_raised():
+    rec = _recommend(cost=10.0, price=20.0, elasticity=-3.0)  # optimum 15, the change limit allows 18
+    assert "cut no further than 18.00 by max change 10%" in rec["explanation"]
+    assert "raised to" not in rec["explanation"]

@@ -229,18 +229,36 @@ def recommend_prices(
 
     cents = _to_cents(clipped, lo, hi)
     ended, end_applied, end_skipped = _apply_ending(cents, lo, cur, ending, skip=missing & hold)
-    proposed = ended
-    with np.errstate(invalid="ignore", divide="ignore"):
-        moved = np.isfinite(proposed / cur) & (np.abs(proposed / cur - 1) > _EPS)
-        # A current price outside the guardrails must move whatever the odds (the floor, a band).
+    with np.errstate(invalid="ignore"):
+        # A current price outside the guardrails must move (the floor, a band), as far as they need.
         forced = (cur < lo * (1 - _EPS)) | (cur > hi * (1 + _EPS))
-    odds = np.where(
-        moved & ~missing, gain_odds(proposed, cur, cost, e, se, n_draws=n_draws, seed=seed, line=line), np.nan
-    )
-    bar = confidence_bar(odds[moved & ~missing & ~forced], policy.min_confidence, policy.max_losing_share)
-    unsure = moved & ~missing & ~forced & ~(odds >= bar)
-    rec = np.where(unsure, cur, proposed)
+
+    def odds_of(price: np.ndarray) -> np.ndarray:
+        moves = _moves(price, cur) & ~missing
+        return np.where(moves, gain_odds(price, cur, cost, e, se, n_draws=n_draws, seed=seed, line=line), np.nan)
+
+    end_odds = odds_of(ended)
+    # An ending rounds down, so it can push a cut past where the cut pays: where the ending alone takes a move under
+    # minConfidence and the cent price does not, the cent price stands.
+    end_undone = end_applied & (np.abs(ended - cents) > _EPS) & ~forced & ~(end_odds >= policy.min_confidence)
+    odds = end_odds
+    if end_undone.any():
+        cent_odds = odds_of(cents)
+        end_undone &= cent_odds >= policy.min_confidence
+        odds = np.where(end_undone, cent_odds, end_odds)
+    proposed = np.where(end_undone, cents, ended)
+    end_applied = end_applied & ~end_undone
+    moved = _moves(proposed, cur)
+    candidate = moved & ~missing & ~forced
+    bar = confidence_bar(odds[candidate], policy.min_confidence, policy.max_losing_share)
+    # With no bar (minConfidence 0, maxLosingShare 1) the point estimate alone decides, odds or not.
+    unsure = candidate & (bar > 0) & ~(odds >= bar)
+    # A forced move needs no odds to reach the guardrail it breaks; going on beyond it must pay like any move.
+    nearest = _to_cents(np.clip(cur, lo, hi), lo, hi)
+    short = forced & moved & ~missing & (bar > 0) & ~(odds >= bar) & (np.abs(nearest - proposed) > _EPS)
+    rec = np.select([unsure, short], [cur, nearest], proposed)
     binding[unsure] = "low_confidence"
+    binding[short] = names[np.where(cur < lo, lo_by, hi_by)][short]
     with np.errstate(invalid="ignore", divide="ignore"):
         change = rec / cur - 1
     needs_approval = ~(np.abs(change) <= policy.approval_change_pct + _EPS)
@@ -279,6 +297,11 @@ def recommend_prices(
         proposed=proposed,
         odds=odds,
         bar=bar,
+        short=short,
+        nearest=nearest,
+        end_undone=end_undone,
+        ended=ended,
+        end_odds=end_odds,
         min_m=min_m,
         max_m=max_m,
         max_c=max_c,
@@ -315,7 +338,7 @@ def recommend_prices(
 def _missing_reason(cost: float, cur: float, target: float, hold: bool, markup: float) -> str:
     """Why a SKU takes the missing-data rule and what that gave, saying so where the rule could not apply as set."""
     has_cost, has_cur = bool(np.isfinite(cost)), bool(np.isfinite(cur))
-    gone = [w for w, lost in (("no cost", not has_cost), ("no usable current price", not has_cur)) if lost]
+    gone = [w for w, lost in (("no usable cost", not has_cost), ("no usable current price", not has_cur)) if lost]
     why = (" and ".join(gone) or "no usable elasticity").capitalize()
     if not np.isfinite(target):
         return f"{why}; no price can be set (load a cost or a current price)"
@@ -323,6 +346,20 @@ def _missing_reason(cost: float, cur: float, target: float, hold: bool, markup: 
     if hold:
         return f"{why}; {held if has_cur else cost_plus + ' (no current price to hold)'}"
     return f"{why}; {cost_plus if has_cost else held + ' (cost plus needs a cost)'}"
+
+
+def _moves(price: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.isfinite(price / cur) & (np.abs(price / cur - 1) > _EPS)
+
+
+def _odds_against(odds: float, bar: float) -> tuple[str, str]:
+    """Odds and bar as percentages with enough decimals that they never read as equal (79.5% vs 80.0%)."""
+    for digits in (0, 1, 2):
+        have, need = f"{odds:.{digits}%}", f"{bar:.{digits}%}"
+        if have != need:
+            break
+    return have, need
 
 
 def _widen(bound: np.ndarray, current: np.ndarray, pick: np.ufunc) -> np.ndarray:
@@ -410,10 +447,11 @@ def gain_odds(
     out = np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_r = np.log(rec / cur)
-    ok = np.isfinite(log_r) & np.isfinite(e) & np.isfinite(cost)
+    # Without a standard error there is no telling how sure the elasticity is: no odds (not certainty).
+    ok = np.isfinite(log_r) & np.isfinite(e) & np.isfinite(cost) & np.isfinite(se) & (se >= 0)
     if not ok.any():
         return out
-    spread = np.where(np.isfinite(se), se, 0.0)
+    spread = np.where(ok, se, 0.0)
     z = np.random.default_rng(seed).standard_normal(n_draws)
     for start in range(0, n, _DRAW_CHUNK):
         s = slice(start, min(start + _DRAW_CHUNK, n))
@@ -511,6 +549,11 @@ def _explain(
     proposed: np.ndarray,
     odds: np.ndarray,
     bar: float,
+    short: np.ndarray,
+    nearest: np.ndarray,
+    end_undone: np.ndarray,
+    ended: np.ndarray,
+    end_odds: np.ndarray,
     min_m: np.ndarray,
     max_m: np.ndarray,
     max_c: np.ndarray,
@@ -544,11 +587,18 @@ def _explain(
 
     hold = policy.missing_data_rule == "hold"
     run_bar = (
-        f" (raised from {policy.min_confidence:.0%} so that at most {policy.max_losing_share:.0%} of this run's moves "
-        "are expected to lose money)"
-        if bar > policy.min_confidence
-        else ""
+        f" (raised from {_pct(policy.min_confidence)} so that at most {_pct(policy.max_losing_share)} of this run's "
+        "moves are expected to lose money)"
     )
+
+    def declined(i: int) -> str:
+        """The move a price did not make, with its odds against the run's bar."""
+        if not np.isfinite(odds[i]):
+            return f"the move to {proposed[i]:.2f} has no odds (the elasticity has no standard error)"
+        have, need = _odds_against(odds[i], bar)
+        raised = run_bar if bar > policy.min_confidence and odds[i] >= policy.min_confidence else ""
+        return f"the move to {proposed[i]:.2f} raises profit with odds {have}, under the {need} required{raised}"
+
     out: list[str] = []
     for i in range(len(rec)):
         rng_txt = f"{_num(e[i])} [{_num(e_low[i])}, {_num(e_high[i])}]"
@@ -564,23 +614,31 @@ def _explain(
             parts = [f"Demand inelastic at elasticity {rng_txt}, so the price moves up"]
         else:
             parts = [f"Optimum {p_opt[i]:.2f} at elasticity {rng_txt}"]
+        # Worded from today's price: a cut the change limit stops is "cut no further", not "raised".
         if below[i]:
-            parts.append(f"raised to {clipped[i]:.2f} by {limit(lo_by[i], i)}")
+            verb = "raised to" if not clipped[i] < cur[i] else "cut no further than"
+            parts.append(f"{verb} {clipped[i]:.2f} by {limit(lo_by[i], i)}")
         elif above[i] or inelastic[i]:
-            parts.append(f"held to {clipped[i]:.2f} by {limit(hi_by[i], i)}")
+            verb = "lowered to" if clipped[i] < cur[i] else "capped at"
+            parts.append(f"{verb} {clipped[i]:.2f} by {limit(hi_by[i], i)}")
         elif not missing[i]:
             parts.append("within limits")
         label = f".{int(round(ending[i] * 100)):02d}" if np.isfinite(ending[i]) else ""
         if end_applied[i] and proposed[i] != clipped[i]:
             parts.append(f"ending {label} \u2192 {proposed[i]:.2f}")
-        elif end_skipped[i]:
+        elif end_undone[i]:
+            parts.append(f"ending {label} skipped (at {ended[i]:.2f} the move would pay with odds {end_odds[i]:.0%})")
+        elif end_skipped[i] and rec[i] != cur[i]:
             parts.append(f"ending {label} skipped (would leave the limits or reverse the move)")
         if conflicts[i]:
             parts.append(f"overrode {conflicts[i]} (contradicted higher-priority limits)")
         if unsure[i]:
+            parts.append(f"held at {rec[i]:.2f}: {declined(i)}")
+        elif short[i]:
+            broken = lo_by[i] if cur[i] < nearest[i] else hi_by[i]
             parts.append(
-                f"held at {rec[i]:.2f}: the move to {proposed[i]:.2f} raises profit with odds {odds[i]:.0%}, "
-                f"under the {bar:.0%} required{run_bar}"
+                f"the current price {cur[i]:.2f} breaks {limit(broken, i)}, so it moves to {nearest[i]:.2f} whatever "
+                f"the odds; {declined(i).replace('the move to', 'the move on to', 1)}"
             )
         elif np.isfinite(odds[i]):
             parts.append(f"odds it raises profit {odds[i]:.0%}")
