@@ -77,7 +77,11 @@ def test_system_run_analyses_all_four_parts_of_the_sample_world(world: dict, emi
     assert decisions["checkout-button"].decision == "ship"  # a real +8 % conversion lift
     assert decisions["search-ranking"].srm_flagged and decisions["search-ranking"].decision == "stop"
     assert "sample ratio" in decisions["search-ranking"].reason.lower()
-    assert decisions["pricing-page"].decision == "keep running"  # no effect: no verdict either way
+    # No effect, and the sample experiments ended in 2025: "ended, no detectable effect", with the effect size the
+    # sample could have detected, not "keep running".
+    assert decisions["pricing-page"].decision == "stop"
+    assert decisions["pricing-page"].reason.startswith("ended 2025-03-31: no detectable effect on")
+    assert "smallest effect detectable with 80% power" in decisions["pricing-page"].reason
     # The dirty rows of the sample (unknown variation 'Green', no user, no timestamp) are kept with reasons.
     reasons = {q.reason for q in stored(QuarantinedRow) if q.system == "puxt"}
     assert any("Green" in r for r in reasons) and "missing user" in reasons and "missing timestamp" in reasons

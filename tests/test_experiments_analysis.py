@@ -205,11 +205,12 @@ def test_zero_variance_in_both_arms() -> None:
     assert not comp.significant and differ.decision == "keep running"
 
 
-def test_single_value_arm() -> None:
+def test_single_value_arm_still_has_its_lift_but_no_test() -> None:
     result = analyse(spec_of(CONV), {"conversion": {"A": conversions("A", 1, 1), "B": conversions("B", 3, 10)}})
     comp = result.comparisons[0]
     assert comp.p_value is None and comp.seq_p_value is None and comp.abs_diff == pytest.approx(-0.7)
-    assert comp.chance_to_beat is not None  # Beta posteriors need no variance estimate
+    assert comp.rel_lift == pytest.approx(-0.7)  # both means exist, so the lift does
+    assert comp.chance_to_beat is None and comp.ci_low is None
     assert any("at least 2 values per arm" in note and "'A' has 1" in note for note in comp.notes)
 
 
@@ -223,7 +224,7 @@ def test_metric_without_values_in_an_arm() -> None:
     assert any("no statistics for metric 'revenue'" in note for note in analyse(spec_of(load, REVENUE), stats).notes)
 
 
-def test_ratio_metric_uses_delta_method_normal_test_without_cuped() -> None:
+def test_ratio_metric_uses_the_delta_method_and_welch_df_without_cuped() -> None:
     rng = np.random.default_rng(36)
     ctr = MetricSpec(name="ctr", kind="ratio", event="click", denominator_event="session")
     n = 3000
@@ -232,11 +233,11 @@ def test_ratio_metric_uses_delta_method_normal_test_without_cuped() -> None:
     xc, xt = rng.normal(size=n), rng.normal(size=n)
     stats = {"ctr": {"A": arm_stats("A", cc, den=sc, x=xc), "B": arm_stats("B", ct, den=st, x=xt)}}
     comp = analyse(spec_of(ctr), stats).comparisons[0]
-    assert comp.df is None and not comp.cuped_applied
+    assert comp.df > 1000 and not comp.cuped_applied
     assert comp.control_mean == pytest.approx(cc.sum() / sc.sum())
     assert "CUPED is not applied to ratio metrics" in comp.notes
     assert comp.ci_low < comp.rel_lift < comp.ci_high and comp.seq_scale == "relative"
-    assert comp.bayes_method.startswith("normal approximation")
+    assert comp.bayes_method == "normal posterior of the relative lift, flat prior"
 
 
 def test_cuped_is_applied_when_both_arms_have_the_covariate() -> None:
@@ -313,3 +314,38 @@ def test_inconsistent_statistics_raise_data_error() -> None:
         analyse(spec, {"conversion": {"A": conversions("B", 1, 10)}})
     with pytest.raises(DataError, match="more users"):
         analyse(spec, {"revenue": {"A": ArmStats("A", 5, 6, 1.0, 1.0), "B": ArmStats("B", 5, 5, 1.0, 1.0)}})
+
+
+def test_an_experiment_past_its_end_without_a_verdict_stops_and_says_what_it_could_have_detected() -> None:
+    from datetime import UTC, datetime
+
+    spec = spec_of(CONV, end=datetime(2026, 3, 31))
+    arms = {"conversion": {"A": conversions("A", 500, 5000), "B": conversions("B", 510, 5000)}}
+    running = analyse(spec, arms, as_of=datetime(2026, 3, 30, tzinfo=UTC))
+    assert running.decision == "keep running" and running.rule == "inconclusive"
+    ended = analyse(spec, arms, as_of=datetime(2026, 4, 1, tzinfo=UTC))
+    comp = ended.comparisons[0]
+    assert (ended.decision, ended.rule, ended.decisive) == ("stop", "ended", False)
+    assert ended.reason.startswith("ended 2026-03-31: no detectable effect on 'conversion' at this sample size")
+    assert f"smallest effect detectable with 80% power \u00b1{comp.mde:.1%}" in ended.reason
+    # At 10 % conversion and 5,000 users per arm a ~17 % lift is what 80 % power needs.
+    assert 0.15 < comp.mde < 0.19
+    # A verdict reached before the end stands: the end date does not turn a ship into a stop.
+    shipped = analyse(
+        spec,
+        {"conversion": {"A": conversions("A", 500, 5000), "B": conversions("B", 700, 5000)}},
+        as_of=datetime(2026, 4, 1, tzinfo=UTC),
+    )
+    assert shipped.decision == "ship"
+
+
+def test_the_minimum_detectable_effect_is_what_80_percent_power_needs() -> None:
+    from scipy import stats as sps
+
+    from framework2.tasks.experiments.analysis import minimum_detectable_effect
+
+    se, df, alpha = 0.05, 1e6, 0.05
+    mde = minimum_detectable_effect(se, df, alpha)
+    # A true effect of exactly the MDE is detected (|estimate| / se beyond the critical value) 80 % of the time.
+    crit = sps.norm.ppf(1 - alpha / 2)
+    assert sps.norm.sf(crit - mde / se) == pytest.approx(0.8, abs=1e-6)

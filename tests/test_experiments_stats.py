@@ -10,13 +10,11 @@ import statsmodels.api as sm
 from scipy import integrate
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.weightstats import ttest_ind as sm_ttest_ind
 
 from framework2.errors import DataError
 from framework2.tasks.experiments.model import ArmStats
 from framework2.tasks.experiments.stats import (
     adjust_p_values,
-    bayes_binomial,
     bayes_normal,
     cuped,
     diff_test,
@@ -67,14 +65,16 @@ def test_welch_matches_scipy_ttest_ind() -> None:
     assert (res.ci_low, res.ci_high) == (pytest.approx(lo, abs=1e-9), pytest.approx(hi, abs=1e-9))
 
 
-def test_binomial_matches_statsmodels_t_test_on_zero_one_data() -> None:
+def test_binomial_variance_is_the_bernoulli_variance_as_the_reference_engine_uses() -> None:
+    # gbstats's proportion statistic: p (1 - p), not the sample variance p (1 - p) n / (n - 1) of the 0/1 data.
     rng = np.random.default_rng(12)
-    yc, yt = (rng.random(900) < 0.11).astype(float), (rng.random(1100) < 0.14).astype(float)
-    res = _welch(arm_stats("A", yc), arm_stats("B", yt), kind="binomial")
-    stat, p, df = sm_ttest_ind(yt, yc, usevar="unequal")
-    assert res.p_value == pytest.approx(p, abs=1e-9)
-    assert res.df == pytest.approx(df, abs=1e-9)
-    assert res.stat == pytest.approx(stat, abs=1e-9)
+    y = (rng.random(50) < 0.3).astype(float)
+    summary = summarise_arm(arm_stats("A", y), "binomial")
+    p = y.mean()
+    assert summary.var == pytest.approx(p * (1 - p), abs=1e-15)
+    assert summary.var == pytest.approx(np.var(y, ddof=0), abs=1e-15)
+    res = _welch(arm_stats("A", y), arm_stats("B", (rng.random(60) < 0.4).astype(float)), kind="binomial")
+    assert 0 < res.p_value < 1
 
 
 def test_srm_matches_scipy_chisquare() -> None:
@@ -190,35 +190,18 @@ def test_relative_lift_ci_covers_true_lift_at_nominal_rate(kind: str) -> None:
     assert abs(coverage - 0.95) <= tol, coverage
 
 
-def test_bayes_binomial_agrees_with_numerical_integration_and_is_deterministic() -> None:
-    conv_c, n_c, conv_t, n_t = 48, 500, 63, 510
-    res = bayes_binomial(conv_c, n_c, conv_t, n_t)
-    post_c, post_t = sps.beta(1 + conv_c, 1 + n_c - conv_c), sps.beta(1 + conv_t, 1 + n_t - conv_t)
-    exact, _ = integrate.quad(lambda p: post_c.pdf(p) * post_t.sf(p), 0, 1, points=[0.1])
-    # Monte Carlo sd of a probability from 40 000 draws is at most 0.0025.
-    assert res.chance_to_beat == pytest.approx(exact, abs=0.01)
-    assert res == bayes_binomial(conv_c, n_c, conv_t, n_t)
-    assert res.credible_low < conv_t / n_t / (conv_c / n_c) - 1 < res.credible_high
-    lower = bayes_binomial(conv_c, n_c, conv_t, n_t, higher_is_better=False)
-    assert lower.chance_to_beat == pytest.approx(1 - res.chance_to_beat, abs=1e-3)
-    assert lower.expected_loss > res.expected_loss >= 0
-
-
-def test_bayes_binomial_works_with_zero_control_conversions() -> None:
-    res = bayes_binomial(0, 200, 9, 200)
-    assert res.chance_to_beat > 0.99 and res.expected_loss < 1e-3
-    assert math.isfinite(res.credible_high)
-
-
 def test_bayes_normal_matches_closed_forms() -> None:
     lift, se = 0.04, 0.02
-    res = bayes_normal(lift, se, prior_sd=1e6)  # an essentially flat prior gives the frequentist numbers
-    assert res.chance_to_beat == pytest.approx(sps.norm.cdf(lift / se), abs=1e-9)
+    res = bayes_normal(lift, se)  # flat prior: the posterior is N(lift, se^2), the frequentist numbers
+    assert res.chance_to_beat == pytest.approx(sps.norm.cdf(lift / se), abs=1e-12)
     assert res.credible_low == pytest.approx(lift - 1.959964 * se, abs=1e-6)
+    assert res.method == "normal posterior of the relative lift, flat prior"
+    assert bayes_normal(lift, se, prior_sd=1e9).credible_low == pytest.approx(res.credible_low, abs=1e-9)
     loss, _ = integrate.quad(lambda x: max(0.0, -x) * sps.norm.pdf(x, lift, se), -1, 1, points=[0])
     assert res.expected_loss == pytest.approx(loss, abs=1e-9)
-    shrunk = bayes_normal(lift, se)
+    shrunk = bayes_normal(lift, se, prior_sd=0.3)
+    assert shrunk.method == "normal posterior of the relative lift, N(0, 0.3^2) prior"
     post_var = 1 / (1 / 0.3**2 + 1 / se**2)
     assert (shrunk.credible_low + shrunk.credible_high) / 2 == pytest.approx(post_var * lift / se**2)
-    worse = bayes_normal(lift, se, higher_is_better=False)
+    worse = bayes_normal(lift, se, higher_is_better=False, prior_sd=0.3)
     assert worse.chance_to_beat == pytest.approx(1 - shrunk.chance_to_beat)

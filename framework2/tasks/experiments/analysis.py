@@ -2,10 +2,13 @@
 
 :func:`analyse` compares every treatment with the control (the spec's first variation) on every metric:
 
-* fixed-horizon results (Welch / delta-method tests, relative lift with its CI, CUPED when a pre-period
-  covariate exists, Holm or Benjamini-Hochberg adjusted p-values over all treatments x metrics), see
-  :mod:`~framework2.tasks.experiments.stats`;
-* Bayesian chance to beat control, expected loss and a 95 % credible interval of the lift (same module);
+* fixed-horizon results: one Welch t test per comparison on one scale (the relative lift with its delta-method
+  variance, or the absolute difference where the control mean is 0), giving its p-value, CI, significance and
+  the interval adjusted with it (Holm or Benjamini-Hochberg over all treatments x metrics), plus the minimum
+  detectable effect at this sample; CUPED when a pre-period covariate exists; the difference's own test always
+  alongside. See :mod:`~framework2.tasks.experiments.stats`;
+* the Bayesian chance to beat control, expected loss and 95 % credible interval on the same scale, under each
+  metric's prior (flat by default) (same module);
 * the always-valid mSPRT p-value and confidence sequence, see :mod:`~framework2.tasks.experiments.sequential`,
   also adjusted with ``spec.correction``. The sequential test runs on the same (CUPED-adjusted when available)
   estimate as the fixed-horizon one. Pass the last run's result as ``previous`` to keep the always-valid p-value
@@ -29,17 +32,16 @@ fixed-horizon p-values are only valid for a single look fixed in advance; those 
    sequential test after correction (adjusted always-valid p <= alpha) -> ``ship`` the best such treatment
    (largest lift in the good direction). No guardrail is breached here, or rule 3 would have fired.
 7. Every treatment is significantly worse on the primary metric -> ``stop``.
-8. Otherwise ``keep running``, quoting the best treatment's chance to beat control.
+8. Otherwise ``keep running``, quoting the best treatment's chance to beat control — unless the spec's ``end``
+   has passed (``as_of``): then ``stop`` (rule ``ended``), saying no effect was detectable at this sample size
+   and the smallest effect it could have detected.
 
 ``decisive`` is True for rules 3, 6 and 7 (a statistical ship/stop); ``breached_guardrails`` lists every breach
 (metric, variation) so the flow can emit events.
 
-For binomial metrics the Bayesian numbers come from Beta posteriors on the raw counts, so they ignore CUPED
-even when the frequentist and sequential estimates use it.
-
-Edge cases produce results with notes instead of errors: a zero control mean (absolute difference only, lift
-None; for binomial metrics the Bayesian Beta posteriors still give a chance to beat), an arm with one value
-(no variance: no test), zero variance in both arms (p = 1 when the means agree, no test when they differ), a
+Edge cases produce results with notes instead of errors: a zero control mean (the absolute difference is the
+comparison's scale, lift None), an arm with one value (the lift, but no variance: no test), zero variance in
+both arms (p = 1 when the means agree, no test when they differ), a
 metric present for only some users (``n`` < ``users``, reported), a metric or arm absent from the statistics.
 Inconsistent inputs (unknown metric or variation, different user counts for one arm, impossible sums) raise
 :class:`~framework2.errors.DataError`.
@@ -49,9 +51,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from scipy import stats as sps
 
 from framework2.errors import DataError
 from framework2.tasks.experiments.model import ArmStats, ExperimentSpec, MetricKind, MetricSpec
@@ -59,10 +63,11 @@ from framework2.tasks.experiments.sequential import absolute_tau, always_valid_p
 from framework2.tasks.experiments.stats import (
     SRM_THRESHOLD,
     adjust_p_values,
-    bayes_binomial,
+    adjusted_interval,
     bayes_normal,
     cuped,
     diff_test,
+    lift_point,
     relative_lift,
     srm_check,
     summarise_arm,
@@ -70,7 +75,8 @@ from framework2.tasks.experiments.stats import (
 )
 
 Decision = Literal["ship", "keep running", "stop"]
-Rule = Literal["srm", "one_arm", "guardrail", "min_users", "no_primary", "ship", "all_worse", "inconclusive"]
+Rule = Literal["srm", "one_arm", "guardrail", "min_users", "no_primary", "ship", "all_worse", "inconclusive", "ended"]
+POWER = 0.8
 
 
 class Comparison(BaseModel):
@@ -89,23 +95,41 @@ class Comparison(BaseModel):
     treatment_mean: float | None = None
     control_mean_adjusted: float | None = Field(None, description="CUPED-adjusted mean; the raw mean without CUPED.")
     treatment_mean_adjusted: float | None = None
+    scale: Literal["relative", "absolute"] | None = Field(
+        None,
+        description="The scale of the comparison's one test (p-value, CI, significance, Bayesian result): the "
+        "relative lift, or the absolute difference where the control mean is 0 and no lift exists.",
+    )
     abs_diff: float | None = Field(None, description="Treatment minus control, CUPED-adjusted when applied.")
     abs_ci_low: float | None = None
     abs_ci_high: float | None = None
+    abs_p_value: float | None = Field(None, description="Welch test of the difference (the absolute scale).")
     rel_lift: float | None = Field(None, description="(treatment - control) / |control|; None if control is 0.")
     ci_low: float | None = Field(None, description="Fixed-horizon CI of the relative lift (delta method).")
     ci_high: float | None = None
-    df: float | None = Field(None, description="Welch degrees of freedom; None for the normal (ratio) test.")
-    p_value: float | None = None
+    se: float | None = Field(None, description="Standard error of the estimate on the comparison's scale.")
+    df: float | None = Field(None, description="Welch-Satterthwaite degrees of freedom of the test.")
+    p_value: float | None = Field(None, description="Fixed horizon, on the comparison's scale.")
     p_adjusted: float | None = None
+    ci_adjusted_low: float | None = Field(
+        None,
+        description="Interval at level 1 - alpha * p / p_adjusted on the comparison's scale: it excludes 0 exactly "
+        "when the comparison is significant after the correction.",
+    )
+    ci_adjusted_high: float | None = None
     significant: bool = Field(False, description="Fixed horizon: adjusted p <= alpha.")
+    mde: float | None = Field(
+        None,
+        description="Fixed horizon: the smallest true effect (comparison's scale, either direction) this sample "
+        "detects with 80 % power at the family's Bonferroni alpha.",
+    )
     direction: Literal["better", "worse", "flat"] | None = None
     cuped_applied: bool = False
     cuped_theta: float | None = None
     variance_reduction: float | None = Field(None, description="1 - Var(adjusted diff) / Var(raw diff).")
     chance_to_beat: float | None = None
     expected_loss: float | None = Field(None, description="Posterior E[shortfall] of the treatment, lift units.")
-    credible_low: float | None = Field(None, description="95 % credible interval of the relative lift.")
+    credible_low: float | None = Field(None, description="95 % credible interval on the comparison's scale.")
     credible_high: float | None = None
     bayes_method: str | None = None
     seq_scale: Literal["relative", "absolute"] | None = Field(
@@ -251,20 +275,13 @@ def compare(
         notes.append("the pre-period covariate is missing in one arm: CUPED not applied")
     diff = mt - mc
     out.update(control_mean_adjusted=mc, treatment_mean_adjusted=mt, abs_diff=diff, direction=_direction(diff, hib))
-
-    if kind == "binomial":
-        # Beta posteriors need no variance estimate and no non-zero control, so they come first.
-        b = bayes_binomial(control.total, c.n, treatment.total, t.n, hib)
-        out.update(
-            chance_to_beat=b.chance_to_beat,
-            expected_loss=b.expected_loss,
-            credible_low=b.credible_low,
-            credible_high=b.credible_high,
-            bayes_method=b.method,
-        )
-    if mc == 0:
+    if mc != 0:
+        # The lift exists as soon as both means do, even before there is a variance to test it with.
+        out.update(rel_lift=_f(lift_point(mc, mt)), scale="relative")
+    else:
         zero = "zero conversions in the control" if kind == "binomial" else "the control mean is 0"
-        notes.append(f"{zero}: the relative lift is undefined; the absolute difference is reported instead")
+        notes.append(f"{zero}: a relative lift on a zero baseline is undefined; the absolute difference is tested")
+        out["scale"] = "absolute"
 
     if vc is None or vt is None:
         few = ", ".join(f"{s.variation!r} has {s.n}" for s in (c, t) if s.n < 2)
@@ -276,45 +293,51 @@ def compare(
             notes.append(
                 f"both arms have zero variance and the same value ({mc:.6g}): no difference and no uncertainty"
             )
-            out.update(p_value=1.0, p_adjusted=1.0, seq_p_value=1.0, seq_p_adjusted=1.0)
-            if mc != 0:
-                out["rel_lift"] = 0.0
+            out.update(p_value=1.0, p_adjusted=1.0, abs_p_value=1.0, seq_p_value=1.0, seq_p_adjusted=1.0)
         else:
             notes.append(
                 f"both arms have zero variance but different values ({mc:.6g} vs {mt:.6g}): a test needs some "
                 "spread in at least one arm; keep collecting users"
             )
-            if mc != 0:
-                out["rel_lift"] = diff / abs(mc)
         return Comparison(**out)
 
-    df = welch_df(vmc, c.n, vmt, t.n) if kind != "ratio" else math.inf
+    df = welch_df(vmc, c.n, vmt, t.n)
     d = diff_test(mc, vmc, mt, vmt, df, alpha)
-    p = _f(d.p_value)
-    out.update(abs_ci_low=_f(d.ci_low), abs_ci_high=_f(d.ci_high), df=_f(df), p_value=p, p_adjusted=p)
-
+    out.update(abs_ci_low=_f(d.ci_low), abs_ci_high=_f(d.ci_high), abs_p_value=_f(d.p_value), df=_f(df))
+    estimate, se = diff, float(d.se)
     if mc != 0:
         lf = relative_lift(mc, vmc, mt, vmt, df, alpha)
-        out["rel_lift"] = _f(lf.lift)
         if lf.se > 0:
+            estimate, se = float(lf.lift), float(lf.se)
             out.update(ci_low=_f(lf.ci_low), ci_high=_f(lf.ci_high))
             seq_p = always_valid_p(lf.lift, lf.se**2, tau)
             lo, hi = confidence_sequence(lf.lift, lf.se**2, tau, alpha)
             out.update(seq_scale="relative", seq_p_value=seq_p, seq_p_adjusted=seq_p, seq_ci_low=lo, seq_ci_high=hi)
-            if kind != "binomial":
-                b = bayes_normal(float(lf.lift), float(lf.se), hib)
-                out.update(
-                    chance_to_beat=b.chance_to_beat,
-                    expected_loss=b.expected_loss,
-                    credible_low=b.credible_low,
-                    credible_high=b.credible_high,
-                    bayes_method=b.method,
-                )
         else:
             # Only a constant-zero treatment gets here: the delta method then claims a certain lift of -100 %.
-            notes.append("the delta-method variance of the lift is 0 (treatment constant at 0): no lift interval")
-    elif kind != "binomial":
-        notes.append("no Bayesian result: it is computed on the relative lift, which is undefined here")
+            notes.append(
+                "the delta-method variance of the lift is 0 (treatment constant at 0): the difference is tested"
+            )
+            out["scale"] = "absolute"
+    relative = out["scale"] == "relative"
+    p = _f(lf.p_value) if relative else _f(d.p_value)
+    out.update(se=_f(se), p_value=p, p_adjusted=p)
+    out["ci_adjusted_low"], out["ci_adjusted_high"] = (
+        (out["ci_low"], out["ci_high"]) if relative else (out["abs_ci_low"], out["abs_ci_high"])
+    )
+
+    prior_sd = metric.prior_sd if metric.prior == "informative" else None
+    if not relative and prior_sd is not None:
+        notes.append("the informative prior is on the relative lift, which is undefined here: a flat prior is used")
+        prior_sd = None
+    b = bayes_normal(estimate, se, hib, prior_sd=prior_sd, scale="relative lift" if relative else "difference")
+    out.update(
+        chance_to_beat=b.chance_to_beat,
+        expected_loss=b.expected_loss,
+        credible_low=b.credible_low,
+        credible_high=b.credible_high,
+        bayes_method=b.method,
+    )
 
     if out.get("seq_scale") is None:
         pooled_sd = math.sqrt((vc + vt) / 2)
@@ -479,14 +502,23 @@ def _intersect(lo: float, hi: float, old_lo: float, old_hi: float) -> tuple[floa
     return (lo, hi) if new_lo > new_hi else (new_lo, new_hi)
 
 
+def minimum_detectable_effect(se: float, df: float, alpha: float, power: float = POWER) -> float:
+    """The smallest true effect a two-sided fixed-horizon test at ``alpha`` detects with ``power``, given the
+    estimate's standard error: (t_{1 - alpha/2} + z_{power}) * se."""
+    return float((sps.t.ppf(1 - alpha / 2, df) + sps.norm.ppf(power)) * se)
+
+
 def analyse(
     spec: ExperimentSpec,
     stats: Mapping[str, Mapping[str, ArmStats]],
     previous: ExperimentAnalysis | Mapping[str, Any] | None = None,
+    *,
+    as_of: datetime | None = None,
 ) -> ExperimentAnalysis:
     """Analyse an experiment from ``stats[metric_name][variation]`` and recommend ship / keep running / stop.
 
-    ``previous`` is the last run's result (or its JSON dump) for running always-valid p-values and intervals.
+    ``previous`` is the last run's result (or its JSON dump) for running always-valid p-values and intervals;
+    ``as_of`` the moment analysed (past the spec's ``end``, an experiment without a decision has ended).
     """
     users = _users(spec, stats)
     control = spec.control
@@ -524,6 +556,7 @@ def analyse(
     notes += carry_notes
     p_adj = adjust_p_values([c.p_value for c in comps], spec.correction)
     seq_adj = adjust_p_values([c.seq_p_value for c in comps], spec.correction)
+    family = sum(c.p_value is not None for c in comps) if spec.correction != "none" else 1
     final: list[Comparison] = []
     for comp, pa, sa in zip(comps, p_adj, seq_adj, strict=True):
         update: dict[str, Any] = {
@@ -532,6 +565,12 @@ def analyse(
             "significant": pa is not None and pa <= spec.alpha,
             "seq_significant": sa is not None and sa <= spec.alpha,
         }
+        estimate = comp.rel_lift if comp.scale == "relative" else comp.abs_diff
+        if comp.se is not None and comp.df is not None and estimate is not None:
+            adjusted = adjusted_interval(estimate, comp.se, comp.df, spec.alpha, comp.p_value, pa)
+            if adjusted is not None:
+                update["ci_adjusted_low"], update["ci_adjusted_high"] = adjusted
+            update["mde"] = minimum_detectable_effect(comp.se, comp.df, spec.alpha / max(family, 1))
         if comp.is_guardrail:
             update.update(_guardrail_flags(comp, spec.min_users_per_arm))
         final.append(comp.model_copy(update=update))
@@ -539,6 +578,8 @@ def analyse(
     primary = next((m for m in spec.metrics if not m.guardrail), None)
     breaches = [_breach(c) for c in final if c.guardrail_breached]
     decision, rule, reason, winner = _decide(spec, users, srm, final, primary, breaches)
+    if decision == "keep running" and spec.end is not None and as_of is not None and as_of >= _aware(spec.end):
+        decision, rule, reason = "stop", "ended", _ended_reason(spec, final, primary, reason)
     return ExperimentAnalysis(
         experiment=spec.key,
         control=control,
@@ -557,6 +598,28 @@ def analyse(
         winner=winner,
         breached_guardrails=breaches,
         notes=notes,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _ended_reason(spec: ExperimentSpec, comps: list[Comparison], primary: MetricSpec | None, why: str) -> str:
+    """What an experiment that ran out of time without a decision found, with the effect it could have seen."""
+    assert spec.end is not None
+    ended = f"ended {_aware(spec.end):%Y-%m-%d}"
+    prim = [c for c in comps if primary is not None and c.metric == primary.name and c.mde is not None]
+    if primary is None or not prim:
+        return f"{ended} without a comparison on the primary metric: {why}"
+    sizes = "; ".join(
+        f"{c.variation!r} {_effect(c, spec.alpha)}, smallest effect detectable with 80% power "
+        + (f"\u00b1{c.mde:.1%}" if c.scale == "relative" else f"\u00b1{c.mde:.4g}")
+        for c in prim
+    )
+    return (
+        f"{ended}: no detectable effect on {primary.name!r} at this sample size ({sizes}); a smaller effect may "
+        "exist: stop, or move the end date and keep running"
     )
 
 

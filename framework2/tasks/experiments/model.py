@@ -37,6 +37,12 @@ class MetricSpec(BaseModel):
     guardrail_tolerance: float = Field(
         0.0, ge=0, description="Relative worsening a guardrail tolerates (0.02 = 2 %) before it counts as breached."
     )
+    prior: Literal["flat", "informative"] = Field(
+        "flat",
+        description="Prior of the Bayesian result: flat (the reference engine's default; the credible interval is "
+        "then the confidence interval) or informative, N(0, prior_sd^2) on the relative lift.",
+    )
+    prior_sd: float = Field(0.3, gt=0, description="The informative prior's sd on the relative lift (0.3 = 30 %).")
 
     @model_validator(mode="after")
     def _ratio_has_denominator(self) -> MetricSpec:

@@ -66,7 +66,10 @@ def analyse_partition(
 
     exposures, events = read_tables(sources)
     data = aggregate_many(specs, exposures, events, as_of=as_of)
-    analysed = [(spec, data[spec.key], analyse(spec, data[spec.key].stats, previous.get(spec.key))) for spec in specs]
+    analysed = [
+        (spec, data[spec.key], analyse(spec, data[spec.key].stats, previous.get(spec.key), as_of=as_of))
+        for spec in specs
+    ]
     return analysed, len(exposures), len(events)
 
 

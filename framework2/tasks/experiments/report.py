@@ -95,16 +95,40 @@ def _scaled(x: float | None) -> float | None:
     return None if x is None else x * 100
 
 
+def _effect(c: Comparison) -> str:
+    """The estimate on the comparison's scale: the relative lift, or the difference on a zero baseline."""
+    if c.scale == "absolute" and c.abs_diff is not None:
+        return f"{c.abs_diff:+.4g} (difference)"
+    return _pct(c.rel_lift)
+
+
+def _scaled_interval(c: Comparison, low: float | None, high: float | None) -> str:
+    if c.scale == "absolute":
+        return "—" if low is None or high is None else f"[{low:+.4g}, {high:+.4g}]"
+    return _interval(low, high)
+
+
+def _mde(c: Comparison) -> str:
+    if c.mde is None:
+        return "—"
+    return f"±{c.mde:.4g}" if c.scale == "absolute" else f"±{c.mde * 100:.1f} %"
+
+
 def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
     rows = []
     for c in comparisons:
         cuped = (
             f"yes, variance −{c.variance_reduction * 100:.0f} %" if c.cuped_applied and c.variance_reduction else "no"
         )
+        seq = (
+            _interval(c.seq_ci_low, c.seq_ci_high)
+            if c.seq_scale != "absolute"
+            else _scaled_interval(c, c.seq_abs_ci_low, c.seq_abs_ci_high)
+        )
         rows.append(
             f"| {c.metric}{' 🛡' if c.is_guardrail else ''} | {c.variation} | {_num(c.control_mean)} → "
-            f"{_num(c.treatment_mean)} | {_pct(c.rel_lift)} | {_interval(c.ci_low, c.ci_high)} | {_p(c.p_adjusted)} "
-            f"| {_interval(c.seq_ci_low, c.seq_ci_high)} | {_p(c.seq_p_adjusted)} "
+            f"{_num(c.treatment_mean)} | {_effect(c)} | {_scaled_interval(c, c.ci_adjusted_low, c.ci_adjusted_high)} "
+            f"| {_p(c.p_adjusted)} | {_mde(c)} | {seq} | {_p(c.seq_p_adjusted)} "
             f"| {'—' if c.chance_to_beat is None else f'{c.chance_to_beat * 100:.1f} %'} "
             f"| {_pct(c.expected_loss, 2) if c.expected_loss is not None else '—'} | {cuped} |"
         )
@@ -141,12 +165,12 @@ def experiment_markdown(
         lines += ["", f"⚠ Guardrail breached: {breach.message}"]
     lines += [
         "",
-        "| metric | variation | control → treatment | lift | 95 % CI | p (adj.) | always-valid CI | seq. p (adj.) "
-        "| chance to beat | expected loss | CUPED |",
-        "|---|---|---|---:|---|---:|---|---:|---:|---:|---|",
+        "| metric | variation | control → treatment | lift | CI (adj.) | p (adj.) | MDE (80 %) | always-valid CI "
+        "| seq. p (adj.) | chance to beat | expected loss | CUPED |",
+        "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---|",
         *(
             _comparison_rows(analysis.comparisons)
-            or ["| — | only one arm has data: nothing to compare | | | | | | | | | |"]
+            or ["| — | only one arm has data: nothing to compare | | | | | | | | | | |"]
         ),
     ]
     chart = lift_chart(analysis)
@@ -164,9 +188,23 @@ def experiment_markdown(
         f"- The recommendation follows the always-valid (sequential) test, so it stays trustworthy however often "
         f"the results are looked at; α = {analysis.alpha:g}, {analysis.correction} correction across arms and "
         f"metrics, mixture τ = {analysis.sequential_tau:g} (the relative lift it detects fastest).",
-        "- The 95 % CI and p are fixed-horizon values, valid only if this is the single planned look.",
-        "- Chance to beat and expected loss are Bayesian: Beta(1,1) priors for conversion metrics, a N(0, 0.3²) "
-        "prior on the relative lift otherwise.",
+        "- Lift, CI (adj.) and p (adj.) are one fixed-horizon Welch t test on the relative lift (on the difference "
+        "where the control is 0), valid only if this is the single planned look. The CI is adjusted with the "
+        f"p-value ({analysis.correction}), so it excludes 0 exactly when the result is significant.",
+        "- MDE: the smallest true effect, either way, this sample detects with 80 % power at the fixed horizon "
+        "(Bonferroni over the comparisons); an effect smaller than it can exist unseen.",
+        "- Chance to beat, expected loss: the normal posterior of the same estimate, under each metric's prior: "
+        + _priors(analysis.comparisons)
+        + ".",
         "- CUPED uses each user's same metric in the pre-period as a covariate; the variance it removed is shown.",
     ]
     return "\n".join(lines)
+
+
+def _priors(comparisons: Sequence[Comparison]) -> str:
+    """Each metric's prior, as its Bayesian result names it."""
+    seen: dict[str, str] = {}
+    for c in comparisons:
+        if c.bayes_method and c.metric not in seen:
+            seen[c.metric] = c.bayes_method.split(", ", 1)[-1]
+    return "; ".join(f"{metric}: {prior}" for metric, prior in seen.items()) or "none computed"

@@ -6,28 +6,41 @@ per-user rows. The core formulas are plain arithmetic on numpy/scipy, so they ac
 variance, a zero control mean) are handled by the caller, :mod:`framework2.tasks.experiments.analysis`.
 
 Per-arm moments
-    For ``mean`` and ``binomial`` metrics the arm mean is ``total / n`` and the per-user variance is the sample
-    variance (``n - 1`` in the denominator) from ``total`` and ``total_sq``. A binomial metric is a mean of 0/1
-    values, so its variance is ``p (1 - p) n / (n - 1)``: exactly what a t-test on the 0/1 data uses.
+    For ``mean`` metrics the arm mean is ``total / n`` and the per-user variance is the sample variance (``n - 1``
+    in the denominator) from ``total`` and ``total_sq``. A ``binomial`` metric's variance is ``p (1 - p)``, the
+    Bernoulli variance, as GrowthBook's engine (gbstats) uses; a t-test on the 0/1 data would use
+    ``p (1 - p) n / (n - 1)``, which differs by a factor that matters only for tiny arms (0.019 in a CI bound at
+    n = 50) — one convention, the reference engine's, so results can be checked against it.
     For ``ratio`` metrics (sum of numerators over sum of denominators) the estimate is ``R = total / den_total``
     and its variance comes from the delta method: with per-user numerator Y and denominator D,
     ``Var(R) ~ (s_Y^2 - 2 R s_YD + R^2 s_D^2) / (n * mean(D)^2)``, the variance of the mean of the linearised
     values ``(Y - R D) / mean(D)``. :class:`ArmSummary` stores that linearised per-user variance in ``var`` so
     ``var / n`` is the variance of the arm's estimate for every kind.
 
+One statistic per comparison
+    A comparison's p-value, confidence interval, significance and decision all come from one test on one scale:
+    the relative lift when the control mean is not 0 (as gbstats does), else the absolute difference (a relative
+    lift on a zero baseline is undefined). Both use a t distribution with the Welch-Satterthwaite degrees of
+    freedom of the two means' variances, for every metric kind. So "p <= alpha" and "the CI excludes 0" are the
+    same statement, which they were not when the p-value came from the difference and the CI from the lift.
+
 Difference of means
     ``diff = treatment - control`` with standard error ``sqrt(v_t/n_t + v_c/n_c)`` (Welch: no equal-variance
-    assumption). ``mean``/``binomial`` metrics use a t distribution with the Welch-Satterthwaite degrees of
-    freedom, which reproduces ``scipy.stats.ttest_ind(equal_var=False)``; ``ratio`` metrics use the normal
-    distribution (the delta method is asymptotic anyway). p-values are two-sided.
+    assumption), which reproduces ``scipy.stats.ttest_ind(equal_var=False)`` for mean metrics. p-values are
+    two-sided. Always reported (``abs_*``); the comparison's own statistic where the lift is undefined.
 
 Relative lift
     ``lift = (treatment - control) / |control|``, which is ``treatment / control - 1`` for a positive control
     mean and keeps "positive = treatment larger" when a mean metric's control is negative; it is undefined
-    for a zero control mean. Its CI is the delta method on the ratio of two independent means, in the linear
-    (not log) form: ``Var(lift) ~ se_t^2 / c^2 + t^2 se_c^2 / c^4``, CI = lift +/- q * sd with q the same
-    t (Welch df) or normal quantile as the difference. The linear form stays defined when the treatment mean
-    is 0, which the log form is not.
+    for a zero control mean. Its variance is the delta method on the ratio of two independent means, in the
+    linear (not log) form: ``Var(lift) ~ se_t^2 / c^2 + t^2 se_c^2 / c^4``; t = lift / sd, and the CI is
+    lift +/- q * sd with q the Welch t quantile. The linear form stays defined when the treatment mean is 0,
+    which the log form is not.
+
+Adjusted intervals
+    With a multiple-comparison correction a comparison is significant when its *adjusted* p-value is <= alpha.
+    Its adjusted interval is the interval at level ``1 - alpha * p / p_adjusted`` (Ludbrook's compatible
+    intervals), so it excludes 0 exactly when the comparison is significant; for Bonferroni this is alpha / m.
 
 Multiple comparisons
     Holm's step-down (family-wise error) or Benjamini-Hochberg's step-up (false discovery rate) adjustment
@@ -43,16 +56,15 @@ CUPED
     Ratio metrics are never CUPED-adjusted (the sums for a ratio covariate are not collected).
 
 Bayesian
-    * ``binomial``: independent Beta(1, 1) (uniform) priors on each arm's conversion rate, so the posteriors
-      are Beta(1 + conversions, 1 + non-conversions). Chance to beat control, expected loss and the credible
-      interval of the relative lift ``p_t / p_c - 1`` are Monte Carlo estimates from ``BAYES_DRAWS`` draws
-      per arm with the fixed seed ``BAYES_SEED`` (deterministic; Monte Carlo error of a probability below
-      0.003). This works even with zero conversions in the control, where the relative lift has no
-      frequentist estimate.
-    * ``mean``/``ratio``: the estimated relative lift is treated as normal with its delta-method standard
-      error, and the prior on the true relative lift is N(0, ``BAYES_PRIOR_SD``^2) = N(0, 0.3^2): weakly
-      informative (a 30 % lift is one prior sd away), it only matters when the data say very little. The
-      posterior is normal with precision ``1/0.3^2 + 1/se^2``; its probabilities are closed-form.
+    The estimate on the comparison's scale (relative lift, or the difference on a zero baseline) is treated as
+    normal with its standard error, for every metric kind, as gbstats's effect model does. The prior is each
+    metric's choice (``MetricSpec.prior``): ``flat`` (the default, as the reference engine's), so the posterior
+    is N(estimate, se^2) and the credible interval equals the normal-quantile confidence interval; or
+    ``informative``, N(0, ``prior_sd``^2) on the relative lift (default 0.3: a 30 % lift is one prior sd away),
+    which pulls small, noisy experiments toward no effect — at n = 50 an observed +92 % lift can fall outside
+    its own credible interval, which is why it is not the default. An informative prior on a zero baseline has
+    no scale to live on, so there the flat one is used and a note says so. The posterior's probabilities are
+    closed-form.
     * Chance to beat control is the posterior probability that the treatment is better (respecting
       ``higher_is_better``). Expected loss is the posterior mean of how much worse, in relative-lift units,
       the treatment is than control (0 when it is better): ``E[max(0, -lift)]``, or ``E[max(0, lift)]`` when
@@ -79,9 +91,6 @@ from framework2.tasks.experiments.model import ArmStats, MetricKind
 
 SRM_THRESHOLD = 0.001
 BAYES_PRIOR_SD = 0.3
-BETA_PRIOR = (1.0, 1.0)
-BAYES_DRAWS = 40_000
-BAYES_SEED = 20_240_611
 BAYES_LEVEL = 0.95
 # Sums of squares computed from running totals lose precision by cancellation; a variance this small relative
 # to the mean square is rounding noise on constant data, not real spread.
@@ -158,6 +167,9 @@ def summarise_arm(arm: ArmStats, kind: MetricKind) -> ArmSummary:
     n = arm.n
     if n == 0:
         return ArmSummary(arm.variation, arm.users, n, None, None)
+    if kind == "binomial":
+        mean = arm.total / n
+        return ArmSummary(arm.variation, arm.users, n, mean, mean * (1 - mean) if n >= 2 else None)
     if kind != "ratio":
         mean = arm.total / n
         var = _sample_var(n, arm.total, arm.total_sq) if n >= 2 else None
@@ -218,24 +230,47 @@ def diff_test(
 
 @dataclass(frozen=True)
 class LiftResult:
-    """Relative lift ``(t - c) / |c|`` with its delta-method standard error and CI."""
+    """Relative lift ``(t - c) / |c|`` with its delta-method standard error, Welch t test and CI."""
 
     lift: Number
     se: Number
+    stat: Number
+    p_value: Number
     ci_low: Number
     ci_high: Number
+
+
+def lift_point(mean_c: Number, mean_t: Number) -> Number:
+    """``(t - c) / |c|``; the caller guarantees a non-zero control mean."""
+    return (mean_t - mean_c) / np.abs(mean_c)
 
 
 def relative_lift(
     mean_c: Number, var_mean_c: Number, mean_t: Number, var_mean_t: Number, df: Number = math.inf, alpha: float = 0.05
 ) -> LiftResult:
-    """Relative lift and its linear delta-method CI; the caller guarantees a non-zero control mean."""
-    abs_c = np.abs(mean_c)
-    lift = (mean_t - mean_c) / abs_c
+    """Relative lift, its linear delta-method variance, and the t test and CI on it (df: Welch's, or inf for the
+    normal); the caller guarantees a non-zero control mean and a positive variance."""
+    lift = lift_point(mean_c, mean_t)
     var = var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4
     se = np.sqrt(var)
+    with np.errstate(divide="ignore", invalid="ignore"):  # se 0 (a constant-zero treatment): the caller checks
+        stat = lift / se
     q = _quantile(1 - alpha, df)
-    return LiftResult(lift, se, lift - q * se, lift + q * se)
+    return LiftResult(lift, se, stat, 2 * sps.t.sf(np.abs(stat), df), lift - q * se, lift + q * se)
+
+
+def adjusted_interval(
+    estimate: float, se: float, df: float, alpha: float, p_value: float | None, p_adjusted: float | None
+) -> tuple[float, float] | None:
+    """The interval at level ``1 - alpha * p / p_adjusted``: it excludes 0 exactly when ``p_adjusted <= alpha``
+    (for the t test the interval and the p-value come from). None without p-values."""
+    if p_value is None or p_adjusted is None or not se > 0:
+        return None
+    level_alpha = alpha if p_adjusted <= 0 else min(alpha * p_value / p_adjusted, 1.0)
+    if level_alpha >= 1.0:
+        return float(estimate), float(estimate)
+    q = float(_quantile(1 - level_alpha, df))
+    return float(estimate - q * se), float(estimate + q * se)
 
 
 @dataclass(frozen=True)
@@ -366,7 +401,7 @@ def cuped(control: ArmStats, treatment: ArmStats) -> CupedResult:
 
 @dataclass(frozen=True)
 class BayesResult:
-    """Posterior summary of the relative lift of treatment over control."""
+    """Posterior summary of the effect of treatment over control (relative lift, or the difference)."""
 
     chance_to_beat: float
     expected_loss: float
@@ -375,40 +410,18 @@ class BayesResult:
     method: str
 
 
-def bayes_binomial(
-    conv_c: float,
-    n_c: int,
-    conv_t: float,
-    n_t: int,
-    higher_is_better: bool = True,
-    *,
-    level: float = BAYES_LEVEL,
-    draws: int = BAYES_DRAWS,
-    seed: int = BAYES_SEED,
-) -> BayesResult:
-    """Beta(1, 1)-prior posterior comparison of two conversion rates by seeded Monte Carlo on ``p_t / p_c - 1``."""
-    rng = np.random.default_rng(seed)
-    a, b = BETA_PRIOR
-    p_c = rng.beta(a + conv_c, b + n_c - conv_c, size=draws)
-    p_t = rng.beta(a + conv_t, b + n_t - conv_t, size=draws)
-    lift = p_t / p_c - 1
-    sign = 1.0 if higher_is_better else -1.0
-    chance = float(np.mean(sign * lift > 0))
-    loss = float(np.mean(np.maximum(0.0, -sign * lift)))
-    lo, hi = np.quantile(lift, [0.5 - level / 2, 0.5 + level / 2])
-    return BayesResult(chance, loss, float(lo), float(hi), f"Beta(1,1) priors, {draws} Monte Carlo draws")
-
-
 def bayes_normal(
     lift: float,
     se: float,
     higher_is_better: bool = True,
     *,
-    prior_sd: float = BAYES_PRIOR_SD,
+    prior_sd: float | None = None,
     level: float = BAYES_LEVEL,
+    scale: str = "relative lift",
 ) -> BayesResult:
-    """Normal-approximation posterior of the relative lift under a N(0, prior_sd^2) prior; needs se > 0."""
-    precision = 1 / prior_sd**2 + 1 / se**2
+    """Normal posterior of the estimate (``lift`` with standard error ``se`` > 0): under a flat prior
+    (``prior_sd`` None) N(lift, se^2), else under N(0, prior_sd^2)."""
+    precision = 1 / se**2 + (0.0 if prior_sd is None else 1 / prior_sd**2)
     mean = (lift / se**2) / precision
     sd = math.sqrt(1 / precision)
     sign = 1.0 if higher_is_better else -1.0
@@ -417,6 +430,5 @@ def bayes_normal(
     m = -sign * mean
     loss = float(m * sps.norm.cdf(m / sd) + sd * sps.norm.pdf(m / sd))
     q = float(sps.norm.ppf(0.5 + level / 2))
-    return BayesResult(
-        chance, loss, mean - q * sd, mean + q * sd, f"normal approximation, N(0, {prior_sd}^2) prior on the lift"
-    )
+    prior = "flat prior" if prior_sd is None else f"N(0, {prior_sd:g}^2) prior"
+    return BayesResult(chance, loss, mean - q * sd, mean + q * sd, f"normal posterior of the {scale}, {prior}")
