@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -342,10 +343,47 @@ def test_an_experiment_past_its_end_without_a_verdict_stops_and_says_what_it_cou
 def test_the_minimum_detectable_effect_is_what_80_percent_power_needs() -> None:
     from scipy import stats as sps
 
-    from framework2.tasks.experiments.analysis import minimum_detectable_effect
+    from framework2.tasks.experiments.power import minimum_detectable_effect
 
     se, df, alpha = 0.05, 1e6, 0.05
     mde = minimum_detectable_effect(se, df, alpha)
     # A true effect of exactly the MDE is detected (|estimate| / se beyond the critical value) 80 % of the time.
     crit = sps.norm.ppf(1 - alpha / 2)
     assert sps.norm.sf(crit - mde / se) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_an_inconclusive_experiment_says_how_many_users_and_days_a_decision_needs() -> None:
+    spec = spec_of(CONV)
+    arms = {"conversion": {"A": conversions("A", 500, 5000), "B": conversions("B", 520, 5000)}}
+    result = analyse(spec, arms, users_per_day=400)
+    comp = result.comparisons[0]
+    assert result.decision == "keep running" and comp.target_effect == spec.sequential_tau
+    # Always-valid needs more than one planned look would; the days follow from the two arms' share of new users.
+    assert comp.users_needed > comp.users_needed_fixed > 0
+    assert comp.days_needed == pytest.approx(comp.users_needed / 400)
+    assert f"to detect a \u00b110% lift with 80% power it needs about {comp.users_needed:,} more users" in result.reason
+    assert f"(about {math.ceil(comp.days_needed)} days at the recent rate)" in result.reason
+
+
+def test_users_needed_is_zero_once_the_sample_can_see_the_target_effect() -> None:
+    arms = {"conversion": {"A": conversions("A", 20_000, 200_000), "B": conversions("B", 20_100, 200_000)}}
+    comp = analyse(spec_of(CONV), arms).comparisons[0]
+    assert comp.users_needed == 0 and comp.days_needed is None
+
+
+def test_the_experiment_artifact_shows_the_mde_the_users_to_decide_and_each_metric_prior() -> None:
+    from framework2.tasks.experiments.report import experiment_markdown
+
+    informative = MetricSpec(name="revenue", kind="mean", event="purchase", prior="informative", prior_sd=0.3)
+    rng = np.random.default_rng(5)
+    stats = {
+        "conversion": {"A": conversions("A", 500, 5000), "B": conversions("B", 520, 5000)},
+        "revenue": {"A": arm_stats("A", rng.gamma(2, 10, 5000)), "B": arm_stats("B", rng.gamma(2, 10.2, 5000))},
+    }
+    result = analyse(spec_of(CONV, informative), stats, users_per_day=400)
+    text = experiment_markdown(result)
+    comp = result.comparison("conversion", "B")
+    assert "| MDE now | users to decide |" in text
+    assert f"±{comp.mde * 100:.1f} %" in text and f"+{comp.users_needed:,} (~" in text
+    assert "conversion: flat prior; revenue: N(0, 0.3^2) prior" in text
+    assert "so it excludes 0 exactly when the result is significant" in text

@@ -55,10 +55,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from scipy import stats as sps
 
 from framework2.errors import DataError
 from framework2.tasks.experiments.model import ArmStats, ExperimentSpec, MetricKind, MetricSpec
+from framework2.tasks.experiments.power import (
+    fixed_users_needed,
+    minimum_detectable_effect,
+    sequential_users_needed,
+)
 from framework2.tasks.experiments.sequential import absolute_tau, always_valid_p, confidence_sequence
 from framework2.tasks.experiments.stats import (
     SRM_THRESHOLD,
@@ -76,7 +80,6 @@ from framework2.tasks.experiments.stats import (
 
 Decision = Literal["ship", "keep running", "stop"]
 Rule = Literal["srm", "one_arm", "guardrail", "min_users", "no_primary", "ship", "all_worse", "inconclusive", "ended"]
-POWER = 0.8
 
 
 class Comparison(BaseModel):
@@ -123,6 +126,18 @@ class Comparison(BaseModel):
         description="Fixed horizon: the smallest true effect (comparison's scale, either direction) this sample "
         "detects with 80 % power at the family's Bonferroni alpha.",
     )
+    target_effect: float | None = Field(
+        None, description="The relative effect the users-needed figures are for (the metric's, else sequential_tau)."
+    )
+    users_needed: int | None = Field(
+        None,
+        description="More users (both arms) before the always-valid test, which the decision follows, detects "
+        "target_effect with 80 % power at the family's Bonferroni alpha; 0 when there are enough.",
+    )
+    users_needed_fixed: int | None = Field(
+        None, description="The same for a fixed-horizon test looked at once (fewer: one look costs less)."
+    )
+    days_needed: float | None = Field(None, description="users_needed at the recent rate of new users.")
     direction: Literal["better", "worse", "flat"] | None = None
     cuped_applied: bool = False
     cuped_theta: float | None = None
@@ -502,23 +517,19 @@ def _intersect(lo: float, hi: float, old_lo: float, old_hi: float) -> tuple[floa
     return (lo, hi) if new_lo > new_hi else (new_lo, new_hi)
 
 
-def minimum_detectable_effect(se: float, df: float, alpha: float, power: float = POWER) -> float:
-    """The smallest true effect a two-sided fixed-horizon test at ``alpha`` detects with ``power``, given the
-    estimate's standard error: (t_{1 - alpha/2} + z_{power}) * se."""
-    return float((sps.t.ppf(1 - alpha / 2, df) + sps.norm.ppf(power)) * se)
-
-
 def analyse(
     spec: ExperimentSpec,
     stats: Mapping[str, Mapping[str, ArmStats]],
     previous: ExperimentAnalysis | Mapping[str, Any] | None = None,
     *,
     as_of: datetime | None = None,
+    users_per_day: float | None = None,
 ) -> ExperimentAnalysis:
     """Analyse an experiment from ``stats[metric_name][variation]`` and recommend ship / keep running / stop.
 
     ``previous`` is the last run's result (or its JSON dump) for running always-valid p-values and intervals;
-    ``as_of`` the moment analysed (past the spec's ``end``, an experiment without a decision has ended).
+    ``as_of`` the moment analysed (past the spec's ``end``, an experiment without a decision has ended);
+    ``users_per_day`` the recent rate of new users in the experiment (turns users still needed into days).
     """
     users = _users(spec, stats)
     control = spec.control
@@ -571,6 +582,8 @@ def analyse(
             if adjusted is not None:
                 update["ci_adjusted_low"], update["ci_adjusted_high"] = adjusted
             update["mde"] = minimum_detectable_effect(comp.se, comp.df, spec.alpha / max(family, 1))
+            if comp.scale == "relative":
+                update |= _to_decision(comp, spec, spec.alpha / max(family, 1), users_per_day, sum(users.values()))
         if comp.is_guardrail:
             update.update(_guardrail_flags(comp, spec.min_users_per_arm))
         final.append(comp.model_copy(update=update))
@@ -599,6 +612,25 @@ def analyse(
         breached_guardrails=breaches,
         notes=notes,
     )
+
+
+def _to_decision(
+    comp: Comparison, spec: ExperimentSpec, alpha: float, users_per_day: float | None, all_users: int
+) -> dict[str, Any]:
+    """Users (and days) the comparison still needs to detect its target effect, always-valid and fixed-horizon."""
+    target = spec.sequential_tau
+    n = comp.control_n + comp.treatment_n
+    assert comp.se is not None
+    out: dict[str, Any] = {"target_effect": target}
+    total = sequential_users_needed(comp.se, n, target, alpha, spec.sequential_tau)
+    fixed = fixed_users_needed(comp.se, n, target, alpha)
+    out["users_needed"] = None if total is None else max(0, math.ceil(total - n))
+    out["users_needed_fixed"] = None if fixed is None else max(0, math.ceil(fixed - n))
+    if out["users_needed"] is not None and users_per_day and users_per_day > 0 and all_users > 0:
+        # New users split across all variations; this comparison gets its two arms' share of them.
+        share = (comp.control_users + comp.treatment_users) / all_users
+        out["days_needed"] = out["users_needed"] / (users_per_day * share) if share > 0 else None
+    return out
 
 
 def _aware(moment: datetime) -> datetime:
@@ -708,4 +740,20 @@ def _decide(
         )
     else:
         reason += "; " + "; ".join(f"{c.variation!r} {_effect(c, spec.alpha)}" for c in prim)
+    waits = [c for c in prim if c.users_needed is not None and c.target_effect is not None]
+    if waits:
+        slowest = max(waits, key=lambda c: c.users_needed or 0)
+        assert slowest.target_effect is not None
+        if slowest.users_needed:
+            days = (
+                ""
+                if slowest.days_needed is None
+                else f" (about {math.ceil(slowest.days_needed)} days at the recent rate)"
+            )
+            reason += (
+                f"; to detect a \u00b1{slowest.target_effect:.0%} lift with 80% power it needs about "
+                f"{slowest.users_needed:,} more users{days}"
+            )
+        else:
+            reason += f"; it has the users to detect a \u00b1{slowest.target_effect:.0%} lift with 80% power"
     return "keep running", "inconclusive", reason, None

@@ -114,6 +114,16 @@ def _mde(c: Comparison) -> str:
     return f"±{c.mde:.4g}" if c.scale == "absolute" else f"±{c.mde * 100:.1f} %"
 
 
+def _to_decide(c: Comparison) -> str:
+    """More users (and days) the always-valid test needs for the target effect."""
+    if c.users_needed is None or c.target_effect is None:
+        return "—"
+    if c.users_needed == 0:
+        return f"enough for ±{c.target_effect * 100:.0f} %"
+    days = "" if c.days_needed is None else f" (~{c.days_needed:,.0f} d)"
+    return f"+{c.users_needed:,}{days} for ±{c.target_effect * 100:.0f} %"
+
+
 def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
     rows = []
     for c in comparisons:
@@ -128,7 +138,7 @@ def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
         rows.append(
             f"| {c.metric}{' 🛡' if c.is_guardrail else ''} | {c.variation} | {_num(c.control_mean)} → "
             f"{_num(c.treatment_mean)} | {_effect(c)} | {_scaled_interval(c, c.ci_adjusted_low, c.ci_adjusted_high)} "
-            f"| {_p(c.p_adjusted)} | {_mde(c)} | {seq} | {_p(c.seq_p_adjusted)} "
+            f"| {_p(c.p_adjusted)} | {_mde(c)} | {_to_decide(c)} | {seq} | {_p(c.seq_p_adjusted)} "
             f"| {'—' if c.chance_to_beat is None else f'{c.chance_to_beat * 100:.1f} %'} "
             f"| {_pct(c.expected_loss, 2) if c.expected_loss is not None else '—'} | {cuped} |"
         )
@@ -165,12 +175,12 @@ def experiment_markdown(
         lines += ["", f"⚠ Guardrail breached: {breach.message}"]
     lines += [
         "",
-        "| metric | variation | control → treatment | lift | CI (adj.) | p (adj.) | MDE (80 %) | always-valid CI "
-        "| seq. p (adj.) | chance to beat | expected loss | CUPED |",
-        "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---|",
+        "| metric | variation | control → treatment | lift | CI (adj.) | p (adj.) | MDE now | users to decide "
+        "| always-valid CI | seq. p (adj.) | chance to beat | expected loss | CUPED |",
+        "|---|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|",
         *(
             _comparison_rows(analysis.comparisons)
-            or ["| — | only one arm has data: nothing to compare | | | | | | | | | | |"]
+            or ["| — | only one arm has data: nothing to compare | | | | | | | | | | | |"]
         ),
     ]
     chart = lift_chart(analysis)
@@ -191,8 +201,11 @@ def experiment_markdown(
         "- Lift, CI (adj.) and p (adj.) are one fixed-horizon Welch t test on the relative lift (on the difference "
         "where the control is 0), valid only if this is the single planned look. The CI is adjusted with the "
         f"p-value ({analysis.correction}), so it excludes 0 exactly when the result is significant.",
-        "- MDE: the smallest true effect, either way, this sample detects with 80 % power at the fixed horizon "
-        "(Bonferroni over the comparisons); an effect smaller than it can exist unseen.",
+        "- MDE now: the smallest true effect, either way, this sample detects with 80 % power at the fixed horizon "
+        "(Bonferroni over the comparisons); an effect smaller than it can exist unseen. Users to decide: how many "
+        "more users (both arms; days at the recent rate of new users) the always-valid test, which the "
+        "recommendation follows, needs to detect the stated lift with 80 % power — more than a single planned look "
+        "would need, the price of looking every day.",
         "- Chance to beat, expected loss: the normal posterior of the same estimate, under each metric's prior: "
         + _priors(analysis.comparisons)
         + ".",
