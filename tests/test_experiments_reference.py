@@ -184,11 +184,32 @@ def test_significant_exactly_when_the_adjusted_interval_excludes_zero(arms, kind
         assert comp.significant == excludes, comp
         low, high = (comp.ci_low, comp.ci_high) if comp.scale == "relative" else (comp.abs_ci_low, comp.abs_ci_high)
         assert (comp.p_value <= alpha) == (low > 0 or high < 0), comp
-        if comp.seq_p_value is not None and correction == "none":
+        if comp.seq_p_value is not None and abs(comp.seq_p_adjusted - alpha) > 1e-9:
+            # The always-valid test alike: significant after the correction exactly when its adjusted sequence
+            # excludes 0, and (uncorrected) p <= alpha exactly when the sequence itself does.
+            assert comp.seq_significant == (comp.seq_ci_adjusted_low > 0 or comp.seq_ci_adjusted_high < 0), comp
             seq_low, seq_high = (
                 (comp.seq_ci_low, comp.seq_ci_high)
                 if comp.seq_scale == "relative"
                 else (comp.seq_abs_ci_low, comp.seq_abs_ci_high)
             )
             if abs(comp.seq_p_value - alpha) > 1e-9:
-                assert comp.seq_significant == (seq_low > 0 or seq_high < 0), comp
+                assert (comp.seq_p_value <= alpha) == (seq_low > 0 or seq_high < 0), comp
+
+
+def test_a_significance_carried_from_an_earlier_look_keeps_an_adjusted_sequence_that_excludes_zero():
+    metric = MetricSpec(name="conversion", kind="binomial", event="buy")
+    other = MetricSpec(name="other", kind="binomial", event="see")
+    spec = ExperimentSpec(key="c", variations=["A", "B"], metrics=[metric, other], correction="holm")
+
+    def arms(conv_b: int, n: int) -> dict[str, dict[str, ArmStats]]:
+        return {
+            "conversion": {"A": ArmStats("A", n, n, 0.1 * n, 0.1 * n), "B": ArmStats("B", n, n, conv_b, conv_b)},
+            "other": {"A": ArmStats("A", n, n, 0.1 * n, 0.1 * n), "B": ArmStats("B", n, n, 0.1 * n, 0.1 * n)},
+        }
+
+    first = analyse(spec, arms(1400, 10_000))  # +40 %: decisive at this look
+    later = analyse(spec, arms(10_500, 100_000), previous=first)  # +5 % on ten times the users
+    comp = later.comparison("conversion", "B")
+    assert comp.seq_significant and comp.seq_best == first.comparison("conversion", "B").seq_best
+    assert comp.seq_ci_adjusted_low > 0

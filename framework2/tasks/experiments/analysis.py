@@ -156,6 +156,17 @@ class Comparison(BaseModel):
     seq_ci_high: float | None = None
     seq_abs_ci_low: float | None = Field(None, description="Confidence sequence of the difference (absolute scale).")
     seq_abs_ci_high: float | None = None
+    seq_best: tuple[float, float, float] | None = Field(
+        None,
+        description="(estimate, variance, mixture sd) of the look with the smallest always-valid p so far: what the "
+        "adjusted confidence sequence is built from.",
+    )
+    seq_ci_adjusted_low: float | None = Field(
+        None,
+        description="Confidence sequence at level 1 - alpha * p / p_adjusted on the sequential scale: it excludes 0 "
+        "exactly when the comparison is significant by the always-valid test after the correction.",
+    )
+    seq_ci_adjusted_high: float | None = None
     seq_significant: bool = Field(False, description="Always-valid: adjusted sequential p <= alpha.")
     is_guardrail: bool = False
     guardrail_tolerance: float = 0.0
@@ -328,6 +339,7 @@ def compare(
             seq_p = always_valid_p(lf.lift, lf.se**2, tau)
             lo, hi = confidence_sequence(lf.lift, lf.se**2, tau, alpha)
             out.update(seq_scale="relative", seq_p_value=seq_p, seq_p_adjusted=seq_p, seq_ci_low=lo, seq_ci_high=hi)
+            out["seq_best"] = (float(lf.lift), float(lf.se**2), tau)
         else:
             # Only a constant-zero treatment gets here: the delta method then claims a certain lift of -100 %.
             notes.append(
@@ -363,6 +375,7 @@ def compare(
             out.update(
                 seq_scale="absolute", seq_p_value=seq_p, seq_p_adjusted=seq_p, seq_abs_ci_low=lo, seq_abs_ci_high=hi
             )
+            out["seq_best"] = (float(diff), float(vmc + vmt), tau_abs)
             notes.append(f"sequential test on the absolute difference with mixture sd {tau_abs:.4g}")
     return Comparison(**out)
 
@@ -501,6 +514,8 @@ def _carry_forward(
             continue
         update: dict[str, Any] = {"seq_p_value": min(comp.seq_p_value, old.seq_p_value)}
         update["seq_p_adjusted"] = update["seq_p_value"]
+        if old.seq_p_value < comp.seq_p_value and old.seq_best is not None:
+            update["seq_best"] = old.seq_best
         pairs = (("seq_ci_low", "seq_ci_high"), ("seq_abs_ci_low", "seq_abs_ci_high"))
         for lo_key, hi_key in pairs:
             lo, hi = getattr(comp, lo_key), getattr(comp, hi_key)
@@ -509,6 +524,15 @@ def _carry_forward(
                 update[lo_key], update[hi_key] = _intersect(lo, hi, old_lo, old_hi)
         merged.append(comp.model_copy(update=update))
     return merged, []
+
+
+def _adjusted_sequence(comp: Comparison, level_alpha: float) -> tuple[float, float]:
+    """The confidence sequence at ``level_alpha`` of the look with the smallest always-valid p so far: it excludes
+    0 exactly when that p (the running one) is <= ``level_alpha``, i.e. when the adjusted p is <= alpha."""
+    assert comp.seq_best is not None
+    level_alpha = min(max(level_alpha, 1e-300), 1 - 1e-12)
+    low, high = confidence_sequence(comp.seq_best[0], comp.seq_best[1], comp.seq_best[2], level_alpha)
+    return float(low), float(high)
 
 
 def _intersect(lo: float, hi: float, old_lo: float, old_hi: float) -> tuple[float, float]:
@@ -576,6 +600,10 @@ def analyse(
             "significant": pa is not None and pa <= spec.alpha,
             "seq_significant": sa is not None and sa <= spec.alpha,
         }
+        if comp.seq_best is not None and comp.seq_p_value is not None and sa is not None:
+            update["seq_ci_adjusted_low"], update["seq_ci_adjusted_high"] = _adjusted_sequence(
+                comp, spec.alpha * comp.seq_p_value / sa if sa > 0 else spec.alpha
+            )
         estimate = comp.rel_lift if comp.scale == "relative" else comp.abs_diff
         if comp.se is not None and comp.df is not None and estimate is not None:
             adjusted = adjusted_interval(estimate, comp.se, comp.df, spec.alpha, comp.p_value, pa)
