@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
@@ -387,3 +388,28 @@ def test_the_experiment_artifact_shows_the_mde_the_users_to_decide_and_each_metr
     assert f"±{comp.mde * 100:.1f} %" in text and f"+{comp.users_needed:,} (~" in text
     assert "conversion: flat prior; revenue: N(0, 0.3^2) prior" in text
     assert "so it excludes 0 exactly when the result is significant" in text
+
+
+def test_the_experiment_artifact_says_how_many_values_were_missing_and_what_became_of_them() -> None:
+    from framework2.tasks.experiments.data import ExperimentData, MissingValues
+    from framework2.tasks.experiments.report import experiment_markdown
+
+    result = analyse(spec_of(CONV), {"conversion": {"A": conversions("A", 50, 500), "B": conversions("B", 60, 500)}})
+    data = ExperimentData(
+        key="checkout-test",
+        stats={},
+        exposure_rows=1000,
+        users={"A": 500, "B": 500},
+        multiple_exposures=0,
+        outside_window=0,
+        quarantined_exposures=0,
+        quarantined_events=12,
+        events_attributed=900,
+        pre_period_events=0,
+        quarantined=pd.DataFrame(),
+        missing_values={"revenue": MissingValues(12, "quarantine")},
+        recent_users_per_day=140.0,
+    )
+    text = experiment_markdown(result, data)
+    assert "⚠ revenue: 12 event rows had no value — quarantined with the reason and left out" in text
+    assert "New users lately: 140 a day" in text

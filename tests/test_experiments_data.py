@@ -71,14 +71,14 @@ EVENTS = pd.DataFrame(
         ("u1", "purchase", "2025-01-09T00:00:00Z", "20"),  # covariate
         ("u1", "purchase", "2025-01-10T10:00:00Z", "30"),  # exactly at exposure: counts
         ("u1", "purchase", "2025-01-20T00:00:00Z", "10"),
-        ("u1", "session", "2025-01-11T00:00:00Z", None),  # no value: 1.0
-        ("u1", "session", "2025-01-12T00:00:00Z", "1"),
+        ("u1", "session", "2025-01-11T00:00:00Z", None),  # no session row has a value: each counts 1
+        ("u1", "session", "2025-01-12T00:00:00Z", ""),
         ("u1", "click", "2025-01-11T00:01:00Z", "3"),
         ("u1", "click", "2025-01-12T00:01:00Z", "2"),
         ("u1", "load_time", "2025-01-11T00:00:05Z", "1.5"),
         # u2 (exposed Jan 11): a purchase long before, one session without clicks
         ("u2", "purchase", "2025-01-01T00:00:00Z", "99"),
-        ("u2", "session", "2025-01-11T08:00:00Z", "1"),
+        ("u2", "session", "2025-01-11T08:00:00Z", None),
         # u3 (exposed Jan 10): pre-period purchase, one in window, one after the end; clicks but no session
         ("u3", "purchase", "2025-01-05T00:00:00Z", "15"),
         ("u3", "purchase", "2025-01-12T00:00:00Z", "50"),
@@ -87,7 +87,7 @@ EVENTS = pd.DataFrame(
         ("u3", "load_time", "2025-01-12T00:00:00Z", "2"),
         ("u3", "load_time", "2025-01-13T00:00:00Z", "3"),
         # u4 (exposed Jan 15 12:00): only a pre-period session
-        ("u4", "session", "2025-01-10T00:00:00Z", "1"),
+        ("u4", "session", "2025-01-10T00:00:00Z", None),
         # u5 is excluded (both arms); "nobody" was never exposed
         ("u5", "purchase", "2025-01-12T00:00:00Z", "100"),
         ("nobody", "purchase", "2025-01-12T00:00:00Z", "100"),
@@ -304,6 +304,149 @@ def test_sql_through_sqlalchemy(tmp_path: Path) -> None:
         read_sql_query(url, "SELECT * FROM nope", kind="events")
 
 
+# ----------------------------------------------------------------------------------------- missing values
+
+# m1/m2 control, m3/m4 treatment, all first exposed Jan 10 (pre-period from Jan 3). "purchase" has a number in
+# some rows, so it is measured and its empty cells are missing values; no "session" row has one: a count event.
+MV_EXPOSURES = pd.DataFrame(
+    [
+        ("exp", "m1", "control", "2025-01-10T00:00:00Z"),
+        ("exp", "m2", "control", "2025-01-10T00:00:00Z"),
+        ("exp", "m3", "treatment", "2025-01-10T00:00:00Z"),
+        ("exp", "m4", "treatment", "2025-01-10T00:00:00Z"),
+    ],
+    columns=["experiment", "user", "variation", "timestamp"],
+)
+MV_EVENTS = pd.DataFrame(
+    [
+        ("m1", "purchase", "2025-01-11T00:00:00Z", "10"),  # 0
+        ("m1", "purchase", "2025-01-12T00:00:00Z", ""),  # 1 missing, in the window
+        ("m2", "purchase", "2025-01-11T00:00:00Z", None),  # 2 missing: m2's only purchase
+        ("m3", "purchase", "2025-01-11T00:00:00Z", "30"),  # 3
+        ("m3", "purchase", "2025-01-05T00:00:00Z", ""),  # 4 missing, in the covariate window
+        ("m4", "purchase", "2025-02-05T00:00:00Z", ""),  # 5 missing, after the end: never read
+        ("m1", "session", "2025-01-11T00:00:00Z", ""),  # 6 sessions: a count event
+        ("m1", "session", "2025-01-12T00:00:00Z", None),  # 7
+        ("m3", "session", "2025-01-11T00:00:00Z", ""),  # 8
+        ("nobody", "purchase", "2025-01-11T00:00:00Z", ""),  # 9 missing, of a user never exposed: never read
+    ],
+    columns=["user", "event", "timestamp", "value"],
+)
+MISSING_REASON = "no value for 'purchase', which metric 'rev' measures (missing = quarantine)"
+
+
+def _mv_spec(missing: str, *extra: MetricSpec) -> ExperimentSpec:
+    return _spec(
+        metrics=[
+            MetricSpec(name="conv", kind="binomial", event="purchase", missing=missing),
+            MetricSpec(name="rev", kind="mean", event="purchase", missing=missing),
+            MetricSpec(name="sessions", kind="mean", event="session", missing=missing),
+            *extra,
+        ]
+    )
+
+
+def _arm(data: ExperimentData, metric: str) -> dict[str, tuple[int, float]]:
+    return {v: (a.n, a.total) for v, a in data.stats[metric].items()}
+
+
+def test_an_empty_value_of_a_measured_event_is_not_one() -> None:
+    data = aggregate(_mv_spec("zero"), MV_EXPOSURES, MV_EVENTS)
+    assert data.stats["rev"]["control"].total == 10  # m1: 10 + an empty purchase (not 11)
+    assert data.stats["rev"]["treatment"].cov_total == 0  # m3's valueless pre-period purchase is not 1
+
+
+def test_an_event_without_any_value_is_counted() -> None:
+    data = aggregate(_mv_spec("exclude"), MV_EXPOSURES, MV_EVENTS)
+    assert _arm(data, "sessions") == {"control": (1, 2.0), "treatment": (1, 1.0)}  # m1: 2 sessions, m3: 1
+    assert "sessions" not in data.missing_values and data.quarantined_events == 0
+    # Without a value column every event is a count event, whatever the policy.
+    no_values = aggregate(_mv_spec("quarantine"), MV_EXPOSURES, MV_EVENTS.drop(columns=["value"]))
+    assert _arm(no_values, "rev") == {"control": (2, 3.0), "treatment": (2, 1.0)}  # m1 2, m2 1 | m3 1, m4 0
+    assert no_values.missing_values == {} and no_values.quarantined_events == 0
+
+
+def test_missing_zero_counts_an_empty_value_as_zero() -> None:
+    data = aggregate(_mv_spec("zero"), MV_EXPOSURES, MV_EVENTS)
+    assert _arm(data, "rev") == {"control": (2, 10.0), "treatment": (2, 30.0)}  # m2 analysed with 0
+    assert data.stats["rev"]["treatment"].has_covariate  # m3's pre-period purchase counts (as 0)
+    assert data.missing_values == {"rev": (3, "zero")}
+    assert data.quarantined_events == 0
+
+
+def test_missing_exclude_leaves_out_a_user_without_a_valued_row() -> None:
+    data = aggregate(_mv_spec("exclude"), MV_EXPOSURES, MV_EVENTS)
+    assert _arm(data, "rev") == {"control": (1, 10.0), "treatment": (1, 30.0)}  # m2 (only valueless) is out
+    assert not data.stats["rev"]["treatment"].has_covariate  # the only pre-period purchase has no value
+    assert data.missing_values == {"rev": (3, "exclude")}
+    assert data.quarantined_events == 0
+
+
+def test_missing_quarantine_quarantines_the_row_with_its_reason_and_counts_it() -> None:
+    other = _spec(key="other", metrics=[MetricSpec(name="rev", kind="mean", event="purchase")])
+    both = aggregate_many([_mv_spec("quarantine"), other], MV_EXPOSURES, MV_EVENTS)
+    data = both["exp"]
+    assert _arm(data, "rev") == {"control": (2, 10.0), "treatment": (2, 30.0)}  # no user left out
+    assert not data.stats["rev"]["treatment"].has_covariate
+    q = data.quarantined
+    assert q["table"].tolist() == ["events"] * 3 and q["row"].tolist() == [1, 2, 4]  # read rows only
+    assert set(q["reason"]) == {MISSING_REASON}
+    assert q["user"].tolist() == ["m1", "m2", "m3"] and q["event"].tolist() == ["purchase"] * 3
+    assert data.quarantined_events == 3 and data.quarantined_rows == 3
+    assert data.missing_values == {"rev": (3, "quarantine")}
+    assert data.missing_values["rev"].rows == 3 and data.missing_values["rev"].policy == "quarantine"
+    assert _arm(data, "conv") == {"control": (2, 2.0), "treatment": (2, 1.0)}  # m2's purchase still converts
+    assert both["other"].quarantined_events == 0  # the quarantine is the experiment's own
+
+
+def test_each_metric_applies_its_own_policy_to_a_shared_row() -> None:
+    spec = _mv_spec(
+        "quarantine",
+        MetricSpec(name="rev0", kind="mean", event="purchase"),
+        MetricSpec(name="revx", kind="mean", event="purchase", missing="exclude"),
+        MetricSpec(name="rps", kind="ratio", event="purchase", denominator_event="session", missing="quarantine"),
+    )
+    data = aggregate(spec, MV_EXPOSURES, MV_EVENTS)
+    # Each row once, naming both quarantine metrics; the others handle the same rows by their own policy.
+    reason = "no value for 'purchase', which metrics 'rev', 'rps' measure (missing = quarantine)"
+    assert data.quarantined["row"].tolist() == [1, 2, 4] and set(data.quarantined["reason"]) == {reason}
+    assert data.quarantined_events == 3
+    assert _arm(data, "rev0") == {"control": (2, 10.0), "treatment": (2, 30.0)}
+    assert _arm(data, "revx") == {"control": (1, 10.0), "treatment": (1, 30.0)}
+    assert _arm(data, "conv") == {"control": (2, 2.0), "treatment": (2, 1.0)}
+    assert data.missing_values == {
+        "rev": (3, "quarantine"),
+        "rev0": (3, "zero"),
+        "revx": (3, "exclude"),
+        "rps": (3, "quarantine"),  # the numerator's rows; sessions (a count event) miss nothing
+    }
+
+
+def test_missing_values_count_only_rows_the_metric_reads() -> None:
+    no_pre = aggregate(_mv_spec("zero"), MV_EXPOSURES, MV_EVENTS, as_of=datetime(2025, 1, 12))
+    assert no_pre.missing_values == {"rev": (2, "zero")}  # row 1 (Jan 12) is past as_of; row 4 is pre-period
+    spec = _mv_spec("quarantine").model_copy(update={"pre_period_days": 0})
+    data = aggregate(spec, MV_EXPOSURES, MV_EVENTS)
+    assert data.missing_values == {"rev": (2, "quarantine")}  # no covariate window: row 4 is not read
+    assert data.quarantined["row"].tolist() == [1, 2]
+
+
+def test_loaders_keep_an_empty_value_missing(tmp_path: Path) -> None:
+    MV_EXPOSURES.to_csv(tmp_path / "x.csv", index=False)
+    MV_EVENTS.to_csv(tmp_path / "e.csv", index=False)
+    x, e = load_tables(tmp_path / "x.csv", tmp_path / "e.csv")
+    assert e["value"].dtype == np.float64 and e["value"].isna().sum() == 8  # NaN, not 1.0
+    spec = _mv_spec("quarantine")
+    loaded, direct = aggregate(spec, x, e), aggregate(spec, MV_EXPOSURES, MV_EVENTS)
+    assert loaded.stats == direct.stats and loaded.missing_values == direct.missing_values
+    assert loaded.quarantined["row"].tolist() == [1, 2, 4]
+    # Floats with NaN work the same, and the caller's frame is left as it was.
+    floats = e.assign(user=e["user"].astype(str), event=e["event"].astype(str))
+    before = floats["value"].copy()
+    assert aggregate(spec, MV_EXPOSURES, floats).stats == direct.stats
+    pd.testing.assert_series_equal(floats["value"], before)
+
+
 # ------------------------------------------------------------------------ reference implementation check
 
 
@@ -463,3 +606,20 @@ def test_large_dataset_shape() -> None:
     assert set(x["experiment"]) == {s.key for s in specs}
     assert str(x["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert np.isin(e["event"].unique(), ["purchase", "session", "click", "page_view"]).all()
+
+
+def test_recent_users_per_day_count_first_exposures_in_the_last_week_of_the_window() -> None:
+    # 14 users a day for 10 days from Jan 1, then 2 a day for 10 days; the window ends Jan 21 (as_of).
+    days = [datetime(2025, 1, 1, 12, tzinfo=UTC) + timedelta(days=d) for d in range(20)]
+    rows = [
+        ("exp", f"u{d}-{k}", "control" if k % 2 else "treatment", at.isoformat())
+        for d, at in enumerate(days)
+        for k in range(14 if d < 10 else 2)
+    ]
+    exposures = pd.DataFrame(rows, columns=["experiment", "user", "variation", "timestamp"])
+    events = pd.DataFrame({"user": ["u0-0"], "event": ["purchase"], "timestamp": ["2025-01-02T00:00:00Z"]})
+    data = aggregate(_spec(), exposures, events, as_of=datetime(2025, 1, 21, tzinfo=UTC))
+    assert data.recent_users_per_day == pytest.approx(2.0)  # Jan 14-20: 7 days x 2 users
+    # A window shorter than a week is taken whole: the 2 days since the first exposure, 14 users a day.
+    short = aggregate(_spec(), exposures, events, as_of=datetime(2025, 1, 3, 12, tzinfo=UTC))
+    assert short.recent_users_per_day == pytest.approx(28 / 2.0)

@@ -3,8 +3,12 @@
 Inputs (from ``load_table``/``load_tables``, ``read_sql_table``/``read_sql_query`` or any DataFrame):
 
 - exposures: ``experiment, user, variation, timestamp`` - one row per time a user saw an experiment;
-- events: ``user, event, timestamp`` and optionally ``value`` (1.0 when the column or a cell is empty, so a
-  ``session`` row needs no value while a ``purchase`` row carries its amount).
+- events: ``user, event, timestamp`` and optionally ``value``. An event name none of whose rows holds a
+  number in ``value`` (no value column, or every cell of that name empty) is a *count event*: each row is
+  worth 1.0, so a ``session`` row needs no value. An event name with a number in some rows is *measured*
+  (``purchase`` carries its amount, ``load_time`` its milliseconds): there an empty cell is a *missing value*,
+  never 1.0, and each mean or ratio metric reading that event handles it by its ``MetricSpec.missing``
+  policy (below). Binomial metrics ignore values: a conversion is the event happening.
 
 Timestamps are UTC: text is parsed as ISO 8601 (an offset is honoured, none means UTC) and naive datetimes
 are taken as UTC. The loaders return text ids and names as pandas categoricals (user ids of both tables
@@ -18,9 +22,10 @@ row's own values (``experiment, user, variation, event, timestamp, value``; as g
 shows its text). Each row gets the first reason that applies, in the order: missing experiment, missing user,
 missing variation/event, missing timestamp, unparsable timestamp, unknown variation, non-numeric value,
 non-finite value. Missing means null or an empty string. The events table is shared by all experiments, so
-each experiment's ``quarantined`` holds its own bad exposure rows, exposure rows naming no experiment, and
-every bad event row. A user's other, valid rows still count. Only a table that is unusable as a whole
-(missing columns, no parsable timestamp at all, numbers for timestamps, unreadable file) raises ``DataError``.
+each experiment's ``quarantined`` holds its own bad exposure rows, exposure rows naming no experiment, every
+bad event row, and its own missing-value quarantine (below). A user's other, valid rows still count. Only a
+table that is unusable as a whole (missing columns, no parsable timestamp at all, numbers for timestamps,
+unreadable file) raises ``DataError``.
 
 Semantics of ``aggregate``/``aggregate_many``:
 
@@ -33,10 +38,21 @@ Semantics of ``aggregate``/``aggregate_many``:
 - binomial: 1 when the user has any event in the window; mean: sum of event values (0 without events, or
   not analysed when ``missing="exclude"``); ratio: per-user numerator and denominator sums, users whose
   denominator sum is 0 not analysed;
+- a missing value (empty cell of a measured event, see above) in a row a mean or ratio metric reads (its
+  window or its covariate window) follows the metric's ``missing``: ``"zero"`` counts the row with value 0;
+  ``"exclude"`` ignores the row, so a mean's user whose only rows in the window are valueless is not analysed
+  (a ratio keeps its rule: analysed when the denominator sum is not 0); ``"quarantine"`` ignores the row and
+  adds it to the experiment's ``quarantined`` (and ``quarantined_events``) with the reason ``no value for
+  'purchase', which metric 'revenue' measures (missing = quarantine)``, while users without the event count 0
+  as with ``"zero"``. The policy is per metric: a row several metrics read is quarantined (listed once, naming
+  every quarantine metric) and left out of those metrics only; a ``"zero"`` metric on the same event still
+  counts it as 0, an ``"exclude"`` one ignores it, a binomial one counts it as the event happening. Whatever
+  the policy, ``ExperimentData.missing_values`` says how many such rows each metric met;
 - the covariate is the same per-user quantity over the pre-period window (for ratios the numerator sum,
   because ``ArmStats`` has no covariate x denominator sum); it is summed over the analysed users only and
   ``has_covariate`` is True for a metric only when ``pre_period_days > 0`` and at least one user of the
-  experiment has a pre-period event of that metric (numerator or denominator).
+  experiment has a pre-period event of that metric (numerator or denominator; a valued one unless the
+  metric's ``missing`` is ``"zero"``).
 
 Speed: ids and names become integer codes once (a categorical's codes, dense integer ids minus their
 minimum, or one ``pd.factorize`` over both tables' text ids); first exposures and the multiple-exposure check
@@ -53,7 +69,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -83,9 +99,17 @@ _TEXT_COLUMNS = ("experiment", "user", "variation", "event", "timestamp", "value
 _KEY_COLUMNS = ("experiment", "user", "variation", "event")
 
 _NS_MAX = np.iinfo(np.int64).max
+RECENT_DAYS = 7
 _NS_MIN = np.iinfo(np.int64).min  # NaT's integer value
 _NS_PER_DAY = 86_400 * 10**9
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
+class MissingValues(NamedTuple):
+    """How many rows with an empty value a metric read (window and covariate window), and what it did."""
+
+    rows: int
+    policy: str  # the metric's ``missing``: "zero", "exclude" or "quarantine"
 
 
 @dataclass(frozen=True)
@@ -96,7 +120,19 @@ class ExperimentData:
     (single-variation users with an exposure inside the window). ``exposure_rows`` counts every row of this
     experiment in the exposures table; of those ``outside_window`` were ignored and ``quarantined_exposures``
     quarantined (that count also includes rows naming no experiment). ``events_attributed`` counts event rows
-    that fell into some metric's window (each row once), ``pre_period_events`` those in a covariate window.
+    that fell into some metric's window (each row once, valued or not), ``pre_period_events`` those in a
+    covariate window. ``quarantined_events`` counts the bad rows of the shared events table plus this
+    experiment's missing-value quarantine.
+
+    ``missing_values[metric]`` is ``MissingValues(rows, policy)`` (a named tuple, so ``rows, policy = ...``
+    works) for each mean or ratio metric that read at least one row with a missing value: ``rows`` counts the
+    rows of its event(s) (numerator and denominator) in its window or covariate window whose value was empty,
+    ``policy`` is the metric's ``missing`` (``"zero"``, ``"exclude"`` or ``"quarantine"``) that said what
+    became of them. Metrics that met no missing value (and binomial metrics, which ignore values) are absent.
+
+    ``recent_users_per_day`` is the rate of new analysed users (first exposure) over the last ``RECENT_DAYS``
+    days before the window's end (the experiment's end, ``as_of`` or the latest exposure), or over its whole
+    span when shorter: what turns "users still needed" into days. None without users.
     """
 
     key: str
@@ -110,6 +146,8 @@ class ExperimentData:
     events_attributed: int
     pre_period_events: int
     quarantined: pd.DataFrame = field(repr=False)
+    missing_values: dict[str, MissingValues] = field(default_factory=dict)
+    recent_users_per_day: float | None = None
 
     @property
     def quarantined_rows(self) -> int:
@@ -126,8 +164,9 @@ def load_table(source: str | Path, *, kind: TableKind) -> pd.DataFrame:
     ``kind`` says which columns are required. Text id and name columns (experiment, user, variation, event)
     come back as pandas categoricals: encoded once here with pyarrow, a ten-million-row table stays small
     and every later ``aggregate`` call works on the codes instead of hashing strings again. Integer ids stay
-    integers. Timestamps become ``datetime64[ns, UTC]`` and ``value`` floats when every cell parses;
-    otherwise the column is left as text so ``aggregate`` can quarantine the bad rows with what they said.
+    integers. Timestamps become ``datetime64[ns, UTC]`` and ``value`` floats (NaN for an empty cell) when
+    every cell parses; otherwise the column is left as text so ``aggregate`` can quarantine the bad rows with
+    what they said.
     """
     _check_kind(kind)
     table = _read_arrow(Path(source), kind)
@@ -396,7 +435,10 @@ def _timestamps_ns(col: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _values(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Event values as floats (empty cells 1.0) and a mask of cells that are not numbers."""
+    """Event values as floats (NaN for an empty cell or one that is not a number) and a mask of the latter.
+
+    The array may share memory with ``col``: callers copy before writing to it.
+    """
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.zeros(len(values), dtype=bool)
@@ -404,7 +446,6 @@ def _values(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         missing = _missing_mask(col)
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.isnan(values) & ~missing
-    values = np.where(np.isnan(values) & ~bad, 1.0, values)
     return values, bad
 
 
@@ -548,9 +589,14 @@ class _Events:
 
     user: np.ndarray
     ts: np.ndarray
-    value: np.ndarray
+    value: np.ndarray  # 1.0 for a count event's row, 0.0 for a missing value
     bounds: dict[str, tuple[int, int]]  # event name -> its slice of the arrays
     quarantine: pd.DataFrame
+    # Only when some kept row has a missing value (None otherwise, the common case): the mask of those rows,
+    # every kept row's position in the table (for the quarantine) and the event names concerned.
+    missing: np.ndarray | None = None
+    pos: np.ndarray | None = None
+    missing_names: frozenset[str] = frozenset()
 
 
 def _reasons(candidates: np.ndarray, checks: Sequence[tuple[np.ndarray, str]]) -> np.ndarray:
@@ -569,7 +615,7 @@ def _quarantine_frame(table: str, frame: pd.DataFrame, positions: np.ndarray, re
     if len(positions):
         for column in QUARANTINE_COLUMNS[3:]:
             if column in frame.columns:
-                out[column] = frame[column].iloc[positions].astype(object).to_numpy()
+                out[column] = frame[column].iloc[positions].to_numpy(dtype=object)  # (astype: slow on categoricals)
     return out
 
 
@@ -637,11 +683,25 @@ def _prepare_events(events: pd.DataFrame, user: np.ndarray, names_needed: set[st
     n = len(events)
     name_codes, name_uniques = _codes(events["event"])
     ts, ts_missing, ts_bad = _timestamps_ns(events["timestamp"], "events timestamp")
+    empty: np.ndarray | None = None
     if "value" in events.columns:
         value, value_bad = _values(events["value"])
+        nan = np.isnan(value)
+        if nan.any():
+            value = value.copy()  # may be the caller's column
+            # Names with a number in some row (valid or not) are measured; the others count their rows.
+            measured = np.bincount(name_codes[~nan] + 1, minlength=len(name_uniques) + 1)[1:] > 0
+            blank = np.flatnonzero(nan & ~value_bad)
+            missing_at = blank[np.append(measured, False)[name_codes[blank]]]  # no name (-1): False
+            value[blank] = 1.0
+            if len(missing_at):
+                value[missing_at] = 0.0
+                empty = np.zeros(n, dtype=bool)
+                empty[missing_at] = True
+        del nan
     else:
         value, value_bad = np.ones(n), np.zeros(n, dtype=bool)
-    infinite = ~np.isfinite(value) & ~value_bad
+    infinite = np.isinf(value)
     problem = (user == -1) | (name_codes < 0) | ts_missing | ts_bad | value_bad | infinite
     cand = np.flatnonzero(problem)
     reasons = _reasons(
@@ -664,7 +724,13 @@ def _prepare_events(events: pd.DataFrame, user: np.ndarray, names_needed: set[st
     keep = keep[np.argsort(names.astype(np.int16 if len(name_uniques) < 2**15 else np.int64), kind="stable")]
     edges = np.concatenate([[0], np.cumsum(np.bincount(names, minlength=len(name_uniques)))])
     bounds = {str(u): (int(edges[c]), int(edges[c + 1])) for c, u in enumerate(name_uniques) if wanted[c]}
-    return _Events(user=user[keep], ts=ts[keep], value=value[keep], bounds=bounds, quarantine=quarantine)
+    out = _Events(user=user[keep], ts=ts[keep], value=value[keep], bounds=bounds, quarantine=quarantine)
+    if empty is not None:
+        missing = empty[keep]
+        if missing.any():
+            out.missing, out.pos = missing, keep
+            out.missing_names = frozenset(str(name_uniques[c]) for c in np.unique(name_codes[keep[missing]]))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- aggregation
@@ -721,7 +787,8 @@ def aggregate_many(
         k = len(spec.variations)
         users = np.bincount(arms.arm, minlength=k)
         stats = {m.name: _metric_stats(m, spec, arms.arm, windows, users) for m in spec.metrics}
-        pieces = [q for q in (xp.quarantine[i], xp.unattributed, ev.quarantine) if len(q)]
+        missing_values, held = _missing_values(spec, windows, events)
+        pieces = [q for q in (xp.quarantine[i], xp.unattributed, ev.quarantine, held) if len(q)]
         results[spec.key] = ExperimentData(
             key=spec.key,
             stats=stats,
@@ -730,12 +797,60 @@ def aggregate_many(
             multiple_exposures=arms.multiple,
             outside_window=outside,
             quarantined_exposures=len(xp.quarantine[i]) + len(xp.unattributed),
-            quarantined_events=len(ev.quarantine),
+            quarantined_events=len(ev.quarantine) + len(held),
             events_attributed=windows.attributed,
             pre_period_events=windows.pre_attributed,
             quarantined=pd.concat(pieces, ignore_index=True) if pieces else xp.quarantine[i],
+            missing_values=missing_values,
+            recent_users_per_day=_recent_rate(arms.first, cutoff),
         )
     return results
+
+
+def _recent_rate(first: np.ndarray, cutoff: int) -> float | None:
+    """New users per day over the last ``RECENT_DAYS`` before ``cutoff`` (or the latest first exposure)."""
+    if not len(first):
+        return None
+    end = cutoff if cutoff != _NS_MAX else int(first.max()) + 1
+    span = min(RECENT_DAYS * _NS_PER_DAY, end - int(first.min()))
+    if span <= 0:
+        return None
+    return float(np.count_nonzero(first >= end - span)) / (span / _NS_PER_DAY)
+
+
+def _missing_values(
+    spec: ExperimentSpec, windows: _EventWindows, events: pd.DataFrame
+) -> tuple[dict[str, MissingValues], pd.DataFrame]:
+    """Rows with a missing value per mean/ratio metric, and the rows its quarantine metrics quarantine.
+
+    A row is quarantined once per experiment, its reason naming every quarantine metric that reads its event
+    (all metrics of an experiment share its windows, so they read the same rows of an event).
+    """
+    counts: dict[str, MissingValues] = {}
+    holders: dict[str, list[str]] = {}  # event name -> quarantine metrics reading it
+    for metric in spec.metrics:
+        if metric.kind == "binomial":
+            continue  # values play no part
+        names = list(dict.fromkeys(_metric_events(metric)))
+        rows = sum(len(windows.get(name).missing_rows) for name in names)
+        if rows:
+            counts[metric.name] = MissingValues(rows, metric.missing)
+            if metric.missing == "quarantine":
+                for name in names:
+                    holders.setdefault(name, []).append(metric.name)
+    positions, reasons = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=object)]
+    for name, metrics in holders.items():
+        rows_at = windows.get(name).missing_rows
+        which = (
+            f"metric {metrics[0]!r} measures"
+            if len(metrics) == 1
+            else f"metrics {', '.join(map(repr, metrics))} measure"
+        )
+        positions.append(rows_at)
+        reasons.append(np.full(len(rows_at), f"no value for {name!r}, which {which} (missing = quarantine)", object))
+    at = np.concatenate(positions)
+    order = np.argsort(at, kind="stable")
+    return counts, _quarantine_frame("events", events, at[order], np.concatenate(reasons)[order])
 
 
 def _metric_events(metric: MetricSpec) -> list[str]:
@@ -765,17 +880,35 @@ class _Arms:
         self.m = len(members)
 
 
+@dataclass
+class _Window:
+    """One event name's per-user counts and value sums (local user codes) in the metric and covariate windows.
+
+    ``count``/``pre_count`` count every row, ``valued``/``pre_valued`` only rows with a value (the same
+    arrays when no row of the name misses its value); missing values add 0 to the sums. ``missing_rows``
+    holds the table positions of the rows with a missing value in either window.
+    """
+
+    count: np.ndarray
+    valued: np.ndarray
+    total: np.ndarray
+    pre_count: np.ndarray
+    pre_valued: np.ndarray
+    pre_total: np.ndarray
+    missing_rows: np.ndarray
+
+
 class _EventWindows:
     """Per analysed user: event counts and value sums in the metric and covariate windows, per event name."""
 
     def __init__(self, ev: _Events, arms: _Arms, cutoff: int, pre_ns: int) -> None:
         self.ev, self.arms, self.cutoff, self.pre_ns = ev, arms, cutoff, pre_ns
-        self.cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.cache: dict[str, _Window] = {}
         self.attributed = 0
         self.pre_attributed = 0
 
-    def get(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(count in window, sum in window, count in pre-period, sum in pre-period) per local user code."""
+    def get(self, name: str) -> _Window:
+        """The name's ``_Window`` (computed once per experiment)."""
         if name not in self.cache:
             lo, hi = self.ev.bounds.get(name, (0, 0))
             local = self.arms.local[self.ev.user[lo:hi]]
@@ -790,8 +923,18 @@ class _EventWindows:
                 pre_count, pre_total = self._sums(local, value, before)
                 self.pre_attributed += int(before.sum())
             else:
+                before = None
                 pre_count = pre_total = np.zeros(self.arms.m)
-            self.cache[name] = (count, total, pre_count, pre_total)
+            valued, pre_valued, missing_rows = count, pre_count, np.empty(0, dtype=np.int64)
+            if self.ev.missing is not None and self.ev.pos is not None and name in self.ev.missing_names:
+                missing = self.ev.missing[lo:hi][mine]
+                valued = count - np.bincount(local[after & missing], minlength=self.arms.m)
+                read = after
+                if before is not None:
+                    pre_valued = pre_count - np.bincount(local[before & missing], minlength=self.arms.m)
+                    read = after | before
+                missing_rows = self.ev.pos[lo:hi][mine][read & missing]
+            self.cache[name] = _Window(count, valued, total, pre_count, pre_valued, pre_total, missing_rows)
         return self.cache[name]
 
     def _sums(self, local: np.ndarray, value: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -804,20 +947,24 @@ class _EventWindows:
 def _metric_stats(
     metric: MetricSpec, spec: ExperimentSpec, arm: np.ndarray, windows: _EventWindows, users: np.ndarray
 ) -> dict[str, ArmStats]:
-    count, total, pre_count, pre_total = windows.get(metric.event)
+    w = windows.get(metric.event)
     den: np.ndarray | None = None
-    has_pre = pre_count
+    # Rows a metric counts as events: all for "zero" (a missing value is 0), valued ones for "exclude" and
+    # "quarantine" (the row is ignored). The sums are the same either way: a missing value adds 0.
+    zero = metric.missing == "zero"
+    has_pre = w.pre_count if zero else w.pre_valued
     if metric.kind == "binomial":
-        value, cov = (count > 0).astype(np.float64), (pre_count > 0).astype(np.float64)
+        value, cov = (w.count > 0).astype(np.float64), (w.pre_count > 0).astype(np.float64)
         analysed = None
+        has_pre = w.pre_count
     elif metric.kind == "mean":
-        value, cov = total, pre_total
-        analysed = count > 0 if metric.missing == "exclude" else None
+        value, cov = w.total, w.pre_total
+        analysed = w.valued > 0 if metric.missing == "exclude" else None
     else:
-        _, den, den_pre_count, _ = windows.get(metric.denominator_event or "")
-        value, cov = total, pre_total
+        d = windows.get(metric.denominator_event or "")
+        value, cov, den = w.total, w.pre_total, d.total
         analysed = den != 0
-        has_pre = pre_count + den_pre_count
+        has_pre = has_pre + (d.pre_count if zero else d.pre_valued)
     # Whether CUPED has anything to work with is decided per metric across all arms, never per arm.
     has_cov = spec.pre_period_days > 0 and bool(np.any(has_pre > 0))
 

@@ -20,18 +20,38 @@ MetricKind = Literal["binomial", "mean", "ratio"]
 class MetricSpec(BaseModel):
     """One metric of an experiment.
 
-    - ``binomial``: per user 1 if the user had at least one ``event`` after exposure, else 0.
+    - ``binomial``: per user 1 if the user had at least one ``event`` after exposure, else 0. Values play no
+      part (a conversion is the event happening), so ``missing`` does not apply.
     - ``mean``: per user the sum of ``event`` values after exposure; users without the event count as 0
       unless ``missing="exclude"`` (a measurement some users never produce, such as a load time).
     - ``ratio``: sum of ``event`` values over sum of ``denominator_event`` values, per user, analysed with the
       delta method (for example clicks per session); users with a zero denominator carry no information.
+
+    Values and ``missing``: an event name none of whose rows holds a number in ``value`` (no value column, or
+    every cell of that name empty) is a count event - each row is worth 1, so "sessions per user" is a mean of
+    ``session``. An event name that has a number in some rows is measured: there an empty cell is a missing
+    value, never 1, and ``missing`` says what a mean or ratio metric (numerator or denominator) does with it:
+
+    - ``"zero"`` (default): the row counts with value 0; users without the event count as 0;
+    - ``"exclude"``: the row is ignored, and a mean's users without a valued row in the window are not
+      analysed (a ratio still analyses every user with a non-zero denominator);
+    - ``"quarantine"``: the row is ignored by this metric and reported in ``ExperimentData.quarantined`` with
+      the reason; users without the event count as 0, as with ``"zero"``.
+
+    Each metric applies its own policy to a row that several metrics read. How many rows were missing is
+    reported per metric in ``ExperimentData.missing_values`` whatever the policy.
     """
 
     name: str = Field(min_length=1)
     kind: MetricKind
     event: str = Field(min_length=1, description="Event name whose occurrences/values make the numerator.")
     denominator_event: str | None = Field(None, description="Ratio metrics only: the denominator's event.")
-    missing: Literal["zero", "exclude"] = "zero"
+    missing: Literal["zero", "exclude", "quarantine"] = Field(
+        "zero",
+        description="Users without the event, and rows of a measured event with an empty value: zero (they count "
+        "0), exclude (rows ignored; a mean leaves users without a valued row out) or quarantine (rows reported "
+        "as quarantined and ignored; users without the event count 0).",
+    )
     higher_is_better: bool = True
     guardrail: bool = Field(False, description="A metric that must not get worse, rather than one to improve.")
     guardrail_tolerance: float = Field(

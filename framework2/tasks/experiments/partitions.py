@@ -67,7 +67,17 @@ def analyse_partition(
     exposures, events = read_tables(sources)
     data = aggregate_many(specs, exposures, events, as_of=as_of)
     analysed = [
-        (spec, data[spec.key], analyse(spec, data[spec.key].stats, previous.get(spec.key), as_of=as_of))
+        (
+            spec,
+            data[spec.key],
+            analyse(
+                spec,
+                data[spec.key].stats,
+                previous.get(spec.key),
+                as_of=as_of,
+                users_per_day=data[spec.key].recent_users_per_day,
+            ),
+        )
         for spec in specs
     ]
     return analysed, len(exposures), len(events)

@@ -12,6 +12,11 @@ from framework2.tasks.experiments.analysis import Comparison, ExperimentAnalysis
 from framework2.tasks.experiments.data import ExperimentData
 
 VERDICT_MARK = {"ship": "✅ ship", "keep running": "⏳ keep running", "stop": "⛔ stop"}
+MISSING_SAID = {
+    "zero": "counted as 0 (missing = zero)",
+    "exclude": "left out, and users with no valued row not analysed (missing = exclude)",
+    "quarantine": "quarantined with the reason and left out (missing = quarantine)",
+}
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
@@ -171,6 +176,10 @@ def experiment_markdown(
             f"variation, {data.outside_window:,} exposures outside the experiment window, {data.quarantined_rows:,} "
             "quarantined rows (see the store's quarantine with the reasons)."
         )
+        if data.recent_users_per_day is not None:
+            lines.append(f"New users lately: {data.recent_users_per_day:,.0f} a day (the rate the days to decide use).")
+        for metric, (rows, policy) in data.missing_values.items():
+            lines.append(f"⚠ {metric}: {rows:,} event rows had no value — {MISSING_SAID[policy]}.")
     for breach in analysis.breached_guardrails:
         lines += ["", f"⚠ Guardrail breached: {breach.message}"]
     lines += [
