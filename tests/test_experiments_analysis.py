@@ -413,3 +413,11 @@ def test_the_experiment_artifact_says_how_many_values_were_missing_and_what_beca
     text = experiment_markdown(result, data)
     assert "⚠ revenue: 12 event rows had no value — quarantined with the reason and left out" in text
     assert "New users lately: 140 a day" in text
+
+
+def test_a_metric_states_the_effect_its_users_to_decide_are_for() -> None:
+    stated = CONV.model_copy(update={"target_effect": 0.05})
+    arms = {"conversion": {"A": conversions("A", 500, 5000), "B": conversions("B", 520, 5000)}}
+    default, five = analyse(spec_of(CONV), arms).comparisons[0], analyse(spec_of(stated), arms).comparisons[0]
+    assert (default.target_effect, five.target_effect) == (0.1, 0.05)
+    assert five.users_needed > 3 * default.users_needed  # half the effect takes about four times the users

@@ -127,7 +127,9 @@ class Comparison(BaseModel):
         "detects with 80 % power at the family's Bonferroni alpha.",
     )
     target_effect: float | None = Field(
-        None, description="The relative effect the users-needed figures are for (the metric's, else sequential_tau)."
+        None,
+        description="The relative effect the users-needed figures are for (the metric's target_effect, else "
+        "the experiment's sequential_tau).",
     )
     users_needed: int | None = Field(
         None,
@@ -646,7 +648,8 @@ def _to_decision(
     comp: Comparison, spec: ExperimentSpec, alpha: float, users_per_day: float | None, all_users: int
 ) -> dict[str, Any]:
     """Users (and days) the comparison still needs to detect its target effect, always-valid and fixed-horizon."""
-    target = spec.sequential_tau
+    metric = next(m for m in spec.metrics if m.name == comp.metric)
+    target = metric.target_effect or spec.sequential_tau
     n = comp.control_n + comp.treatment_n
     assert comp.se is not None
     out: dict[str, Any] = {"target_effect": target}

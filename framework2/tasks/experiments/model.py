@@ -63,6 +63,12 @@ class MetricSpec(BaseModel):
         "then the confidence interval) or informative, N(0, prior_sd^2) on the relative lift.",
     )
     prior_sd: float = Field(0.3, gt=0, description="The informative prior's sd on the relative lift (0.3 = 30 %).")
+    target_effect: float | None = Field(
+        None,
+        gt=0,
+        description="The smallest relative effect worth detecting (0.05 = 5 %): how many more users and days a "
+        "decision needs is worked out for it. Default: the experiment's sequential_tau.",
+    )
 
     @model_validator(mode="after")
     def _ratio_has_denominator(self) -> MetricSpec:
