@@ -143,8 +143,12 @@ def test_inconclusive_keeps_running_with_chance_to_beat() -> None:
     assert (result.decision, result.rule, result.decisive) == ("keep running", "inconclusive", False)
     comp = result.comparisons[0]
     assert 0.5 < comp.chance_to_beat < 0.95
-    assert f"'B''s chance to beat control is {comp.chance_to_beat:.0%}" in result.reason
-    assert "+6.0%" in result.reason
+    assert (
+        f"the chance that 'B' beats control is {comp.chance_to_beat:.0%}: +6.0% (always-valid 95% CI" in result.reason
+    )
+    # The interval quoted is the adjusted always-valid one the verdict follows, so it cannot contradict it.
+    assert comp.seq_ci_adjusted_low < 0 < comp.seq_ci_adjusted_high
+    assert f"always-valid 95% CI {comp.seq_ci_adjusted_low:+.1%} to" in result.reason
 
 
 def test_zero_conversion_control_reports_absolute_difference_and_bayes() -> None:
@@ -329,7 +333,11 @@ def test_an_experiment_past_its_end_without_a_verdict_stops_and_says_what_it_cou
     comp = ended.comparisons[0]
     assert (ended.decision, ended.rule, ended.decisive) == ("stop", "ended", False)
     assert ended.reason.startswith("ended 2026-03-31: no detectable effect on 'conversion' at this sample size")
-    assert f"smallest effect detectable with 80% power \u00b1{comp.mde:.1%}" in ended.reason
+    assert (
+        f"smallest effect detectable with 80% power \u00b1{comp.mde_sequential:.1%} by the always-valid test "
+        f"(\u00b1{comp.mde:.1%} for a single planned look)" in ended.reason
+    )
+    assert comp.mde_sequential > 1.3 * comp.mde  # daily looks cost detectable effect
     # At 10 % conversion and 5,000 users per arm a ~17 % lift is what 80 % power needs.
     assert 0.15 < comp.mde < 0.19
     # A verdict reached before the end stands: the end date does not turn a ship into a stop.
@@ -384,8 +392,9 @@ def test_the_experiment_artifact_shows_the_mde_the_users_to_decide_and_each_metr
     result = analyse(spec_of(CONV, informative), stats, users_per_day=400)
     text = experiment_markdown(result)
     comp = result.comparison("conversion", "B")
-    assert "| MDE now | users to decide |" in text
-    assert f"±{comp.mde * 100:.1f} %" in text and f"+{comp.users_needed:,} (~" in text
+    assert "| MDE now | users to decide | always-valid CI (adj.) |" in text
+    assert f"±{comp.mde_sequential * 100:.1f} % (one look ±{comp.mde * 100:.1f} %)" in text
+    assert f"+{comp.users_needed:,} (~" in text
     assert "conversion: flat prior; revenue: N(0, 0.3^2) prior" in text
     assert "so it excludes 0 exactly when the result is significant" in text
 
@@ -421,3 +430,26 @@ def test_a_metric_states_the_effect_its_users_to_decide_are_for() -> None:
     default, five = analyse(spec_of(CONV), arms).comparisons[0], analyse(spec_of(stated), arms).comparisons[0]
     assert (default.target_effect, five.target_effect) == (0.1, 0.05)
     assert five.users_needed > 3 * default.users_needed  # half the effect takes about four times the users
+
+
+def test_an_informative_prior_says_where_it_moved_the_lift_and_a_naive_as_of_is_utc() -> None:
+    from datetime import datetime
+
+    informative = CONV.model_copy(update={"prior": "informative"})
+    small = {"conversion": {"A": conversions("A", 10, 50), "B": conversions("B", 18, 50)}}
+    comp = analyse(spec_of(informative), small).comparisons[0]
+    assert comp.posterior_mean < comp.rel_lift  # +80 % observed, pulled toward no effect
+    assert f"posterior lift {comp.posterior_mean:+.1%}" in " ".join(comp.notes)
+    assert f"against the observed {comp.rel_lift:+.1%}" in " ".join(comp.notes)
+    ended = analyse(spec_of(CONV, end=datetime(2026, 3, 31)), small, as_of=datetime(2026, 4, 2))  # both naive
+    assert ended.rule == "ended"
+
+
+def test_a_shipped_comparison_shows_decided_rather_than_users_to_decide() -> None:
+    from framework2.tasks.experiments.report import experiment_markdown
+
+    result = analyse(
+        spec_of(CONV), {"conversion": {"A": conversions("A", 500, 5000), "B": conversions("B", 700, 5000)}}
+    )
+    assert result.decision == "ship"
+    assert "| decided |" in experiment_markdown(result)

@@ -42,3 +42,29 @@ def test_users_needed_say_nothing_without_a_usable_error_or_effect():
     assert sequential_users_needed(0.05, 100, 0.0, 0.05, 0.1) is None
     # An effect that would need a million times the users is not an answer worth printing.
     assert fixed_users_needed(1.0, 10, 1e-6, 0.05) is None
+
+
+def test_users_to_decide_are_planned_at_the_effect_sought_not_the_one_observed():
+    # Observed: control 130/1000, treatment 100/1000 (a lower treatment). Planning at the observed treatment rate
+    # said ~12,600 users; a true +/-10 % effect on a 13 % rate needs ~24,000 for 80 % power in one look.
+    from framework2.tasks.experiments.analysis import analyse
+    from framework2.tasks.experiments.model import ArmStats, ExperimentSpec, MetricSpec
+
+    spec = ExperimentSpec(
+        key="plan",
+        variations=["c", "t"],
+        metrics=[MetricSpec(name="conv", kind="binomial", event="buy")],
+        correction="none",
+    )
+    comp = analyse(spec, {"conv": {"c": ArmStats("c", 1000, 1000, 130, 130), "t": ArmStats("t", 1000, 1000, 100, 100)}})
+    comp = comp.comparisons[0]
+    total = comp.users_needed_fixed + 2000
+    rng = np.random.default_rng(7)
+    per_arm = total // 2
+    for effect in (0.1, -0.1):
+        conv_c = rng.binomial(per_arm, 0.13, 20_000) / per_arm
+        conv_t = rng.binomial(per_arm, 0.13 * (1 + effect), 20_000) / per_arm
+        lift = conv_t / conv_c - 1
+        var = conv_t * (1 - conv_t) / per_arm / conv_c**2 + conv_t**2 * conv_c * (1 - conv_c) / per_arm / conv_c**4
+        power = np.mean(np.abs(lift) / np.sqrt(var) > sps.norm.ppf(0.975))
+        assert power >= 0.79, (effect, power, total)

@@ -61,6 +61,7 @@ from framework2.tasks.experiments.model import ArmStats, ExperimentSpec, MetricK
 from framework2.tasks.experiments.power import (
     fixed_users_needed,
     minimum_detectable_effect,
+    sequential_mde,
     sequential_users_needed,
 )
 from framework2.tasks.experiments.sequential import absolute_tau, always_valid_p, confidence_sequence
@@ -126,6 +127,17 @@ class Comparison(BaseModel):
         description="Fixed horizon: the smallest true effect (comparison's scale, either direction) this sample "
         "detects with 80 % power at the family's Bonferroni alpha.",
     )
+    mde_sequential: float | None = Field(
+        None,
+        description="The smallest effect the always-valid test (which the decision follows) detects with 80 % "
+        "power at this sample, at the family's Bonferroni alpha: larger than mde, the price of daily looks.",
+    )
+    planning_variance: float | None = Field(
+        None,
+        description="Var(lift) x users in the pair if the treatment mean were the control's x (1 +/- target): "
+        "what users_needed is planned with (the larger of the two directions).",
+    )
+    posterior_mean: float | None = Field(None, description="Mean of the Bayesian posterior, comparison's scale.")
     target_effect: float | None = Field(
         None,
         description="The relative effect the users-needed figures are for (the metric's target_effect, else "
@@ -366,7 +378,15 @@ def compare(
         credible_low=b.credible_low,
         credible_high=b.credible_high,
         bayes_method=b.method,
+        posterior_mean=b.mean,
     )
+    if prior_sd is not None:
+        notes.append(
+            f"informative prior N(0, {prior_sd:g}^2) on the lift: posterior lift {b.mean:+.1%} "
+            f"[{b.credible_low:+.1%}, {b.credible_high:+.1%}] against the observed {estimate:+.1%}"
+        )
+    if relative:
+        out["planning_variance"] = _planning_variance(metric, kind, mc, vc, c.n, t.n, tau)
 
     if out.get("seq_scale") is None:
         pooled_sd = math.sqrt((vc + vt) / 2)
@@ -422,26 +442,40 @@ def _pval(p: float | None) -> str:
 
 
 def _chance(x: float | None) -> str:
-    # 0.999 printed as "100%" would read as certainty.
+    # 0.9999 printed as "100%" (or 3e-6 as "0.0%") would read as certainty.
     if x is None:
         return "n/a"
+    if 0.999 < x < 1:
+        return ">99.9%"
+    if 0 < x < 0.001:
+        return "<0.1%"
     return f"{x:.1%}" if 0.99 < x < 1 or 0 < x < 0.01 else f"{x:.0%}"
 
 
 def _effect(comp: Comparison, alpha: float) -> str:
-    """A comparison's effect in words: lift with its always-valid and fixed-horizon intervals."""
+    """A comparison's effect in words on its scale, with the intervals adjusted as its significance is (the
+    always-valid one the decision follows, and the fixed-horizon one)."""
     level = f"{1 - alpha:.0%}"
-    if comp.seq_scale == "relative":
-        return (
-            f"{_pct(comp.rel_lift)} (always-valid {level} CI {_pct(comp.seq_ci_low)} to {_pct(comp.seq_ci_high)}; "
-            f"fixed-horizon CI {_pct(comp.ci_low)} to {_pct(comp.ci_high)})"
-        )
-    if comp.seq_scale == "absolute" and comp.abs_diff is not None:
-        return (
-            f"absolute difference {comp.abs_diff:+.4g} (always-valid {level} CI {comp.seq_abs_ci_low:+.4g} to "
-            f"{comp.seq_abs_ci_high:+.4g}; relative lift undefined)"
-        )
-    return f"{_pct(comp.rel_lift)}"
+    relative = comp.scale == "relative"
+    show: Any = _pct if relative else (lambda x: "n/a" if x is None else f"{x:+.4g}")
+    estimate = comp.rel_lift if relative else comp.abs_diff
+    what = "" if relative else "absolute difference "
+    seq = (
+        (comp.seq_ci_adjusted_low, comp.seq_ci_adjusted_high)
+        if comp.seq_ci_adjusted_low is not None
+        else ((comp.seq_ci_low, comp.seq_ci_high) if relative else (comp.seq_abs_ci_low, comp.seq_abs_ci_high))
+    )
+    if seq[0] is None or estimate is None:
+        if estimate is None:
+            return "no estimate"
+        return f"{what}{show(estimate)} (no test yet: see the notes)"
+    fixed = (comp.ci_adjusted_low, comp.ci_adjusted_high)
+    fixed_text = f"; single-planned-look CI {show(fixed[0])} to {show(fixed[1])}" if fixed[0] is not None else ""
+    return (
+        f"{what}{show(estimate)} (always-valid {level} CI {show(seq[0])} to {show(seq[1])}{fixed_text}"
+        + ("" if relative else "; relative lift undefined")
+        + ")"
+    )
 
 
 def _breach(comp: Comparison) -> GuardrailBreach:
@@ -614,6 +648,9 @@ def analyse(
             update["mde"] = minimum_detectable_effect(comp.se, comp.df, spec.alpha / max(family, 1))
             if comp.scale == "relative":
                 update |= _to_decision(comp, spec, spec.alpha / max(family, 1), users_per_day, sum(users.values()))
+            elif comp.seq_best is not None:
+                # On a zero baseline the mixture sd is on the difference's scale (``sequential.absolute_tau``).
+                update["mde_sequential"] = sequential_mde(comp.se, spec.alpha / max(family, 1), comp.seq_best[2])
         if comp.is_guardrail:
             update.update(_guardrail_flags(comp, spec.min_users_per_arm))
         final.append(comp.model_copy(update=update))
@@ -621,7 +658,7 @@ def analyse(
     primary = next((m for m in spec.metrics if not m.guardrail), None)
     breaches = [_breach(c) for c in final if c.guardrail_breached]
     decision, rule, reason, winner = _decide(spec, users, srm, final, primary, breaches)
-    if decision == "keep running" and spec.end is not None and as_of is not None and as_of >= _aware(spec.end):
+    if decision == "keep running" and spec.end is not None and as_of is not None and _aware(as_of) >= _aware(spec.end):
         decision, rule, reason = "stop", "ended", _ended_reason(spec, final, primary, reason)
     return ExperimentAnalysis(
         experiment=spec.key,
@@ -649,12 +686,18 @@ def _to_decision(
 ) -> dict[str, Any]:
     """Users (and days) the comparison still needs to detect its target effect, always-valid and fixed-horizon."""
     metric = next(m for m in spec.metrics if m.name == comp.metric)
-    target = metric.target_effect or spec.sequential_tau
+    target = _target(metric, spec.sequential_tau)
     n = comp.control_n + comp.treatment_n
     assert comp.se is not None
-    out: dict[str, Any] = {"target_effect": target}
-    total = sequential_users_needed(comp.se, n, target, alpha, spec.sequential_tau)
-    fixed = fixed_users_needed(comp.se, n, target, alpha)
+    out: dict[str, Any] = {
+        "target_effect": target,
+        "mde_sequential": sequential_mde(comp.se, alpha, spec.sequential_tau),
+    }
+    if comp.planning_variance is None:
+        return out
+    se = math.sqrt(comp.planning_variance / n)
+    total = sequential_users_needed(se, n, target, alpha, spec.sequential_tau)
+    fixed = fixed_users_needed(se, n, target, alpha)
     out["users_needed"] = None if total is None else max(0, math.ceil(total - n))
     out["users_needed_fixed"] = None if fixed is None else max(0, math.ceil(fixed - n))
     if out["users_needed"] is not None and users_per_day and users_per_day > 0 and all_users > 0:
@@ -662,6 +705,36 @@ def _to_decision(
         share = (comp.control_users + comp.treatment_users) / all_users
         out["days_needed"] = out["users_needed"] / (users_per_day * share) if share > 0 else None
     return out
+
+
+def _target(metric: MetricSpec, tau: float) -> float:
+    """The relative effect a metric's users-to-decide are for: its own, a guardrail's tolerance, else tau."""
+    if metric.target_effect:
+        return metric.target_effect
+    if metric.guardrail and metric.guardrail_tolerance > 0:
+        return metric.guardrail_tolerance
+    return tau
+
+
+def _planning_variance(
+    metric: MetricSpec, kind: MetricKind, mc: float, vc: float, n_c: int, n_t: int, tau: float
+) -> float | None:
+    """Var(lift) x (n_c + n_t) with the treatment mean at the control's x (1 +/- target), the larger of the two."""
+    target = _target(metric, tau)
+    n = n_c + n_t
+    f_c, f_t = n_c / n, n_t / n
+    worst = None
+    for effect in (target, -target):
+        mt = mc * (1 + effect)
+        if kind == "binomial":
+            if not 0 <= mt <= 1:
+                continue
+            vt = mt * (1 - mt)
+        else:
+            vt = vc * (1 + effect) ** 2  # the control's coefficient of variation
+        k = vt / (f_t * mc * mc) + mt * mt * vc / (f_c * mc**4)
+        worst = k if worst is None else max(worst, k)
+    return worst if worst is not None and worst > 0 else None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -672,14 +745,24 @@ def _ended_reason(spec: ExperimentSpec, comps: list[Comparison], primary: Metric
     """What an experiment that ran out of time without a decision found, with the effect it could have seen."""
     assert spec.end is not None
     ended = f"ended {_aware(spec.end):%Y-%m-%d}"
-    prim = [c for c in comps if primary is not None and c.metric == primary.name and c.mde is not None]
+    prim = [c for c in comps if primary is not None and c.metric == primary.name]
     if primary is None or not prim:
         return f"{ended} without a comparison on the primary metric: {why}"
-    sizes = "; ".join(
-        f"{c.variation!r} {_effect(c, spec.alpha)}, smallest effect detectable with 80% power "
-        + (f"\u00b1{c.mde:.1%}" if c.scale == "relative" else f"\u00b1{c.mde:.4g}")
-        for c in prim
-    )
+    if not any(c.mde is not None for c in prim):
+        return f"{ended} before the primary metric {primary.name!r} could be tested: {why}"
+
+    def size(c: Comparison) -> str:
+        show = (lambda x: f"\u00b1{x:.1%}") if c.scale == "relative" else (lambda x: f"\u00b1{x:.4g}")
+        if c.mde is None:
+            return f"{c.variation!r}: no test"
+        # The verdict follows the always-valid test, so its detectable effect is the one that was in reach.
+        reach = c.mde_sequential if c.mde_sequential is not None else c.mde
+        return (
+            f"{c.variation!r} {_effect(c, spec.alpha)}, smallest effect detectable with 80% power {show(reach)} "
+            f"by the always-valid test ({show(c.mde)} for a single planned look)"
+        )
+
+    sizes = "; ".join(size(c) for c in prim)
     return (
         f"{ended}: no detectable effect on {primary.name!r} at this sample size ({sizes}); a smaller effect may "
         "exist: stop, or move the end date and keep running"
@@ -765,9 +848,8 @@ def _decide(
     if ranked:
         best = max(ranked, key=lambda c: c.chance_to_beat or 0.0)
         reason += (
-            f"; {best.variation!r}'s chance to beat control is {_chance(best.chance_to_beat)} "
-            f"(lift {_pct(best.rel_lift)}, 95% credible interval {_pct(best.credible_low)} to "
-            f"{_pct(best.credible_high)})"
+            f"; the chance that {best.variation!r} beats control is {_chance(best.chance_to_beat)}: "
+            f"{_effect(best, spec.alpha)}"
         )
     else:
         reason += "; " + "; ".join(f"{c.variation!r} {_effect(c, spec.alpha)}" for c in prim)
@@ -786,5 +868,8 @@ def _decide(
                 f"{slowest.users_needed:,} more users{days}"
             )
         else:
-            reason += f"; it has the users to detect a \u00b1{slowest.target_effect:.0%} lift with 80% power"
+            reason += (
+                f"; it has had the users to detect a \u00b1{slowest.target_effect:.0%} lift with 80% power, so a "
+                "true effect that large would most likely have shown by now"
+            )
     return "keep running", "inconclusive", reason, None

@@ -19,6 +19,13 @@ Always-valid (the test the decision follows)
     ignores the chance of an earlier crossing, so it errs toward more users. Peeking freely costs users: the
     always-valid test needs more than the fixed-horizon one for the same power.
 
+Which standard error
+    The users needed are planned at the effect sought, not at the effect observed: a lift's variance depends on
+    the treatment mean, so the observed one would make a lower observed treatment need too few users. The
+    analysis passes the standard error the pair would have now if the treatment mean were the control's times
+    (1 +/- effect) — the larger of the two — with a conversion's variance p (1 - p) at that rate and a mean's
+    per-user variance scaled with its mean (the control's coefficient of variation).
+
 Multiple comparisons
     The family's correction is met with Bonferroni's alpha / m, which is what Holm asks of the smallest p-value
     and more than Benjamini-Hochberg asks: the counts err toward more users, never fewer.
@@ -82,5 +89,32 @@ def sequential_users_needed(
         else:
             low = mid
         if high / low < 1.0001:
+            break
+    return float(high)
+
+
+def sequential_mde(se: float, alpha: float, tau: float, power: float = POWER) -> float | None:
+    """The smallest effect the always-valid test detects with ``power`` at the current standard error ``se`` (the
+    test the decision follows: larger than the fixed-horizon MDE, the price of looking every day)."""
+    if not (se > 0 and tau > 0):
+        return None
+    v, target, z = se * se, math.log(1 / alpha), sps.norm.ppf(power)
+
+    def rejects(effect: float) -> bool:
+        low = effect - z * se
+        return low > 0 and float(mixture_log_lr(low, v, tau)) >= target
+
+    low, high = 0.0, se
+    while not rejects(high):
+        high *= 2
+        if high > 1e12 * se:
+            return None
+    for _ in range(100):
+        mid = (low + high) / 2
+        if rejects(mid):
+            high = mid
+        else:
+            low = mid
+        if high - low < 1e-9 * high:
             break
     return float(high)

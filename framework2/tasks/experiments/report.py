@@ -35,6 +35,10 @@ def _num(x: float | None) -> str:
     return f"{x:.4g}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _interval(low: float | None, high: float | None) -> str:
     if low is None or high is None:
         return "—"
@@ -44,22 +48,27 @@ def _interval(low: float | None, high: float | None) -> str:
 def lift_chart(analysis: ExperimentAnalysis) -> str | None:
     """Relative lift per metric and treatment: the fixed-horizon 95 % CI (thick) inside the always-valid
     confidence sequence (thin), guardrails in orange, zero marked. None when no lift could be computed."""
-    rows = [c for c in analysis.comparisons if c.rel_lift is not None]
+    rows = [c for c in analysis.comparisons if c.rel_lift is not None and c.scale == "relative"]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
     labels = []
     for y, c in enumerate(reversed(rows)):
         colour = "#d97706" if c.is_guardrail else ("#15803d" if c.seq_significant else "#1d4ed8")
-        if c.seq_ci_low is not None and c.seq_ci_high is not None:
-            ax.plot([c.seq_ci_low * 100, c.seq_ci_high * 100], [y, y], color=colour, linewidth=1.2, alpha=0.6)
-        if c.ci_low is not None and c.ci_high is not None:
-            ax.plot([c.ci_low * 100, c.ci_high * 100], [y, y], color=colour, linewidth=4, solid_capstyle="butt")
+        # The adjusted intervals, as the significance (and the colour) are.
+        seq = (c.seq_ci_adjusted_low, c.seq_ci_adjusted_high)
+        if None in seq:
+            seq = (c.seq_ci_low, c.seq_ci_high)
+        if None not in seq:
+            ax.plot([seq[0] * 100, seq[1] * 100], [y, y], color=colour, linewidth=1.2, alpha=0.6)
+        fixed = (c.ci_adjusted_low, c.ci_adjusted_high)
+        if None not in fixed:
+            ax.plot([fixed[0] * 100, fixed[1] * 100], [y, y], color=colour, linewidth=4, solid_capstyle="butt")
         ax.plot([c.rel_lift * 100], [y], "o", color="black", markersize=4)
         labels.append(f"{c.metric}{' (guardrail)' if c.is_guardrail else ''}\n{c.variation} vs {c.control}")
     ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.set_xlabel("relative lift, % (thick: 95 % CI; thin: always-valid sequence)")
+    ax.set_xlabel("relative lift, % (thick: 95 % CI; thin: always-valid sequence; both adjusted)")
     ax.set_title(f"{analysis.experiment}: {analysis.decision}")
     ax.grid(axis="x", alpha=0.3)
     return figure_to_data_uri(fig)
@@ -114,13 +123,19 @@ def _scaled_interval(c: Comparison, low: float | None, high: float | None) -> st
 
 
 def _mde(c: Comparison) -> str:
+    """The always-valid test's detectable effect now, with a single planned look's beside it."""
     if c.mde is None:
         return "—"
-    return f"±{c.mde:.4g}" if c.scale == "absolute" else f"±{c.mde * 100:.1f} %"
+    show = (lambda x: f"±{x:.4g}") if c.scale == "absolute" else (lambda x: f"±{x * 100:.1f} %")
+    if c.mde_sequential is None:
+        return f"{show(c.mde)} (one look)"
+    return f"{show(c.mde_sequential)} (one look {show(c.mde)})"
 
 
 def _to_decide(c: Comparison) -> str:
     """More users (and days) the always-valid test needs for the target effect."""
+    if c.seq_significant:
+        return "decided"
     if c.users_needed is None or c.target_effect is None:
         return "—"
     if c.users_needed == 0:
@@ -135,17 +150,25 @@ def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
         cuped = (
             f"yes, variance −{c.variance_reduction * 100:.0f} %" if c.cuped_applied and c.variance_reduction else "no"
         )
+        # Adjusted like the sequential p next to it, so the two never disagree.
         seq = (
-            _interval(c.seq_ci_low, c.seq_ci_high)
+            _scaled_interval(c, c.seq_ci_adjusted_low, c.seq_ci_adjusted_high)
+            if c.seq_ci_adjusted_low is not None
+            else _scaled_interval(c, c.seq_ci_low, c.seq_ci_high)
             if c.seq_scale != "absolute"
             else _scaled_interval(c, c.seq_abs_ci_low, c.seq_abs_ci_high)
+        )
+        loss = (
+            "—"
+            if c.expected_loss is None
+            else (_pct(c.expected_loss, 2) if c.scale != "absolute" else f"{c.expected_loss:.4g}")
         )
         rows.append(
             f"| {c.metric}{' 🛡' if c.is_guardrail else ''} | {c.variation} | {_num(c.control_mean)} → "
             f"{_num(c.treatment_mean)} | {_effect(c)} | {_scaled_interval(c, c.ci_adjusted_low, c.ci_adjusted_high)} "
             f"| {_p(c.p_adjusted)} | {_mde(c)} | {_to_decide(c)} | {seq} | {_p(c.seq_p_adjusted)} "
             f"| {'—' if c.chance_to_beat is None else f'{c.chance_to_beat * 100:.1f} %'} "
-            f"| {_pct(c.expected_loss, 2) if c.expected_loss is not None else '—'} | {cuped} |"
+            f"| {loss} | {cuped} |"
         )
     return rows
 
@@ -172,20 +195,20 @@ def experiment_markdown(
     ]
     if data is not None:
         lines.append(
-            f"Exposure rows {data.exposure_rows:,}; excluded: {data.multiple_exposures:,} users seen in more than one "
-            f"variation, {data.outside_window:,} exposures outside the experiment window, {data.quarantined_rows:,} "
-            "quarantined rows (see the store's quarantine with the reasons)."
+            f"Exposure rows {data.exposure_rows:,}; excluded: {_count(data.multiple_exposures, 'user')} seen in more "
+            f"than one variation, {_count(data.outside_window, 'exposure')} outside the experiment window, "
+            f"{_count(data.quarantined_rows, 'quarantined row')} (see the store's quarantine with the reasons)."
         )
         if data.recent_users_per_day is not None:
             lines.append(f"New users lately: {data.recent_users_per_day:,.0f} a day (the rate the days to decide use).")
         for metric, (rows, policy) in data.missing_values.items():
-            lines.append(f"⚠ {metric}: {rows:,} event rows had no value — {MISSING_SAID[policy]}.")
+            lines.append(f"⚠ {metric}: {_count(rows, 'event row')} had no value — {MISSING_SAID[policy]}.")
     for breach in analysis.breached_guardrails:
         lines += ["", f"⚠ Guardrail breached: {breach.message}"]
     lines += [
         "",
         "| metric | variation | control → treatment | lift | CI (adj.) | p (adj.) | MDE now | users to decide "
-        "| always-valid CI | seq. p (adj.) | chance to beat | expected loss | CUPED |",
+        "| always-valid CI (adj.) | seq. p (adj.) | chance to beat | expected loss | CUPED |",
         "|---|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|",
         *(
             _comparison_rows(analysis.comparisons)

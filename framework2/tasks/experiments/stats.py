@@ -408,6 +408,7 @@ class BayesResult:
     credible_low: float
     credible_high: float
     method: str
+    mean: float = math.nan
 
 
 def bayes_normal(
@@ -431,4 +432,4 @@ def bayes_normal(
     loss = float(m * sps.norm.cdf(m / sd) + sd * sps.norm.pdf(m / sd))
     q = float(sps.norm.ppf(0.5 + level / 2))
     prior = "flat prior" if prior_sd is None else f"N(0, {prior_sd:g}^2) prior"
-    return BayesResult(chance, loss, mean - q * sd, mean + q * sd, f"normal posterior of the {scale}, {prior}")
+    return BayesResult(chance, loss, mean - q * sd, mean + q * sd, f"normal posterior of the {scale}, {prior}", mean)
