@@ -453,3 +453,12 @@ def test_a_shipped_comparison_shows_decided_rather_than_users_to_decide() -> Non
     )
     assert result.decision == "ship"
     assert "| decided |" in experiment_markdown(result)
+
+
+def test_the_history_chart_draws_the_adjusted_sequence_and_older_analyses_as_stored() -> None:
+    from framework2.tasks.experiments.report import _sequence
+
+    adjusted = {"seq_ci_low": 0.001, "seq_ci_high": 0.289, "seq_ci_adjusted_low": -0.011, "seq_ci_adjusted_high": 0.301}
+    assert _sequence(adjusted) == (pytest.approx(-1.1), pytest.approx(30.1))
+    older = {"seq_ci_low": 0.001, "seq_ci_high": 0.289}  # stored before adjusted sequences existed
+    assert _sequence(older) == (pytest.approx(0.1), pytest.approx(28.9))

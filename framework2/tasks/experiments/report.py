@@ -84,9 +84,7 @@ def history_chart(history: Sequence[tuple[datetime, Mapping[str, Any]]]) -> str 
     for at, analysis in history:
         for c in analysis.get("comparisons", []):
             if c.get("metric") == primary and c.get("rel_lift") is not None:
-                series.setdefault(c["variation"], []).append(
-                    (at, c["rel_lift"] * 100, _scaled(c.get("seq_ci_low")), _scaled(c.get("seq_ci_high")))
-                )
+                series.setdefault(c["variation"], []).append((at, c["rel_lift"] * 100, *_sequence(c)))
     if not series:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
@@ -107,6 +105,13 @@ def history_chart(history: Sequence[tuple[datetime, Mapping[str, Any]]]) -> str 
 
 def _scaled(x: float | None) -> float | None:
     return None if x is None else x * 100
+
+
+def _sequence(c: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """A stored comparison's always-valid interval in %, adjusted as its p-value was (older analyses: as stored)."""
+    if c.get("seq_ci_adjusted_low") is not None:
+        return _scaled(c.get("seq_ci_adjusted_low")), _scaled(c.get("seq_ci_adjusted_high"))
+    return _scaled(c.get("seq_ci_low")), _scaled(c.get("seq_ci_high"))
 
 
 def _effect(c: Comparison) -> str:
@@ -161,7 +166,7 @@ def _comparison_rows(comparisons: Sequence[Comparison]) -> list[str]:
         loss = (
             "—"
             if c.expected_loss is None
-            else (_pct(c.expected_loss, 2) if c.scale != "absolute" else f"{c.expected_loss:.4g}")
+            else (f"{c.expected_loss * 100:.2f} %" if c.scale != "absolute" else f"{c.expected_loss:.4g}")
         )
         rows.append(
             f"| {c.metric}{' 🛡' if c.is_guardrail else ''} | {c.variation} | {_num(c.control_mean)} → "
@@ -233,8 +238,9 @@ def experiment_markdown(
         "- Lift, CI (adj.) and p (adj.) are one fixed-horizon Welch t test on the relative lift (on the difference "
         "where the control is 0), valid only if this is the single planned look. The CI is adjusted with the "
         f"p-value ({analysis.correction}), so it excludes 0 exactly when the result is significant.",
-        "- MDE now: the smallest true effect, either way, this sample detects with 80 % power at the fixed horizon "
-        "(Bonferroni over the comparisons); an effect smaller than it can exist unseen. Users to decide: how many "
+        "- MDE now: the smallest true effect, either way, this sample detects with 80 % power by the always-valid "
+        "test the recommendation follows, and in brackets by a single planned look (Bonferroni over the "
+        "comparisons); an effect smaller than it can exist unseen. Users to decide: how many "
         "more users (both arms; days at the recent rate of new users) the always-valid test, which the "
         "recommendation follows, needs to detect the stated lift with 80 % power — more than a single planned look "
         "would need, the price of looking every day.",
