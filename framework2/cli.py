@@ -268,7 +268,6 @@ def run(
 def _run_deployment(name: str) -> None:
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
-    from prefect.flow_runs import wait_for_flow_run
 
     from framework2.deployments.setup import KUBERNETES_WORK_POOL, WORK_POOL
 
@@ -276,7 +275,8 @@ def _run_deployment(name: str) -> None:
         flow_run = run_deployment(name=name, timeout=0)
     except ObjectNotFound:
         raise Framework2Error(f"deployment {name!r} does not exist", hint="run `framework2 init` first") from None
-    console.print(f"started {name}: {ui_url()}/runs/flow-run/{flow_run.id}")
+    link = f"{ui_url()}/runs/flow-run/{flow_run.id}"
+    console.print(f"started {name}: {link}")
     # The deployment's own pool: after `framework2 init --pool kubernetes` that is not the process pool.
     pool = flow_run.work_pool_name or WORK_POOL
     start = (
@@ -285,11 +285,30 @@ def _run_deployment(name: str) -> None:
         else "start one with `framework2 start`"
     )
     console.print(f"waiting for a worker on pool {pool!r} (none running? {start})")
-    final = wait_for_flow_run(flow_run.id, timeout=6 * 3600, poll_interval=5, log_states=True)
-    state = final.state
+    state = asyncio.run(_follow_flow_run(flow_run.id, link))
     console.print(f"{name}: {state.name} {state.message or ''}" if state else f"{name}: no final state")
     if state is None or not state.is_completed():
         raise typer.Exit(1)
+
+
+async def _follow_flow_run(flow_run_id: Any, link: str, timeout: float = 6 * 3600, poll: float = 2.0) -> Any:
+    """Print each state the run enters until a final one (returned); a pause says where to answer it."""
+    from prefect.client.orchestration import get_client
+
+    seen = None
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            state = (await client.read_flow_run(flow_run_id)).state
+            if state is not None and state.name != seen:
+                seen = state.name
+                console.print(f"  {state.name}" + (f": {state.message}" if state.message else ""))
+                if state.is_paused():
+                    console.print(f"  waiting for an answer: open {link} and press Resume to fill in the form")
+            if state is not None and state.is_final():
+                return state
+            await asyncio.sleep(poll)
+    return None
 
 
 def _print_report(report: Any) -> None:

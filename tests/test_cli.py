@@ -20,6 +20,7 @@ from framework2.flows.launch import RollbackRequest, blue_green_release
 from framework2.flows.orchestrator import orchestrate
 from framework2.store.engine import open_store
 from framework2.store.runs import run_for_flow_run
+from framework2.systems import get_system
 from framework2.tasks.launch.release import ReleaseRequest
 
 CLI = str(Path(sys.executable).with_name("framework2"))
@@ -141,6 +142,14 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     )
     try:
         report = asyncio.run(orchestrate(systems=["ppis"], execution="deployment"))
+        # `framework2 run <system> --deployment` follows the run to its end for every system (it once crashed
+        # on an un-awaited coroutine after the run had started).
+        for code in ("ppis", "ppms", "ppos", "pces", "puxt", "plos"):
+            ran = framework2("run", code, "--deployment", env={"COLUMNS": "200"})
+            out = ran.stdout + ran.stderr
+            assert "Traceback" not in out and f"started {get_system(code).deployment}" in out, out
+            assert "Scheduled" in out and ("Completed" in out or "Failed" in out), out
+            assert ran.returncode == (0 if "Completed" in out.splitlines()[-1] else 1), out
     finally:
         for _ in range(2):  # a worker stops on a second SIGINT
             worker.send_signal(signal.SIGINT)
