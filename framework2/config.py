@@ -66,8 +66,23 @@ def snake_case(key: str) -> str:
     return _CAMEL.sub("_", key).lower()
 
 
+def camel_case(key: str) -> str:
+    """``market_analysis_interval`` → ``marketAnalysisInterval``, the seed's spelling."""
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def unknown_keys_message(unknown: list[str], known: list[str]) -> str:
+    """'unknown key(s) X; known keys: a, b' — camelCase, as the example file writes them."""
+    listed = ", ".join(camel_case(k) for k in sorted(known))
+    return f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; known keys: {listed}"
+
+
 class Section(BaseModel):
-    """A config section: accepts the seed's camelCase keys and snake_case, rejects unknown keys."""
+    """A config section: accepts the seed's camelCase keys and snake_case, rejects unknown keys by name.
+
+    Also the base of the models a section holds as tables (the PCES impact policy, components, stakeholder
+    preferences), so every table in the file follows the same two rules."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -76,9 +91,19 @@ class Section(BaseModel):
     def _snake_keys(cls, data: Any) -> Any:
         # The file may say marketAnalysisInterval while the environment says MARKET_ANALYSIS_INTERVAL;
         # sources arrive merged lowest-priority first, so a later spelling of the same key wins.
-        if isinstance(data, dict):
-            return {snake_case(k) if isinstance(k, str) else k: v for k, v in data.items()}
-        return data
+        if not isinstance(data, dict):
+            return data
+        unknown = [str(k) for k in data if not isinstance(k, str) or snake_case(k) not in cls.model_fields]
+        if unknown:
+            # Pydantic's "extra inputs are not permitted" names the key but not what was meant.
+            raise ValueError(unknown_keys_message(unknown, list(cls.model_fields)))
+        merged: dict[str, Any] = {}
+        for key, value in data.items():
+            key = snake_case(key)
+            earlier = merged.get(key)
+            # A table given in both spellings (file camelCase, environment snake_case): keep both tables' keys.
+            merged[key] = {**earlier, **value} if isinstance(earlier, dict) and isinstance(value, dict) else value
+        return merged
 
 
 class StoreSettings(Section):
@@ -346,14 +371,30 @@ class ContextSettings(Section):
 
     @model_validator(mode="after")
     def _valid_policy_and_components(self) -> ContextSettings:
+        # The tables are checked (and their keys put in snake_case) by the models that use them, which live
+        # with the code; kept as plain dicts here so reading settings does not import the impact analysis.
         from framework2.tasks.context.impact import Component, ImpactPolicy
         from framework2.tasks.context.stakeholders import Preference
 
-        ImpactPolicy(**self.impact_policy)
-        for component in self.components:
-            Component(**component)
-        for handle, preference in self.stakeholders.items():
-            Preference(handle=handle, **preference)
+        def checked(where: str, model: type[BaseModel], data: Any, **extra: Any) -> dict[str, Any]:
+            if not isinstance(data, dict):
+                raise ValueError(f"{where} must be a table of keys, got {data!r}")
+            try:
+                return model(**data, **extra).model_dump(exclude=set(extra))
+            except ValidationError as exc:
+                problems = "; ".join(
+                    (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
+                    + e["msg"].removeprefix("Value error, ")
+                    for e in exc.errors(include_url=False)
+                )
+                raise ValueError(f"{where}: {problems}") from None
+
+        self.impact_policy = checked("impactPolicy", ImpactPolicy, self.impact_policy)
+        self.components = [checked(f"components[{i}]", Component, c) for i, c in enumerate(self.components)]
+        self.stakeholders = {
+            handle: checked(f"stakeholders.{handle}", Preference, p, handle=handle)
+            for handle, p in self.stakeholders.items()
+        }
         return self
 
 
@@ -521,13 +562,19 @@ def load_settings(path: Path | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config} is not valid TOML: {exc}", hint="fix the syntax at the line shown") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors(include_url=False))
         raise ConfigError(
             f"invalid configuration in {config} or FRAMEWORK2_* environment: {problems}",
             hint="correct the key(s) named; `framework2.example.toml` documents every key and its unit",
         ) from exc
+
+
+def _problem(err: Any) -> str:
+    """One validation error as 'where: what', an unknown section with the known ones."""
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+        return f"unknown section {where!r}; known sections: {', '.join(sorted(Settings.model_fields))}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
 
 
 @lru_cache(maxsize=1)

@@ -71,7 +71,9 @@ def test_duration_without_unit_is_refused_with_the_fix(tmp_path: Path) -> None:
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
     write(tmp_path, '[ppis]\nmarketAnalysisIntervall = "1h"\n')
-    with pytest.raises(ConfigError, match="market_analysis_intervall"):
+    with pytest.raises(
+        ConfigError, match="ppis: unknown key 'marketAnalysisIntervall'; known keys: .*marketAnalysisInterval"
+    ):
         load_settings()
 
 
@@ -125,3 +127,84 @@ def test_an_unresponsive_window_shorter_than_heartbeats_is_refused_with_the_key(
         load_settings()
     write(tmp_path, '[coordination]\nunresponsiveAfter = "15m"\n')
     assert load_settings().coordination.unresponsive_after == timedelta(minutes=15)
+
+
+def test_impact_policy_reads_camel_and_snake_case_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(
+        tmp_path,
+        """
+[pces]
+impactPolicy = { approvalMinEffortDays = 2, auto_accept_max_risk = "medium" }
+stakeholders = { ana = { mode = "immediate", channel = "custom-webhook/ana" } }
+components = [{ name = "checkout", owner = "ana", services = ["web"] }]
+""",
+    )
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY__APPROVAL_ON_RISK", "never")
+    pces = load_settings().pces
+    assert pces.impact_policy["approval_min_effort_days"] == 2
+    assert pces.impact_policy["auto_accept_max_risk"] == "medium"
+    assert pces.impact_policy["approval_on_risk"] == "never"  # the environment wins, in snake_case
+    assert pces.stakeholders == {"ana": {"mode": "immediate", "channel": "custom-webhook/ana"}}
+    assert pces.components == [{"name": "checkout", "owner": "ana", "services": ["web"]}]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            "[pces]\nimpactPolicy = { aprovalMinEffortDays = 2 }\n",
+            "pces: impactPolicy: unknown key 'aprovalMinEffortDays'",
+        ),
+        ("[pces.impactPolicy]\napprovalMinEffortDay = 2\n", "unknown key 'approvalMinEffortDay'"),
+        ("[pces]\nstakeholders = { ana = { mod = 'immediate' } }\n", "stakeholders.ana: unknown key 'mod'"),
+        ("[pces]\ncomponents = [{ nam = 'x' }]\n", "components[0]: unknown key 'nam'"),
+        ("[ppis.guardrails]\nmaxChange = 0.1\n", "ppis.guardrails: unknown key 'maxChange'"),
+    ],
+)
+def test_an_unknown_key_in_any_table_is_refused_with_the_known_keys(tmp_path: Path, text: str, named: str) -> None:
+    write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert named in str(caught.value)
+    assert "known keys:" in str(caught.value)
+
+
+def test_an_unknown_section_lists_the_known_sections(tmp_path: Path) -> None:
+    write(tmp_path, "[pcse]\nimpactPolicy = {}\n")
+    with pytest.raises(ConfigError, match=r"unknown section 'pcse'; known sections: .*pces"):
+        load_settings()
+
+
+def test_the_example_file_documents_every_key() -> None:
+    """Every setting, down to the tables PCES and PUXT hold, appears in framework2.example.toml (set or
+    commented out), in the seed's camelCase."""
+    import re
+    import typing
+
+    from framework2.config import Section, Settings, camel_case
+    from framework2.tasks.context.impact import Component, ImpactPolicy
+    from framework2.tasks.context.stakeholders import Preference
+
+    text = (Path(__file__).parents[1] / "framework2.example.toml").read_text()
+    keys = set(re.findall(r"^[#\s]*([A-Za-z]\w*)\s*=", text, re.M))
+    keys |= set(re.findall(r"[{,]\s*([A-Za-z]\w*)\s*=", text))
+    keys |= {part for table in re.findall(r"^#?\s*\[\[?([\w.]+)\]\]?", text, re.M) for part in table.split(".")}
+    missing: list[str] = []
+
+    def walk(model: type[Section], prefix: str, skip: frozenset[str] = frozenset()) -> None:
+        for name, field in model.model_fields.items():
+            if name in skip:
+                continue
+            if camel_case(name) not in keys:
+                missing.append(prefix + camel_case(name))
+            for inner in (field.annotation, *typing.get_args(field.annotation)):
+                if isinstance(inner, type) and issubclass(inner, Section):
+                    walk(inner, f"{prefix}{camel_case(name)}.")
+
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            walk(field.annotation, f"{name}.")
+    walk(ImpactPolicy, "pces.impactPolicy.")
+    walk(Component, "pces.components.")
+    walk(Preference, "pces.stakeholders.", skip=frozenset({"handle"}))  # the handle is the table's key
+    assert not missing, f"not in framework2.example.toml: {missing}"

@@ -84,6 +84,7 @@ import networkx as nx
 import numpy as np
 from pydantic import BaseModel, Field
 
+from framework2.config import Section
 from framework2.tasks.planning.durations import DurationModel, task_duration_days, working_days_between
 from framework2.tasks.planning.forecast import forecast_project, remaining_scope
 from framework2.tasks.planning.montecarlo import Forecast
@@ -123,7 +124,7 @@ class ChangedRequirement(BaseModel):
     )
 
 
-class Component(BaseModel):
+class Component(Section):
     """A component of the product, who owns it, and the services (deployables) it ships in."""
 
     name: str = Field(..., min_length=1)
@@ -169,7 +170,7 @@ class ImpactReport(BaseModel):
     explanation: str
 
 
-class ImpactPolicy(BaseModel):
+class ImpactPolicy(Section):
     """When a change is accepted on its own, announced, or held for approval.
 
     Defaults, and why:

@@ -70,6 +70,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
+from framework2.config import Section
 from framework2.errors import ConfigError
 from framework2.tasks.context.evolution import FieldChange, RequirementDiff
 from framework2.tasks.context.impact import Decision, ImpactReport
@@ -92,7 +93,7 @@ _APPRISE_STATUS = re.compile(r"error=(\d{3})\b")
 # --- Boundary models -----------------------------------------------------------------------------------------
 
 
-class Preference(BaseModel):
+class Preference(Section):
     """How a person wants to hear about requirement changes."""
 
     handle: str = Field(..., min_length=1)
