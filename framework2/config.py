@@ -526,7 +526,7 @@ class Settings(BaseSettings):
     ppis: PricingSettings = PricingSettings()
     ppos: ProjectOpsSettings = ProjectOpsSettings()
     plos: LaunchSettings = LaunchSettings()
-    pces: ContextSettings = ContextSettings()
+    pces: ContextSettings = Field(default_factory=ContextSettings)  # its validator imports the impact models
     puxt: ExperienceSettings = ExperienceSettings()
     ppms: ProjectManagementSettings = ProjectManagementSettings()
 

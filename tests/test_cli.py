@@ -122,10 +122,12 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     assert "framework2.pces.requirement.changed" in impact.trigger.expect
     assert deployed["ppos-project-health"].schedules[0].schedule.cron == "*/15 * * * *"
     # Scope changes and rolled-back releases re-forecast (a deployment trigger from prefect.yaml).
+    # A change that entered a plan re-forecasts that project; a published forecast re-scores health.
     reforecast = Automation.read(name="ppms-forecast__automation_1")
-    assert {"framework2.pces.requirement.changed", "framework2.pces.impact.assessed"} <= reforecast.trigger.expect
+    assert reforecast.trigger.expect == {"framework2.pces.scope.changed"}
     health = Automation.read(name="ppos-project-health__automation_1")
-    assert "framework2.pces.impact.assessed" in health.trigger.expect
+    assert "framework2.ppms.forecast.updated" in health.trigger.expect
+    assert "framework2.pces.requirement.changed" not in health.trigger.expect  # one run per change, not per hop
     release_form = deployed["plos-blue-green-release"].parameter_openapi_schema
     assert "request" in release_form["required"] and "ReleaseRequest" in release_form["definitions"]
     assert "approver" in deployed["ppis-approve-prices"].parameter_openapi_schema["required"]

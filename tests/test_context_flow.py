@@ -12,12 +12,24 @@ from prefect.artifacts import Artifact
 from sqlalchemy import select
 
 from framework2.config import get_settings
+from framework2.flows.context import criterion_key
 from framework2.store.engine import open_store, session_scope
 from framework2.store.models import QuarantinedRow, RequirementRow, RequirementVersion
+from framework2.store.planning import load_tasks
 
 pytestmark = pytest.mark.integration
 # Every change needs approval: the effort bound is below anything a change can cost.
 STRICT = '{"approval_on_risk": "never", "approval_min_effort_days": -1000}'
+# No change needs approval or a notification.
+LENIENT = {
+    "auto_accept_max_effort_days": 100,
+    "auto_accept_max_p85_shift_days": 100,
+    "auto_accept_max_risk": "high",
+    "approval_min_effort_days": 1000,
+    "approval_min_p85_shift_days": 1000,
+    "approval_on_risk": "never",
+    "approval_if_target_missed": False,
+}
 
 CHECKOUT = """---
 id: REQ-1
@@ -165,27 +177,69 @@ def test_a_small_change_is_assessed_and_accepted_by_the_policy(repo: Path, monke
     _ingest_linked(repo, monkeypatch, 3)
     emitted: list[tuple[str, dict]] = []
     monkeypatch.setattr(pces, "emit", lambda _s, event, payload: emitted.append((event, payload)))
-    lenient = {
-        "auto_accept_max_effort_days": 100,
-        "auto_accept_max_p85_shift_days": 100,
-        "auto_accept_max_risk": "high",
-        "approval_min_effort_days": 1000,
-        "approval_min_p85_shift_days": 1000,
-        "approval_on_risk": "never",
-        "approval_if_target_missed": False,
-    }
-    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(lenient))
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
     get_settings.cache_clear()
 
     outcome = pces.change_impact("REQ-1")
 
     assert outcome["action"] == "auto_accept" and outcome["status"] == "accepted" and outcome["version"] >= 2
-    [(event, payload)] = emitted
+    [(event, payload), (scope_event, scope)] = emitted
     assert event == "impact.assessed" and payload["requirement"] == "REQ-1" and payload["project"] == "sample:shop"
     with session_scope(open_store()) as session:
         row = session.scalars(select(ChangeImpactRow)).one()
     assert row.status == "accepted" and "sample:shop#1" in row.report["tasks"]
-    assert row.report["added_tasks"] == ["REQ-1#criterion-1"] and row.report["effort_delta_days"] > 0
+    [added] = row.report["added_tasks"]
+    assert added == criterion_key("REQ-1", "criterion 2") and row.report["effort_delta_days"] > 0
+    # Accepted: the criterion's task is in PPMS's plan, and the event that re-forecasts says what to expect.
+    assert scope_event == "scope.changed" and scope["added_tasks"] == [added] and scope["project"] == "sample:shop"
+    assert added in {t.key for t in load_tasks(open_store()) if t.status == "todo"}
+    assert scope["expected_p85"] == row.report["schedule_after"]["p85"]
+
+
+def test_the_impact_schedule_is_the_forecast_ppms_publishes_once_the_change_is_in_the_plan(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One forecast truth: the impact's 'before' is today's PPMS forecast, its 'after' the one PPMS publishes
+    after the change entered the plan — the same dates, so the schedule delta is PPMS's own."""
+    import framework2.flows.context as pces
+    import framework2.flows.planning as planning
+    from framework2.sample.world import seed_projects
+    from framework2.store.models import ChangeImpactRow, PmForecast
+
+    engine = open_store()
+    seed_projects(engine)
+    monkeypatch.setattr(planning, "emit", lambda *_a: None)
+    monkeypatch.setattr(pces, "emit", lambda *_a: None)
+    _ingest_linked(repo, monkeypatch, 2)
+    planning.forecast(projects=["sample:shop"])
+    with session_scope(engine) as session:
+        published_before = session.scalars(
+            select(PmForecast).where(PmForecast.project == "sample:shop", PmForecast.milestone.is_(None))
+        ).one()
+    # Six new criteria on open work: about a day and a half more for the shop, all on the requirement's tasks.
+    _ingest_linked(repo, monkeypatch, 8)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
+    get_settings.cache_clear()
+
+    assert pces.change_impact("REQ-1")["status"] in ("accepted", "notified")
+    planning.forecast(projects=["sample:shop"])
+
+    with session_scope(engine) as session:
+        report = session.scalars(select(ChangeImpactRow)).one().report
+        published_after = session.scalars(
+            select(PmForecast)
+            .where(PmForecast.project == "sample:shop", PmForecast.milestone.is_(None))
+            .order_by(PmForecast.created_at.desc())
+        ).first()
+    assert len(report["added_tasks"]) == 6
+    assert report["schedule_before"]["p85"] == published_before.p85.isoformat()
+    assert report["schedule_before"]["p50"] == published_before.p50.isoformat()
+    assert report["schedule_after"]["p85"] == published_after.p85.isoformat()
+    assert report["schedule_after"]["p50"] == published_after.p50.isoformat()
+    assert published_after.remaining_tasks == published_before.remaining_tasks + 6
+    shift = (published_after.p85 - published_before.p85).days
+    assert report["p85_shift_days"] == shift
+    assert shift > 0  # the six criteria move the date (4 days on this world)
     artifact = Artifact.get("pces-impact-req-1")
     assert artifact is not None and "auto accept" in artifact.data and "Effort:" in artifact.data
 

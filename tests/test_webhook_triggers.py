@@ -117,11 +117,8 @@ def _missing(runs: dict[str, list[Any]]) -> list[str]:
         started = [r.parameters for r in runs.get(deployment, [])]
         if params not in started:
             problems.append(f"{system} {event}: {deployment} started with {started}, expected {params}")
-    # A requirement change through the webhook also chains into the re-forecast and the health score.
-    if {} not in [r.parameters for r in runs.get("ppms-forecast", [])]:
-        problems.append("requirement.changed did not start the re-forecast (ppms-forecast with no parameters)")
-    if len(runs.get("ppos-project-health", [])) < 2:
-        problems.append("ppos-project-health was not started by both health.requested and requirement.changed")
+    # A requirement change re-forecasts only once its scope enters a plan (tests/test_change_chain.py), so the
+    # webhook's change of an unknown requirement starts the impact run and nothing downstream.
     return problems
 
 

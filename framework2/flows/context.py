@@ -11,6 +11,7 @@ hash changed, with its structured diff, in one transaction per source → emit
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,8 @@ from sqlalchemy.engine import Engine
 from framework2.config import Settings, get_settings
 from framework2.errors import DataError
 from framework2.events import emit
-from framework2.flows.common import current_flow_run_id
+from framework2.flows.common import current_flow_run_id, flow_run_link
+from framework2.flows.planning import calibrated_dependence
 from framework2.store.context import (
     current_links,
     mark_delivery,
@@ -39,6 +41,7 @@ from framework2.store.context import (
     save_impact,
     version_history,
     version_pair,
+    withdraw_queued,
 )
 from framework2.store.engine import open_store
 from framework2.store.planning import load_dependencies, load_people, load_projects, load_tasks
@@ -55,6 +58,7 @@ from framework2.tasks.context.evolution import (
     evolution_metrics,
 )
 from framework2.tasks.context.impact import (
+    OWN_TASK_PREFIX,
     REWORK_SHARE_PER_CRITERION,
     ChangedRequirement,
     Component,
@@ -68,8 +72,18 @@ from framework2.tasks.context.impact import (
 from framework2.tasks.context.report import impact_markdown
 from framework2.tasks.context.requirements import ReadResult, Requirement, read_requirements_dir, unknown_task_links
 from framework2.tasks.context.sources import checkout_directory, read_jira_requirements
-from framework2.tasks.context.stakeholders import Message, Preference, change_message, deliver, digest, stakeholders_for
+from framework2.tasks.context.stakeholders import (
+    Message,
+    Preference,
+    change_key,
+    change_message,
+    decision_message,
+    deliver,
+    digest,
+    stakeholders_for,
+)
 from framework2.tasks.planning.durations import fit_duration_model
+from framework2.tasks.planning.flow import fit_durations_at
 from framework2.tasks.planning.records import TaskRecord
 
 SYSTEM = "pces"
@@ -219,11 +233,18 @@ def ingest(sources: list[str] | None = None) -> SystemResult:
     return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, metrics=outcome)
 
 
+def criterion_key(requirement: str, criterion: str) -> str:
+    """The plan's key of the task for one acceptance criterion: the same text always gives the same task."""
+    digest = hashlib.blake2b(criterion.strip().encode(), digest_size=4).hexdigest()
+    return f"{OWN_TASK_PREFIX}{requirement}#ac-{digest}"
+
+
 def criterion_tasks(
     requirement: str, project: str | None, criteria: list[str], linked: list[TaskRecord], now: datetime
 ) -> list[TaskRecord]:
     """New scope for criteria added while the linked work is still open: one task per criterion, a fifth of the
-    linked open tasks' mean estimate (the rework rule's "a criterion is a fifth of a story"), after that work."""
+    linked open tasks' mean estimate (the rework rule's "a criterion is a fifth of a story"). Once the change
+    is accepted (or approved) these tasks are in PPMS's plan, so every later forecast counts them."""
     open_linked = [t for t in linked if t.status != "done"]
     if not project or not open_linked or not criteria:
         return []
@@ -231,32 +252,40 @@ def criterion_tasks(
     size = REWORK_SHARE_PER_CRITERION * (sum(estimates) / len(estimates) if estimates else 1.0)
     return [
         TaskRecord(
-            key=f"{requirement}#criterion-{i + 1}",
+            key=criterion_key(requirement, text),
             project=project,
-            title=f"{requirement}: {text}",
+            title=f"{requirement}: {text}"[:500],
+            type="requirement",
+            labels=["pces"],
             estimate_days=size,
             created_at=now,
             updated_at=now,
         )
-        for i, text in enumerate(criteria)
+        for text in dict.fromkeys(criteria)
     ]
 
 
 def changed_requirement(
     before: dict[str, Any] | None, after: dict[str, Any], diff: dict[str, Any], tasks: list[TaskRecord], now: datetime
 ) -> ChangedRequirement:
-    """The impact analysis's view of one stored version."""
+    """The impact analysis's view of one stored version; the tasks of removed criteria (those in the plan)
+    count as linked before and not after, so they leave the scope."""
     added, removed = body_lines_changed(diff.get("body_diff", ""))
     kind = diff.get("kind", "changed")
     linked = list(after.get("tasks", []))
     by_key = {t.key: t for t in tasks}
+    dropped = [
+        key for key in (criterion_key(after["id"], text) for text in diff.get("criteria_removed", [])) if key in by_key
+    ]
+    if kind == "removed":  # every criterion task of a removed requirement goes
+        dropped = [t.key for t in tasks if t.key.startswith(f"{OWN_TASK_PREFIX}{after['id']}#ac-")]
     return ChangedRequirement(
         id=after["id"],
         project=after.get("project"),
         owner=after.get("owner"),
         tasks=[] if kind == "removed" else linked,
         components=list(after.get("components", [])),
-        tasks_before=linked if kind == "removed" else list((before or {}).get("tasks", [])),
+        tasks_before=(linked if kind == "removed" else list((before or {}).get("tasks", []))) + dropped,
         criteria_added=len(diff.get("criteria_added", [])),
         criteria_removed=len(diff.get("criteria_removed", [])),
         body_lines_changed=added + removed,
@@ -273,10 +302,16 @@ def changed_requirement(
     )
 
 
+def scope_of(change: ChangedRequirement, report: ImpactReport) -> tuple[list[TaskRecord], list[str]]:
+    """What an accepted change does to the plan: the tasks it adds, the PCES tasks it retires."""
+    return list(change.new_tasks), [k for k in report.removed_tasks if k.startswith(OWN_TASK_PREFIX)]
+
+
 def assess_change(
     engine: Engine, settings: Settings, run_id: str, requirement: str, version: int | None
-) -> tuple[ImpactReport, Decision, int, dict[str, Any], dict[str, Any]]:
-    """Impact of one version and the policy's decision, stored; also the version, its diff and its content."""
+) -> tuple[ImpactReport, Decision, int, dict[str, Any], dict[str, Any], ChangedRequirement]:
+    """Impact of one version and the policy's decision, stored — with its new scope in the plan when the policy
+    accepts it; also the version, its diff, its content and the change."""
     pair = version_pair(engine, requirement, version)
     if pair is None:
         raise DataError(
@@ -294,14 +329,31 @@ def assess_change(
         releases,
         in_flight=in_flight,
     )
-    model = fit_duration_model(
-        [t for t in tasks if t.status == "done"], in_progress=[t for t in tasks if t.status == "in_progress"], now=now
+    # PPMS's own model, trials and calibration: the schedule before and after is what ppms-forecast publishes.
+    history = settings.ppms.min_history_items
+    model = (
+        fit_durations_at(change.project, tasks, now, min_history_items=history)
+        if change.project
+        else fit_duration_model([t for t in tasks if t.status == "done"], now=now)
     )
     target = next((p.target_date for p in load_projects(engine) if p.key == change.project), None)
-    report = assess_impact(change, trace, tasks, deps, people, model, now=now, target_date=target)
+    report = assess_impact(
+        change,
+        trace,
+        tasks,
+        deps,
+        people,
+        model,
+        now=now,
+        target_date=target,
+        trials=settings.ppms.forecast_trials,
+        min_history_items=history,
+        dependence=calibrated_dependence(engine).get(change.project or ""),
+    )
     decision = decide(report, ImpactPolicy(**settings.pces.impact_policy), target_date=target)
     status = {"auto_accept": "accepted", "notify": "notified", "require_approval": "pending_approval"}[decision.action]
-    save_impact(engine, requirement, number, run_id, report, decision, status)
+    adopted = scope_of(change, report) if status in ("accepted", "notified") else None
+    save_impact(engine, requirement, number, run_id, report, decision, status, scope=adopted)
     emit(
         SYSTEM,
         "impact.assessed",
@@ -313,12 +365,23 @@ def assess_change(
             "risk": report.risk,
             "effort_delta_days": round(report.effort_delta_days, 1),
             "p85_shift_days": report.p85_shift_days,
+            "status": status,
         },
     )
-    return report, decision, number, diff, after
+    if adopted is not None:
+        announce_scope(requirement, number, change, report, adopted)
+    return report, decision, number, diff, after, change
 
 
-def _ask_for_approval(engine: Engine, settings: Settings, requirement: str, version: int) -> str:
+def _ask_for_approval(
+    engine: Engine,
+    settings: Settings,
+    requirement: str,
+    version: int,
+    scope: tuple[list[TaskRecord], list[str]],
+    *,
+    description: str,
+) -> tuple[str, ChangeApproval | None]:
     """Pause with the approval form; store the answer (or, at the deadline, leave the change pending)."""
     logger = get_run_logger()
     wait = settings.pces.approval_wait.total_seconds()
@@ -326,18 +389,29 @@ def _ask_for_approval(engine: Engine, settings: Settings, requirement: str, vers
     try:
         # The pause outlasts the deadline: Prefect fails a run whose pause times out.
         answer = pause_flow_run(
-            wait_for_input=ChangeApproval, timeout=int(wait) + 300, poll_interval=min(5, max(1, int(wait)))
+            wait_for_input=ChangeApproval.with_initial_data(description=description),
+            timeout=int(wait) + 300,
+            poll_interval=min(5, max(1, int(wait))),
         )
     except FlowPauseTimeout:
         logger.error("no answer to the approval form for %s v%d; it stays pending", requirement, version)
-        return "pending_approval"
+        return "pending_approval", None
     finally:
         deadline.cancel()
     status = APPROVAL_STATUS[answer.decision]
     if status != "pending_approval":  # "leave pending" (or the deadline) decides nothing
-        record_decision(engine, requirement, version, status, answer.approver, answer.note)
+        # An approved change's scope enters the plan with the decision; a rejected one never does.
+        record_decision(
+            engine,
+            requirement,
+            version,
+            status,
+            answer.approver,
+            answer.note,
+            scope=scope if status == "approved" else None,
+        )
     logger.info("%s v%d: %s by %s", requirement, version, status, answer.approver)
-    return status
+    return status, answer
 
 
 @flow(name="pces-change-impact", description="PCES: what a requirement change touches and costs, and what to do.")
@@ -353,17 +427,26 @@ def change_impact(requirement: str, version: int | None = None) -> dict[str, Any
         model_version=MODEL_VERSION,
     )
     with failed_on_error(engine, run_id):
-        report, decision, number, diff, content = assess_change(engine, settings, run_id, requirement, version)
+        report, decision, number, diff, content, change = assess_change(engine, settings, run_id, requirement, version)
         create_markdown_artifact(
             key=f"pces-impact-{_artifact_key(requirement)}",
             markdown=impact_markdown(requirement, number, diff, report, decision),
             description=f"PCES: impact of {requirement} v{number}",
         )
         status = {"auto_accept": "accepted", "notify": "notified"}.get(decision.action, "pending_approval")
-        # Everyone hears before a pause: the owner has to know there is something to approve.
-        informed = inform_stakeholders(engine, settings, content, number, diff, report, decision)
+        approval = None
+        link = flow_run_link(current_flow_run_id())
+        if decision.action == "require_approval" and link:
+            approval = (link, datetime.now(UTC) + settings.pces.approval_wait)
+        # Everyone hears before a pause: the owner has to know there is something to approve, where and by when.
+        informed = inform_stakeholders(engine, settings, content, number, diff, report, decision, approval)
         if decision.action == "require_approval":
-            status = _ask_for_approval(engine, settings, requirement, number)
+            form = impact_markdown(requirement, number, diff, report, decision)
+            status, answer = _ask_for_approval(
+                engine, settings, requirement, number, scope_of(change, report), description=form
+            )
+            if answer is not None and status != "pending_approval":
+                informed += close_the_loop(engine, settings, content, number, status, answer, report, change)
     outcome = {
         "requirement": requirement,
         "version": number,
@@ -373,6 +456,84 @@ def change_impact(requirement: str, version: int | None = None) -> dict[str, Any
     }
     finish_run(engine, run_id, status="completed", outcome=jsonable({**outcome, "reasons": decision.reasons}))
     return outcome
+
+
+def announce_scope(
+    requirement: str,
+    version: int,
+    change: ChangedRequirement,
+    report: ImpactReport,
+    scope: tuple[list[TaskRecord], list[str]],
+) -> None:
+    """``scope.changed``: a change is in the plan now (PPMS re-forecasts the project on it) — with what the
+    impact expects the forecast to become, so anyone can check the two agree."""
+    added, retired = scope
+    emit(
+        SYSTEM,
+        "scope.changed",
+        {
+            "requirement": requirement,
+            "version": version,
+            "project": change.project,
+            "added_tasks": [t.key for t in added],
+            "retired_tasks": list(retired),
+            "effort_delta_days": round(report.effort_delta_days, 1),
+            "expected_p85": (report.schedule_after or {}).get("p85"),
+            "p85_shift_days": report.p85_shift_days,
+        },
+    )
+
+
+def close_the_loop(
+    engine: Engine,
+    settings: Settings,
+    content: dict[str, Any],
+    version: int,
+    status: str,
+    answer: ChangeApproval,
+    report: ImpactReport,
+    change: ChangedRequirement,
+) -> int:
+    """After a person decided: emit ``change.decided`` (PPMS re-forecasts on it), withdraw the queued messages
+    that still ask for the decision, and tell everyone concerned at once. Returns how many were told."""
+    emit(
+        SYSTEM,
+        "change.decided",
+        {
+            "requirement": content["id"],
+            "version": version,
+            "project": change.project,
+            "status": status,
+            "approver": answer.approver,
+            "note": answer.note,
+            "effort_delta_days": round(report.effort_delta_days, 1) if status == "approved" else 0.0,
+            "p85_shift_days": report.p85_shift_days if status == "approved" else 0.0,
+        },
+    )
+    if status == "approved":
+        announce_scope(content["id"], version, change, report, scope_of(change, report))
+    withdrawn = withdraw_queued(engine, change_key(content["id"], version))
+    if withdrawn:
+        get_run_logger().info("withdrew %d queued messages about %s v%d", withdrawn, content["id"], version)
+    if not settings.pces.stakeholder_notifications:
+        return 0
+    people = _people_for(engine, settings, content, report)
+    messages = [
+        decision_message(
+            p, content["id"], content.get("title", ""), version, status, answer.approver, answer.note, report
+        )
+        for p in people
+    ]
+    queue_messages(engine, messages)
+    deliver_queued(engine, settings, mode="immediate")
+    return len(messages)
+
+
+def _people_for(engine: Engine, settings: Settings, content: dict[str, Any], report: ImpactReport | None) -> list:
+    assignees = {t.key: t.assignee for t in load_tasks(engine) if t.assignee}
+    owners = {c["name"]: c["owner"] for c in settings.pces.components if c.get("owner")}
+    preferences = {h: Preference(handle=h, **p) for h, p in settings.pces.stakeholders.items()}
+    return stakeholders_for(content.get("owner"), report, assignees, owners, preferences)
 
 
 def _artifact_key(requirement: str) -> str:
@@ -388,18 +549,17 @@ def inform_stakeholders(
     diff: dict[str, Any],
     report: ImpactReport | None,
     decision: Decision | None,
+    approval: tuple[str, datetime] | None = None,
 ) -> int:
     """Queue a message for everyone the change concerns (by ownership, with their preference) and send the
     immediate ones now; returns how many were queued. Failed sends stay queued for the next run."""
     if not settings.pces.stakeholder_notifications:
         return 0
-    assignees = {t.key: t.assignee for t in load_tasks(engine) if t.assignee}
-    owners = {c["name"]: c["owner"] for c in settings.pces.components if c.get("owner")}
-    preferences = {h: Preference(handle=h, **p) for h, p in settings.pces.stakeholders.items()}
-    people = stakeholders_for(content.get("owner"), report, assignees, owners, preferences)
+    people = _people_for(engine, settings, content, report)
     changes = RequirementDiff.model_validate(diff)
     messages = [
-        change_message(p, content["id"], content.get("title", ""), version, changes, report, decision) for p in people
+        change_message(p, content["id"], content.get("title", ""), version, changes, report, decision, approval)
+        for p in people
     ]
     queue_messages(engine, messages)
     deliver_queued(engine, settings, mode="immediate")

@@ -45,7 +45,7 @@ from framework2.tasks.planning.assign import assign
 from framework2.tasks.planning.backtest import backtest, track_record
 from framework2.tasks.planning.durations import working_days_between
 from framework2.tasks.planning.flow import Dependence, estimate_dependence
-from framework2.tasks.planning.partitions import forecast_projects, run_seed
+from framework2.tasks.planning.partitions import forecast_projects
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
 from framework2.tasks.planning.report import burnup_chart, calibration_chart, calibration_markdown, forecast_chart
@@ -184,10 +184,7 @@ def forecast_all(
     now = datetime.now(UTC)
     wanted = [p for p in load_projects(engine) if not projects or p.key in projects]
     calibration = calibration or latest_calibration(engine)
-    # The weekly calibration replays the past once; the nightly forecasts reuse what it learned of how each
-    # project's open items move together (a project it has not seen estimates its own).
-    known = (calibration or {}).get("dependence") or {}
-    dependence = {key: Dependence(**value) for key, value in known.items() if isinstance(value, dict)}
+    dependence = calibrated_dependence(engine, calibration)
     computed = forecast_projects(
         wanted,
         tasks,
@@ -196,7 +193,6 @@ def forecast_all(
         scale,
         now=now,
         trials=settings.forecast_trials,
-        seed=run_seed(run_id),
         min_history_items=settings.min_history_items,
         dependence=dependence,
     )
@@ -313,6 +309,12 @@ def forecast_all(
         markdown="# PPMS forecast\n\n" + table + "\n\n" + trust + "\n\n" + "\n\n".join(sections),
         description="PPMS completion forecasts (P50/P85/P95, odds of the target date)",
     )
+    # PPOS re-scores health on it: the scope a requirement change added now shows in the schedule.
+    emit(
+        SYSTEM,
+        "forecast.updated",
+        {"projects": [p.key for p in wanted], "p85": {p.key: r["P85"] for p, r in zip(wanted, rows, strict=True)}},
+    )
     return rows
 
 
@@ -336,6 +338,15 @@ def forecast_quality(forecasts: list[dict[str, Any]], calibration: dict[str, Any
         quality *= 0.8
         why.append(f"the calibration backtest says {verdict}")
     return quality, "; ".join(why)
+
+
+def calibrated_dependence(engine: Engine, calibration: dict[str, Any] | None = None) -> dict[str, Dependence]:
+    """Per project, how its open items move together, as the latest calibration learned it.
+
+    The weekly calibration replays the past once; every forecast of a project (nightly, triggered, and PCES's
+    change impact) reuses it, and a project it has not seen estimates its own."""
+    known = ((calibration or latest_calibration(engine)) or {}).get("dependence") or {}
+    return {key: Dependence(**value) for key, value in known.items() if isinstance(value, dict)}
 
 
 def latest_calibration(engine: Engine) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from framework2.store.models import (
     StakeholderMessage,
     utcnow,
 )
+from framework2.store.planning import adopt_scope
 from framework2.store.runs import jsonable
 
 
@@ -170,10 +171,20 @@ def recent_releases(engine: Engine, since: datetime) -> tuple[dict[str, list[str
 
 
 def save_impact(
-    engine: Engine, requirement: str, version: int, run_id: str | None, report: Any, decision: Any, status: str
+    engine: Engine,
+    requirement: str,
+    version: int,
+    run_id: str | None,
+    report: Any,
+    decision: Any,
+    status: str,
+    scope: tuple[Sequence[Any], Sequence[str]] | None = None,
 ) -> None:
-    """Store the impact of one version and the policy's decision (once per version: a re-run replaces it)."""
+    """Store the impact of one version and the policy's decision (once per version: a re-run replaces it);
+    ``scope`` (tasks to add, task keys to retire) enters the plan in the same transaction — an accepted change."""
     with session_scope(engine) as session:
+        if scope is not None:
+            adopt_scope(session, *scope)
         row = session.scalars(
             select(ChangeImpactRow).where(
                 ChangeImpactRow.requirement == requirement, ChangeImpactRow.version == version
@@ -186,9 +197,20 @@ def save_impact(
         row.reasons, row.status = list(decision.reasons), status
 
 
-def record_decision(engine: Engine, requirement: str, version: int, status: str, by: str, note: str) -> None:
-    """Store who decided about a change that needed approval, and why."""
+def record_decision(
+    engine: Engine,
+    requirement: str,
+    version: int,
+    status: str,
+    by: str,
+    note: str,
+    scope: tuple[Sequence[Any], Sequence[str]] | None = None,
+) -> None:
+    """Store who decided about a change that needed approval, and why; an approved change's ``scope`` (tasks
+    to add, task keys to retire) enters the plan in the same transaction."""
     with session_scope(engine) as session:
+        if scope is not None:
+            adopt_scope(session, *scope)
         row = session.scalars(
             select(ChangeImpactRow).where(
                 ChangeImpactRow.requirement == requirement, ChangeImpactRow.version == version
@@ -223,6 +245,20 @@ def queued_messages(engine: Engine, *, mode: str | None = None) -> list[Stakehol
         if mode is not None:
             query = query.where(StakeholderMessage.mode == mode)
         return list(session.scalars(query.order_by(StakeholderMessage.id)))
+
+
+def withdraw_queued(engine: Engine, change: str) -> int:
+    """Drop the unsent messages about one change (``stakeholders.change_key``): a decision superseded them, and
+    a digest must not still ask for an approval that was given. Returns how many were dropped."""
+    with session_scope(engine) as session:
+        rows = [
+            row
+            for row in session.scalars(select(StakeholderMessage).where(StakeholderMessage.status == "queued"))
+            if change in (row.change_keys or [])
+        ]
+        for row in rows:
+            row.status, row.last_error = "withdrawn", "superseded by the decision"
+        return len(rows)
 
 
 def mark_delivery(engine: Engine, ids: Sequence[int], sent: bool, attempts: int, error: str | None) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from framework2.store.engine import session_scope
 from framework2.store.models import PmDependency, PmForecast, PmPerson, PmProject, PmSourceCursor, PmTask, utcnow
@@ -72,6 +74,22 @@ def store_batch(engine: Engine, batch: Batch, source: str, run_id: str | None = 
             run_id=run_id,
         )
     return checked
+
+
+def adopt_scope(session: Session, add: Sequence[TaskRecord], retire: Sequence[str]) -> None:
+    """Put tasks an accepted requirement change creates into the plan and take out the ones it drops, inside
+    the caller's transaction (the change's decision is stored in the same one). Only open tasks are retired:
+    work already started or done stays as the record of what happened."""
+    for task in add:
+        if session.get(PmProject, task.project) is None:
+            session.add(PmProject(key=task.project, name=task.project, source="pces", updated_at=utcnow()))
+            session.flush()
+        session.merge(PmTask(**task.model_dump()))
+    for key in retire:
+        row = session.get(PmTask, key)
+        if row is not None and row.status == "todo":
+            session.execute(delete(PmDependency).where(PmDependency.task == key))
+            session.delete(row)
 
 
 def source_cursor(engine: Engine, source: str) -> datetime | None:

@@ -41,17 +41,18 @@ each trial draws every added and removed task's duration from ``DurationModel.sa
 
 Schedule
 --------
-``forecast_project`` runs twice on the requirement's project: on the scope without the change (the new
-tasks left out) and with it (new tasks in; removed tasks marked done, so they stop needing work and stop
-blocking, while their assignee still counts as a worker — dropping scope does not drop a person). Both runs
-use **common random numbers**: every task's duration draws come from one table drawn once for all tasks of
-either scope (``_CommonDraws``), so a task has the same duration in trial *i* before and after and the shift
-is the change, not Monte Carlo noise; a change that alters no scope gives exactly zero shift. (The remaining
-time of in-progress tasks is still drawn inside ``forecast_project``; new tasks are put first in the task
-list so the existing tasks keep their order and their draws; only removing an in-progress task reshuffles
-those.) Shifts are calendar days between the P50 (P85) dates. A side with no open work finishes today; the
-schedule is None, with the reason in the explanation, when the requirement has no project, the project has
-no open work before or after the change, or a forecast cannot be made.
+The schedule is PPMS's: ``project_forecast`` — the forecast the ``ppms-forecast`` run publishes, with the
+project's own duration model, PPMS's trials, seed and calibrated dependence — runs twice on the
+requirement's project: on the scope without the change (the new tasks left out) and with it (new tasks in;
+removed tasks marked done, so they stop needing work and stop blocking, while their assignee still counts as
+a worker — dropping scope does not drop a person). So the "after" dates are the dates PPMS publishes once
+the change is in the plan, and the shift is a difference of two PPMS forecasts. PPMS draws each task's
+duration from a stream keyed by its key (``flow.keyed_normals``, ``flow.keyed_uniforms``), so a task has the
+same draws in trial *i* before and after and the shift is the change, not Monte Carlo noise; a change that
+alters no scope gives exactly zero shift. Shifts are calendar days between the P50 (P85) dates. A side with
+no open work finishes today; the schedule is None, with the reason in the explanation, when the
+requirement has no project, the project has no open work before or after the change, or a forecast cannot
+be made.
 
 Risk
 ----
@@ -86,11 +87,13 @@ from pydantic import BaseModel, Field
 
 from framework2.config import Section
 from framework2.tasks.planning.durations import DurationModel, task_duration_days, working_days_between
-from framework2.tasks.planning.forecast import forecast_project, remaining_scope
+from framework2.tasks.planning.flow import Dependence
+from framework2.tasks.planning.forecast import project_forecast, remaining_scope
 from framework2.tasks.planning.montecarlo import Forecast
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, TaskRecord
 
 REWORK_SHARE_PER_CRITERION = 0.20
+OWN_TASK_PREFIX = "pces:"  # keys of the tasks PCES puts in the plan for added acceptance criteria
 CLARIFICATION_CRITERIA = 0.5
 HIGH_P85_SHIFT_DAYS = 7.0
 MEDIUM_P85_SHIFT_DAYS = 2.0
@@ -482,10 +485,16 @@ def assess_impact(
     now: datetime,
     target_date: date | None,
     trials: int = 2000,
-    seed: int = 0,
+    seed: int | None = None,
+    min_history_items: int = 30,
+    dependence: Dependence | None = None,
 ) -> ImpactReport:
-    """The impact of ``change``: reach, effort delta with its band, schedule before/after under common random
-    numbers, risk, owners and a short explanation (see the module docstring for every rule)."""
+    """The impact of ``change``: reach, effort delta with its band, schedule before/after as PPMS forecasts
+    them, risk, owners and a short explanation (see the module docstring for every rule).
+
+    ``model`` draws the effort; the schedule is ``project_forecast`` — PPMS's own model, seed (unless ``seed``
+    is given), ``trials``, ``min_history_items`` and ``dependence`` — so pass PPMS's settings and calibration
+    to get the dates PPMS publishes."""
     today = now.date()
     new_by_key = {t.key: t for t in change.new_tasks}
     # ``tasks`` is the store's state; the new tasks may or may not be in it yet. The change's own copies win.
@@ -505,19 +514,23 @@ def assess_impact(
     share = rework_share(change)
 
     before_tasks = list(current)
-    # New tasks first: existing tasks keep their scope order, so running ones keep their remaining-time draws.
+    # Only tasks PCES made leave the plan with the change; a tracker's task stays in PPMS's plan (and so in the
+    # schedule) until someone closes it there, whatever the requirement now links.
+    leaving = {k for k in removed if k.startswith(OWN_TASK_PREFIX)}
+    staying = [k for k in removed if k not in leaving]
     after_tasks = list(new_by_key.values()) + [
-        t.model_copy(update={"status": "done"}) if t.key in removed else t for t in current
+        t.model_copy(update={"status": "done"}) if t.key in leaving else t for t in current
     ]
     before_scope: list[TaskRecord] = []
     after_scope: list[TaskRecord] = []
     if change.project is not None:
         before_scope, _ = remaining_scope(change.project, before_tasks, dependencies)
         after_scope, _ = remaining_scope(change.project, after_tasks, dependencies)
-    common = _CommonDraws.wrap(model, trials, seed)
+    effort_seed = 0 if seed is None else seed
+    common = _CommonDraws.wrap(model, trials, effort_seed)
 
     # Effort: per-trial delta, so the band is a quantile of the sum, not a sum of quantiles.
-    rng = np.random.default_rng([seed, _stable_int(change.id)])
+    rng = np.random.default_rng([effort_seed, _stable_int(change.id)])
     delta = np.zeros(trials)
     for key in added:
         delta += common.sample([by_key[key]], trials)[:, 0]
@@ -556,16 +569,17 @@ def assess_impact(
             if not scope:
                 sides.append(_finished_today(today, target_date))
                 continue
-            forecast, _, _ = forecast_project(
+            forecast, _, _, _ = project_forecast(
                 change.project,
+                target_date,
                 side_tasks,
                 dependencies,
                 people,
-                common,
                 now=now,
-                target_date=target_date,
                 trials=trials,
-                rng=seed,
+                min_history_items=min_history_items,
+                dependence=dependence,
+                seed=seed,
                 dependence_cache=replayed,
             )
             if not forecast.available or forecast.p85_date is None:
@@ -595,6 +609,11 @@ def assess_impact(
         f"Effort {p50:+.1f} working days (P10-P90 {p10:+.1f} to {p90:+.1f}): {_plural(len(added), 'task')} added, "
         f"{len(removed)} removed, {rework_days:.1f} d rework on {_plural(len(reworked) if share else 0, 'done task')}.",
     ]
+    if staying:
+        sentences.append(
+            f"{_plural(len(staying), 'unlinked task')}{_names(staying)} stay in the plan until closed in the "
+            "tracker; the schedule still counts them."
+        )
     if schedule_before is not None and schedule_after is not None:
         text = f"P85 {schedule_before['p85']} → {schedule_after['p85']} ({p85_shift:+g} calendar days)"
         odds_before, odds_after = schedule_before["probability_on_time"], schedule_after["probability_on_time"]

@@ -64,7 +64,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 import httpx
@@ -280,7 +280,11 @@ def _decision(decision: Decision | None) -> list[str]:
 
 
 def _actions(
-    roles: Sequence[str], requirement: str, impact: ImpactReport | None, decision: Decision | None
+    roles: Sequence[str],
+    requirement: str,
+    impact: ImpactReport | None,
+    decision: Decision | None,
+    approval: tuple[str, datetime] | None = None,
 ) -> list[str]:
     """One line per thing this person has to do, in the order of their roles."""
     pending = decision is not None and decision.action == "require_approval"
@@ -290,7 +294,13 @@ def _actions(
     actions: list[str] = []
     for role in roles:
         if role == OWNER_ROLE:
-            if pending:
+            if pending and approval is not None:
+                link, deadline = approval
+                actions.append(
+                    f"Approve or reject {requirement} by {deadline:%Y-%m-%d %H:%M} UTC: open {link}, press Resume "
+                    "and fill in the form. Unanswered by then, the change stays pending and out of the plan."
+                )
+            elif pending:
                 actions.append(f"Approve or reject {requirement} in the Prefect UI (the flow run's pause form).")
             elif decision is None:
                 actions.append(f"Review the change to {requirement}: no impact analysis was made for it.")
@@ -321,8 +331,10 @@ def change_message(
     diff: RequirementDiff,
     impact: ImpactReport | None,
     decision: Decision | None,
+    approval: tuple[str, datetime] | None = None,
 ) -> Message:
-    """The markdown message telling ``recipient`` what changed, what it costs, what was decided and what they do.
+    """The markdown message telling ``recipient`` what changed, what it costs, what was decided and what they do;
+    ``approval`` (the run's link, the deadline) says where and by when to answer a pending change.
 
     The requirement owner hears immediately when approval is required (see the module docstring)."""
     pending = decision is not None and decision.action == "require_approval"
@@ -340,13 +352,53 @@ def change_message(
         *_decision(decision),
         "### What you need to do",
         "",
-        *(f"- {action}" for action in _actions(recipient.roles, requirement_id, impact, decision)),
+        *(f"- {action}" for action in _actions(recipient.roles, requirement_id, impact, decision, approval)),
     ]
     return Message(
         recipient=recipient.handle,
         mode=mode,
         channel=recipient.channel,
         subject=subject,
+        body="\n".join(lines).rstrip() + "\n",
+        change_keys=[change_key(requirement_id, version)],
+    )
+
+
+_VERDICT = {"approved": "approved: it is in the plan", "rejected": "rejected: it stays out of the plan"}
+
+
+def decision_message(
+    recipient: Stakeholder,
+    requirement_id: str,
+    title: str,
+    version: int,
+    status: str,
+    approver: str,
+    note: str,
+    impact: ImpactReport | None,
+) -> Message:
+    """The message closing the loop on a change that waited for approval: the verdict, who gave it and why,
+    and what it does to the plan. Sent at once: people may be holding work for it."""
+    lines = [
+        f"## {requirement_id} v{version} {_VERDICT.get(status, status)}",
+        "",
+        f"Decided by **{approver}**" + (f": {note.strip()}" if note.strip() else " (no note)."),
+        "",
+    ]
+    if impact is not None and status == "approved":
+        shift = impact.p85_shift_days
+        lines.append(
+            f"The plan now carries its effort ({_days(impact.effort_delta_days)} working days)"
+            + (f" and P85 moves {shift:+g} calendar days" if shift is not None else "")
+            + "; PPMS re-forecasts now."
+        )
+    elif status == "rejected":
+        lines.append("Nothing changes in the plan; work on what it would have added can stop.")
+    return Message(
+        recipient=recipient.handle,
+        mode="immediate",
+        channel=recipient.channel,
+        subject=f"{requirement_id} v{version} {status} by {_one_line(approver)}: {_one_line(title)}",
         body="\n".join(lines).rstrip() + "\n",
         change_keys=[change_key(requirement_id, version)],
     )

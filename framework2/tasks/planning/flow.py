@@ -76,6 +76,14 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
+def keyed_uniforms(keys: Sequence[str], trials: int, seed: int) -> np.ndarray:
+    """(n, trials) uniforms, each task's from its own stream keyed by (seed, key) — the plan model's draws."""
+    out = np.empty((len(keys), trials))
+    for i, key in enumerate(keys):
+        out[i] = np.random.default_rng([seed, stable_seed(key), 2]).random(trials)
+    return out
+
+
 def keyed_normals(keys: Sequence[str], trials: int, seed: int, streams: int = 2) -> np.ndarray:
     """(streams, n, trials) standard normals, each task's from its own stream keyed by (seed, key).
 

@@ -33,7 +33,9 @@ from framework2.tasks.planning.durations import DurationModel, working_days_betw
 from framework2.tasks.planning.flow import (
     Dependence,
     estimate_dependence,
+    fit_durations_at,
     flow_finish,
+    keyed_uniforms,
     project_rate,
     remaining_scope,
     simulate_flow,
@@ -54,7 +56,7 @@ from framework2.tasks.planning.records import DependencyRecord, PersonRecord, Ta
 from framework2.tasks.planning.throughput import ThroughputRate
 from framework2.tasks.planning.waits import fit_wait_model
 
-__all__ = ["availability", "forecast_project", "remaining_scope", "workers_for"]
+__all__ = ["availability", "forecast_project", "forecast_seed", "project_forecast", "remaining_scope", "workers_for"]
 
 
 def workers_for(project: str, tasks: Sequence[TaskRecord], people: Sequence[PersonRecord]) -> int | None:
@@ -243,7 +245,8 @@ def forecast_project(
                 for t in scope
             ]
         )
-        draws = model.sample_remaining(scope, elapsed, trials, np.random.default_rng([seed, 2]))
+        # Keyed by task like the flow model: a task added to the scope leaves the others' draws alone.
+        draws = model.sample_remaining(scope, elapsed, trials, uniforms=keyed_uniforms(keys, trials, seed))
         sample = simulate_schedule(keys, np.asfortranarray(draws), edges, workers=workers)
         horizon_days = int(min(np.ceil(np.quantile(group_finish(sample, own), 0.85)), 5 * 261))
         share, away = availability(project, tasks, people, today, horizon_days)
@@ -310,3 +313,45 @@ def forecast_project(
         {},
         answer_calendar,
     )
+
+
+def forecast_seed(project: str) -> int:
+    """PPMS's seed for a project's forecast. Fixed, not drawn per run: the same scope on the same day gives the
+    same dates (a re-forecast moves only when the work moved), and with draws keyed by task a task added to
+    the scope leaves every other task's draws as they were."""
+    return stable_seed("ppms-forecast", project)
+
+
+def project_forecast(
+    project: str,
+    target_date: date | None,
+    tasks: Sequence[TaskRecord],
+    dependencies: Sequence[DependencyRecord],
+    people: Sequence[PersonRecord],
+    *,
+    now: datetime,
+    trials: int,
+    min_history_items: int,
+    dependence: Dependence | None = None,
+    seed: int | None = None,
+    dependence_cache: dict | None = None,
+) -> tuple[Forecast, dict[str, Forecast], np.ndarray | None, DurationModel]:
+    """The forecast PPMS publishes for ``project`` on this state of the work: its own duration model (the
+    project's history, the organisation's for a young project), ``trials`` trials, the seed of
+    ``forecast_seed`` unless one is given. Also the milestones, the per-trial finish days and the model."""
+    model = fit_durations_at(project, tasks, now, min_history_items=min_history_items)
+    overall, milestones, finish = forecast_project(
+        project,
+        tasks,
+        dependencies,
+        people,
+        model,
+        now=now,
+        target_date=target_date,
+        trials=trials,
+        rng=forecast_seed(project) if seed is None else seed,
+        min_history_items=min_history_items,
+        dependence=dependence,
+        dependence_cache=dependence_cache,
+    )
+    return overall, milestones, finish, model

@@ -1,8 +1,10 @@
 """PPMS Monte Carlo forecasts cut into partitions of projects, in process or on Dask.
 
 Each project's forecast is independent of the others' (other projects' tasks are read for dependencies,
-never forecast together), and each draws from its own generator seeded from the run, so a project gets the
-same dates in one piece, in partitions or on any Dask worker.
+never forecast together), and each draws from its own streams seeded by the project (``forecast_seed``), so
+a project gets the same dates in one piece, in partitions or on any Dask worker — and in PCES's change
+impact, which forecasts a project with and without a change through ``project_forecast`` so that its
+schedule delta is a difference of two forecasts PPMS itself publishes.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from framework2.scale import ScaleOut, balanced_partitions, partition_count, run_partitions
-from framework2.tasks.planning.flow import Dependence, fit_durations_at
-from framework2.tasks.planning.forecast import forecast_project
+from framework2.tasks.planning.flow import Dependence
+from framework2.tasks.planning.forecast import project_forecast
 from framework2.tasks.planning.montecarlo import Forecast
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
 from framework2.tasks.planning.risk import RiskReport, risk_factors
@@ -50,27 +52,26 @@ def forecast_partition(
     *,
     now: datetime,
     trials: int,
-    seed: int,
+    seed: int | None,
     min_history_items: int,
     dependence: dict[str, Dependence] | None = None,
 ) -> list[ProjectForecast]:
-    """Duration model, Monte Carlo forecast and risk factors for each of ``projects``; ``dependence`` per project
+    """Duration model, Monte Carlo forecast and risk factors for each of ``projects`` (``seed`` None: each
+    project's ``forecast_seed``); ``dependence`` per project
     from the latest calibration (estimated here for a project it lacks)."""
     out = []
     for project in projects:
-        model = fit_durations_at(project.key, tasks, now, min_history_items=min_history_items)
-        overall, milestones, finish = forecast_project(
+        overall, milestones, finish, model = project_forecast(
             project.key,
+            project.target_date,
             tasks,
             dependencies,
             people,
-            model,
             now=now,
-            target_date=project.target_date,
             trials=trials,
-            rng=np.random.default_rng(seed),
             min_history_items=min_history_items,
             dependence=(dependence or {}).get(project.key),
+            seed=seed,
         )
         risk = risk_factors(project.key, tasks, dependencies, overall, model, now=now)
         out.append(
@@ -88,7 +89,7 @@ def forecast_projects(
     *,
     now: datetime,
     trials: int,
-    seed: int,
+    seed: int | None = None,
     min_history_items: int,
     dependence: dict[str, Dependence] | None = None,
 ) -> list[ProjectForecast]:
