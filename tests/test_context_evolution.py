@@ -79,6 +79,64 @@ def test_changed_fields_are_split_into_added_removed_and_changed() -> None:
     assert diff.summary == "REQ-3: priority should → must; owner removed (was alice); tasks +jira:SHOP-2, -jira:SHOP-1"
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("Guests pay wihtout an account.", "typo fix 'wihtout' → 'without'"),
+        ("Guests  pay without\nan account", "whitespace, case or punctuation only"),
+        ("guests pay without an Account.", "whitespace, case or punctuation only"),
+    ],
+)
+def test_a_typo_or_rewrap_of_the_body_is_a_cosmetic_version(body: str, reason: str) -> None:
+    diff = diff_requirements(req(body=body), req())
+
+    assert diff is not None and diff.cosmetic and diff.cosmetic_reason == reason
+    assert diff.body_diff  # stored and shown like any version
+    assert diff.summary.endswith(f"(cosmetic: {reason})")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"body": "Guests cannot pay without an account."}, "the text changed beyond typos"),  # a word added
+        ({"body": "Guests can pay without an account."}, "the text changed beyond typos"),
+        ({"body": "Guests pay within an account."}, "the text changed beyond typos"),  # two edits, short word
+        ({"body": "Guests pay without an account in 10 days."}, "the text changed beyond typos"),
+        ({"criteria": ("A guest can pay", "Totals include VAT", "Receipts by mail")}, "acceptance criteria changed"),
+        ({"criteria": ("A guest can pya", "Totals include VAT")}, "acceptance criteria changed"),
+        ({"priority": "must"}, "priority changed"),
+        ({"owner": "bob"}, "owner changed"),
+        ({"tasks": "[jira:SHOP-1, jira:SHOP-2]"}, "tasks changed"),
+    ],
+)
+def test_any_change_of_meaning_links_criteria_or_people_is_substantive(changes: dict, reason: str) -> None:
+    diff = diff_requirements(req(), req(**changes))
+
+    assert diff is not None and not diff.cosmetic and diff.cosmetic_reason == reason
+
+
+def test_a_number_or_a_meaning_word_is_never_a_typo() -> None:
+    from framework2.tasks.context.evolution import typo_edits
+
+    assert typo_edits("Pay in 10 days.", "Pay in 100 days.") is None
+    assert typo_edits("Only admins may refund.", "Only admins may not refund.") is None
+    assert typo_edits("Ship to any country.", "Ship to and country.") is None
+    assert typo_edits("Refunds within a week", "Refunds wihtin a week") == [("within", "wihtin")]
+
+
+def test_cosmetic_versions_are_not_churn() -> None:
+    typo = diff_requirements(req(body="Guests pay wihtout an account."), req())
+    real = diff_requirements(req(), req(priority="must"))
+    assert typo is not None and real is not None
+    points = [
+        VersionPoint(id="REQ-3", project="shop", at=NOW - timedelta(days=20), diff=typo),
+        VersionPoint(id="REQ-3", project="shop", at=NOW - timedelta(days=2), diff=real),
+    ]
+
+    row = evolution_metrics(points, now=NOW).query("level == 'requirement'").iloc[0]
+    assert row["changes"] == 1
+
+
 def test_body_diff_is_a_unified_diff_of_the_body() -> None:
     diff = diff_requirements(req(body="Guests pay.\nFast."), req(body="Guests pay.\nQuickly."))
 

@@ -136,6 +136,18 @@ def test_ingest_versions_only_what_changed_and_says_what_changed(repo: Path, mon
 
     assert requirement_changes(open_store(), datetime.now(UTC) - timedelta(days=28)) == {"sample:shop": 1}
 
+    # A typo fix is a new version, shown with why it is cosmetic, and triggers nothing.
+    emitted.clear()
+    (repo / "checkout.md").write_text(edited.replace("Shoppers can pay without", "Shoppers can pay wihtout"))
+    git("commit", "--quiet", "-am", "typo", cwd=repo)
+    pces.ingest()
+    assert emitted == []
+    with session_scope(open_store()) as session:
+        typo = session.scalars(
+            select(RequirementVersion).where(RequirementVersion.requirement == "REQ-1", RequirementVersion.version == 3)
+        ).one()
+    assert typo.diff["cosmetic"] and typo.diff["cosmetic_reason"] == "typo fix 'without' → 'wihtout'"
+
 
 def test_a_file_that_breaks_keeps_its_requirement_instead_of_removing_it(
     repo: Path, monkeypatch: pytest.MonkeyPatch

@@ -134,6 +134,9 @@ def ingest_source(engine: Engine, settings: Settings, name: str, run_id: str, kn
     by_id = {r.id: r for r in read.requirements}
     for change in changes:
         requirement = by_id.get(change.id)
+        if change.cosmetic:  # stored and shown, but no change to assess, forecast or announce
+            get_run_logger().info("%s: cosmetic edit (%s), nothing to re-assess", change.id, change.cosmetic_reason)
+            continue
         emit(
             SYSTEM,
             "requirement.changed",

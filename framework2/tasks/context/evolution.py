@@ -13,6 +13,10 @@
 - ``body_diff`` is a unified diff (difflib, 3 lines of context), "" when the bodies are equal. "Lines
   changed" in the summary, and in churn, is lines added plus lines removed, so editing one line counts 2.
 
+A new version is **cosmetic** or **substantive** (``classify_edit``, rule in its docstring): a typo fix or a
+re-wrap is stored and shown like any version, but it is no requirement change — nothing is re-assessed,
+re-forecast or announced for it, and it is not counted as churn.
+
 ``evolution_metrics`` turns a history of versions into volatility figures; ``churn_chart`` draws it weekly.
 A "change" there is an edit or a removal of an existing requirement. Additions are counted in their own
 column but are not changes: writing a requirement is not instability of it, and the first import of an
@@ -59,6 +63,8 @@ class RequirementDiff(BaseModel):
     criteria_added: list[str] = Field(default_factory=list)
     criteria_removed: list[str] = Field(default_factory=list)
     summary: str = ""
+    cosmetic: bool = Field(False, description="Whitespace/typo-level edit only: stored and shown, triggers nothing.")
+    cosmetic_reason: str = ""
 
 
 # --- diffs ---------------------------------------------------------------------------------------------------
@@ -209,7 +215,89 @@ def diff_requirements(before: Requirement | None, after: Requirement | None) -> 
         before.body if before is not None else "", after.body if after is not None else "", one.id
     )
     diff.summary = _summary(diff, before, after)
+    if kind == "changed" and before is not None and after is not None:
+        diff.cosmetic, diff.cosmetic_reason = classify_edit(diff, before, after)
+        if diff.cosmetic:
+            diff.summary += f" (cosmetic: {diff.cosmetic_reason})"
     return diff
+
+
+# --- cosmetic or substantive -----------------------------------------------------------------------------------
+
+# Words whose one-letter change flips a meaning ("can" → "can't", "and" → "any"): never a typo.
+_MEANING_WORDS = frozenset(
+    {
+        *("not", "no", "nor", "never", "must", "may", "can", "cannot", "cant", "should", "shall", "will", "wont"),
+        *("would", "all", "any", "none", "only", "and", "or", "min", "max", "less", "more", "least", "most"),
+        *("before", "after", "above", "below"),
+    }
+)
+_MAX_TYPOS = 3
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+
+
+def _osa_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) from ``a`` to ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def _typo(old: str, new: str) -> bool:
+    """One word mistyped into another: a small edit (1 up to 6 letters, else 2), no digits, no meaning word."""
+    if any(c.isdigit() for c in old + new) or {old, new} & _MEANING_WORDS:
+        return False
+    return _osa_distance(old, new) <= (1 if max(len(old), len(new)) <= 6 else 2)
+
+
+def typo_edits(before: str, after: str) -> list[tuple[str, str]] | None:
+    """The (old, new) word pairs that turn ``before`` into ``after`` when every difference is a typo-level
+    word swap (case, spacing and punctuation ignored); None when any difference is more than that."""
+    old_words = [w.casefold() for w in _WORD.findall(before)]
+    new_words = [w.casefold() for w in _WORD.findall(after)]
+    pairs: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_words, b=new_words, autojunk=False).get_opcodes():
+        if op == "equal":
+            continue
+        if op != "replace" or i2 - i1 != j2 - j1:
+            return None  # a word added or removed
+        pairs += list(zip(old_words[i1:i2], new_words[j1:j2], strict=True))
+    if len(pairs) > _MAX_TYPOS or not all(_typo(a, b) for a, b in pairs):
+        return None
+    return pairs
+
+
+def classify_edit(diff: RequirementDiff, before: Requirement, after: Requirement) -> tuple[bool, str]:
+    """Is a new version of a requirement cosmetic, and why.
+
+    Cosmetic: acceptance criteria, links (tasks, components), priority, owner, project and status all
+    unchanged, and the body and title differ only in whitespace, case, punctuation or at most
+    ``_MAX_TYPOS`` = 3 typo-level word swaps (one edit in a word of up to 6 letters, two in a longer one; never
+    a number or a word like "not", "must", "only" whose small change flips the meaning). Anything else is
+    substantive. The reason names what decided."""
+    if diff.criteria_added or diff.criteria_removed:
+        return False, "acceptance criteria changed"
+    fields = {c.field for c in diff.fields_changed} | set(diff.fields_added) | set(diff.fields_removed)
+    if fields - {"title"}:
+        return False, f"{', '.join(sorted(fields - {'title'}))} changed"
+    swaps: list[tuple[str, str]] = []
+    for old, new in ((before.title or "", after.title or ""), (before.body, after.body)):
+        found = typo_edits(old, new)
+        if found is None:
+            return False, "the text changed beyond typos"
+        swaps += found
+    if len(swaps) > _MAX_TYPOS:
+        return False, f"{len(swaps)} words changed"
+    if not swaps:
+        return True, "whitespace, case or punctuation only"
+    return True, "typo fix " + ", ".join(f"'{a}' → '{b}'" for a, b in swaps)
 
 
 # --- metrics -------------------------------------------------------------------------------------------------
@@ -261,7 +349,8 @@ def _empty_metrics() -> pd.DataFrame:
 
 
 def _is_change(point: VersionPoint) -> bool:
-    return point.diff.kind != "added"
+    # Writing a requirement is not instability of it, and neither is fixing a typo in it.
+    return point.diff.kind != "added" and not point.diff.cosmetic
 
 
 def _is_late(point: VersionPoint) -> bool:
