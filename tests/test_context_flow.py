@@ -129,12 +129,12 @@ def test_ingest_versions_only_what_changed_and_says_what_changed(repo: Path, mon
     assert rows == {"REQ-1": ("draft", 2), "REQ-2": ("removed", 2)}
     artifact = Artifact.get("pces-evolution")
     assert artifact is not None and "| level | key | changes |" in artifact.data
-    # What PPOS's scope-change component reads: edits per project PCES tracks (REQ-2 had no project).
+    # What PPOS's scope-change component reads: the projects PCES tracks (REQ-2 had none), no impact yet.
     from datetime import UTC, datetime, timedelta
 
-    from framework2.store.context import requirement_changes
+    from framework2.store.context import scope_changes
 
-    assert requirement_changes(open_store(), datetime.now(UTC) - timedelta(days=28)) == {"sample:shop": 1}
+    assert scope_changes(open_store(), datetime.now(UTC) - timedelta(days=28)) == {"sample:shop": []}
 
     # A typo fix is a new version, shown with why it is cosmetic, and triggers nothing.
     emitted.clear()
@@ -237,7 +237,8 @@ def test_the_impact_schedule_is_the_forecast_ppms_publishes_once_the_change_is_i
     planning.forecast(projects=["sample:shop"])
 
     with session_scope(engine) as session:
-        report = session.scalars(select(ChangeImpactRow)).one().report
+        impact = session.scalars(select(ChangeImpactRow)).one()
+        report, version = impact.report, impact.version
         published_after = session.scalars(
             select(PmForecast)
             .where(PmForecast.project == "sample:shop", PmForecast.milestone.is_(None))
@@ -252,6 +253,18 @@ def test_the_impact_schedule_is_the_forecast_ppms_publishes_once_the_change_is_i
     shift = (published_after.p85 - published_before.p85).days
     assert report["p85_shift_days"] == shift
     assert shift > 0  # the six criteria move the date (4 days on this world)
+
+    # PPOS feels it: the scope-change component names the requirement with its effort and date move.
+    import framework2.flows.portfolio as portfolio
+    from framework2.store.models import PpHealth
+
+    monkeypatch.setattr(portfolio, "emit_about_project", lambda *_a: None)
+    portfolio.project_health()
+    with session_scope(engine) as session:
+        health = session.scalars(select(PpHealth).where(PpHealth.project == "sample:shop")).one()
+    [scope] = [c for c in health.components if c["name"] == "scope_change"]
+    assert f"REQ-1 v{version} {report['effort_delta_days']:+.1f} d, P85 {shift:+g} d" in scope["explanation"]
+    assert scope["measure"].startswith(f"{report['effort_delta_days']:+.1f} d, P85 {shift:+g} d")
     artifact = Artifact.get("pces-impact-req-1")
     assert artifact is not None and "auto accept" in artifact.data and "Effort:" in artifact.data
 

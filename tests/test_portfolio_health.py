@@ -12,6 +12,7 @@ from framework2.tasks.portfolio.health import (
     DEFAULT_WEIGHTS,
     HealthScore,
     ProjectSignals,
+    ScopeChange,
     portfolio_health,
     resolve_weights,
     score_health,
@@ -88,15 +89,42 @@ def test_throughput_halving_scores_zero_and_steady_scores_full() -> None:
     assert component(steady, "throughput_trend").score == pytest.approx(100.0)
 
 
-def test_scope_change_is_net_growth_of_open_work_or_pces_changes_when_present() -> None:
+def test_scope_change_without_pces_is_net_growth_of_open_work() -> None:
     steady = component(score_health(healthy(scope_added=30, scope_done=28)), "scope_change")
     creeping = component(score_health(healthy(scope_added=30, scope_done=6)), "scope_change")  # +60 %
     new_plan = component(score_health(healthy(scope_added=30, open_at_window_start=2)), "scope_change")
-    with_pces = component(score_health(healthy(scope_added=30, scope_done=6, requirement_changes=2)), "scope_change")
     assert steady.score == pytest.approx(100.0) and "PCES not running" in steady.explanation
     assert creeping.score == pytest.approx(0.0) and creeping.measure.startswith("+60%")
     assert new_plan.score is None and "new plan" in new_plan.explanation
-    assert with_pces.score == pytest.approx(100.0) and "requirement changes" in with_pces.explanation
+
+
+def _changes(*rows: tuple[str, str, float, float | None]) -> list[ScopeChange]:
+    return [ScopeChange(requirement=r, version=2, status=st, effort_days=e, p85_shift_days=sh) for r, st, e, sh in rows]
+
+
+def test_scope_change_with_pces_weighs_the_effort_and_the_date_move_of_changes_in_the_plan() -> None:
+    as_of = date(2026, 12, 1)
+    quiet = component(score_health(healthy(scope_changes=[], open_work_days=40)), "scope_change")
+    # +6 d on 40 d of open work is 15 %: a tenth of the way down the ramp from 10 % to 60 %.
+    effort = _changes(("REQ-1", "accepted", 6.0, 0.0))
+    grown = component(score_health(healthy(scope_changes=effort, open_work_days=40, as_of=as_of)), "scope_change")
+    # P85 +20 d with 40 d left to the target is 50 % of the runway: worse than the effort, so it decides.
+    late = _changes(("REQ-1", "approved", 6.0, 20.0), ("REQ-4", "notified", 1.0, 0.0))
+    moved = component(
+        score_health(healthy(scope_changes=late, open_work_days=40, target_date=date(2027, 1, 10), as_of=as_of)),
+        "scope_change",
+    )
+    held = _changes(("REQ-2", "pending_approval", 12.0, 9.0), ("REQ-3", "rejected", 30.0, 15.0))
+    waiting = component(score_health(healthy(scope_changes=held, open_work_days=40)), "scope_change")
+
+    assert quiet.score == pytest.approx(100.0) and "no requirement change entered the plan" in quiet.explanation
+    assert grown.score == pytest.approx(90.0) and "REQ-1 v2 +6.0 d" in grown.explanation
+    assert "15% of the 40 d of open work" in grown.explanation
+    assert moved.score == pytest.approx(20.0) and "P85 moved +20 d, 50% of the 40 d left" in moved.explanation
+    assert moved.explanation.index("REQ-1") < moved.explanation.index("REQ-4")  # the largest first
+    # Pending and rejected changes are not in the plan: named, not scored.
+    assert waiting.score == pytest.approx(100.0) and "waiting for approval" in waiting.explanation
+    assert "REQ-2 v2 +12.0 d" in waiting.explanation and "REQ-3" not in waiting.explanation
 
 
 def test_weights_are_configurable_and_bad_ones_are_named() -> None:
@@ -159,6 +187,7 @@ def test_task_signals_count_open_added_done_and_blocked_work() -> None:
 
     assert task_signals("shop", tasks, deps, now=NOW) == {
         "open_tasks": 3,
+        "open_work_days": 3.0,  # no estimates: a day each
         "scope_added": 2,
         "scope_done": 2,
         "open_at_window_start": 3,

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from framework2.config import Settings, get_settings
 from framework2.events import emit_about_project
 from framework2.flows.common import current_flow_run_id
-from framework2.store.context import requirement_changes
+from framework2.store.context import scope_changes
 from framework2.store.engine import open_store, session_scope
 from framework2.store.locks import Lease, LockHeld, acquire
 from framework2.store.models import PpAllocation
@@ -140,7 +140,7 @@ def gather_signals(engine: Engine, settings: Settings, portfolio: Portfolio) -> 
     now, tasks, deps = portfolio.now, portfolio.tasks, portfolio.dependencies
     forecasts, staffing = latest_forecasts(engine), latest_staffing(engine)
     since = now - timedelta(days=RELEASE_WINDOW_DAYS)
-    changes = requirement_changes(engine, now - timedelta(days=SCOPE_WINDOW_DAYS))
+    changes = scope_changes(engine, now - timedelta(days=SCOPE_WINDOW_DAYS))
     signals = []
     for project in portfolio.projects:
         forecast = forecasts.get(project.key) or {}
@@ -159,7 +159,8 @@ def gather_signals(engine: Engine, settings: Settings, portfolio: Portfolio) -> 
                 failed_releases=failed,
                 ready_tasks=ready,
                 unstaffed_ready=unstaffed,
-                requirement_changes=changes.get(project.key),
+                scope_changes=changes.get(project.key),
+                as_of=now.date(),
                 **task_signals(project.key, tasks, deps, now=now),
             )
         )

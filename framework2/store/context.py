@@ -271,16 +271,33 @@ def mark_delivery(engine: Engine, ids: Sequence[int], sent: bool, attempts: int,
                 row.status, row.sent_at = "sent", utcnow()
 
 
-def requirement_changes(engine: Engine, since: datetime) -> dict[str, int]:
-    """Per project PCES tracks requirements for: requirement edits and removals since ``since`` (0 if none)."""
+def scope_changes(engine: Engine, since: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Per project PCES tracks requirements for: the changes assessed since ``since`` — requirement, version,
+    status, effort and P85 shift from the stored impact (an empty list: tracked, nothing changed)."""
     with session_scope(engine) as session:
         tracked = {p for p in session.scalars(select(RequirementRow.project).distinct()) if p}
         rows = session.execute(
-            select(RequirementVersion.content, RequirementVersion.diff).where(RequirementVersion.created_at >= since)
+            select(ChangeImpactRow, RequirementVersion.content)
+            .join(
+                RequirementVersion,
+                (RequirementVersion.requirement == ChangeImpactRow.requirement)
+                & (RequirementVersion.version == ChangeImpactRow.version),
+            )
+            .where(ChangeImpactRow.created_at >= since)
+            .order_by(ChangeImpactRow.id)
         ).all()
-    counts = dict.fromkeys(tracked, 0)
-    for content, diff in rows:
-        project = (content or {}).get("project")
-        if project in counts and (diff or {}).get("kind") in ("changed", "removed"):
-            counts[project] += 1
-    return counts
+        out: dict[str, list[dict[str, Any]]] = {p: [] for p in tracked}
+        for impact, content in rows:
+            project = (content or {}).get("project")
+            if project in out:
+                report = impact.report or {}
+                out[project].append(
+                    {
+                        "requirement": impact.requirement,
+                        "version": impact.version,
+                        "status": impact.status,
+                        "effort_days": float(report.get("effort_delta_days") or 0.0),
+                        "p85_shift_days": report.get("p85_shift_days"),
+                    }
+                )
+    return out

@@ -11,12 +11,17 @@ Components and their default weights (``DEFAULT_WEIGHTS``, configurable as ``[pp
 
 - **schedule** 0.35 — PPMS's odds of making the target date: score = 100 x P(on time). The forecast
   already carries estimate uncertainty and dependencies, so it is the single best signal and weighs most.
-- **scope_change** 0.15 — requirement changes in the last 28 days as a share of the open tasks when PCES
-  runs; else the *net* growth of open work: (tasks created - tasks done in the last 28 days) / tasks open
-  28 days ago. 100 at <= 10 %, 0 at >= 60 % (linear between): a tenth more open work a month is normal
-  grooming, more than half means the plan is being rewritten. Net, because a team working in a steady flow
-  adds as many tasks as it finishes; with fewer than ``MIN_BASELINE`` = 5 tasks open 28 days ago the project
-  is a new plan and there is nothing to measure growth against (left out).
+- **scope_change** 0.15 — when PCES tracks the project's requirements: what the requirement changes that
+  entered the plan in the last 28 days (accepted by the policy or approved) did, from their stored impacts —
+  the net effort they added as a share of the open work (in estimated days), and the P85 days they moved the
+  forecast as a share of the days left to the target. The worse of the two scores, each 100 at <= 10 % and
+  0 at >= 60 % (linear between): a tenth more work (or a tenth of the runway) a month is normal grooming,
+  more than half means the plan is being rewritten. The reason names the requirements, largest first, and
+  the changes still waiting for approval (not in the plan, so not scored). Cosmetic edits never reach it.
+  Without PCES: the *net* growth of open work, (tasks created - tasks done in the last 28 days) / tasks
+  open 28 days ago, on the same ramp. Net, because a team working in a steady flow adds as many tasks as it
+  finishes; with fewer than ``MIN_BASELINE`` = 5 tasks open 28 days ago the project is a new plan and there
+  is nothing to measure growth against (left out).
 - **throughput_trend** 0.15 — tasks done per day over the last 14 days vs the 28 days before: 100 at a
   steady or rising rate, falling linearly to 0 at a halved rate (ratio 0.5). Needs 5 done tasks in the
   earlier window; fewer is noise.
@@ -63,6 +68,26 @@ PRIOR_DAYS = 28
 MIN_PRIOR_DONE = 5
 RELEASE_WINDOW_DAYS = 30
 FAILED_RELEASES = ("failed", "rolled_back")
+IN_PLAN = ("accepted", "notified", "approved")
+_NAMED_CHANGES = 3
+
+
+class ScopeChange(BaseModel):
+    """One requirement change PCES assessed for a project, and whether it is in the plan."""
+
+    requirement: str
+    version: int
+    status: str = Field(..., description="accepted | notified | approved (in the plan) | pending_approval | rejected")
+    effort_days: float = 0.0
+    p85_shift_days: float | None = None
+
+    @property
+    def in_plan(self) -> bool:
+        return self.status in IN_PLAN
+
+    def describe(self) -> str:
+        shift = f", P85 {self.p85_shift_days:+g} d" if self.p85_shift_days else ""
+        return f"{self.requirement} v{self.version} {self.effort_days:+.1f} d{shift}"
 
 
 class ProjectSignals(BaseModel):
@@ -78,7 +103,11 @@ class ProjectSignals(BaseModel):
     scope_added: int = Field(0, ge=0, description="Tasks created in the scope window.")
     scope_done: int = Field(0, ge=0, description="Tasks done in the scope window.")
     open_at_window_start: int = Field(0, ge=0, description="Tasks open when the scope window began.")
-    requirement_changes: int | None = Field(None, ge=0, description="PCES requirement changes; None without PCES.")
+    as_of: date = Field(default_factory=lambda: datetime.now(UTC).date(), description="The day the signals are for.")
+    open_work_days: float = Field(0.0, ge=0, description="Estimated days of the open tasks (unestimated: median).")
+    scope_changes: list[ScopeChange] | None = Field(
+        None, description="Requirement changes PCES assessed in the scope window; None: PCES does not track it."
+    )
     done_recent: int = Field(0, ge=0, description=f"Tasks done in the last {RECENT_DAYS} days.")
     done_prior: int = Field(0, ge=0, description=f"Tasks done in the {PRIOR_DAYS} days before that.")
     blocked_open: int = Field(0, ge=0)
@@ -148,6 +177,42 @@ def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     return resolved
 
 
+def _scope_from_changes(s: ProjectSignals) -> tuple[float | None, str, str]:
+    """The scope-change component from PCES's impacts (rule in the module docstring)."""
+    changes = s.scope_changes or []
+    adopted = sorted((c for c in changes if c.in_plan), key=lambda c: -abs(c.effort_days))
+    pending = [c for c in changes if c.status == "pending_approval"]
+    waiting = (
+        f"; waiting for approval, not in the plan: {', '.join(c.describe() for c in pending[:_NAMED_CHANGES])}"
+        if pending
+        else ""
+    )
+    if not adopted:
+        return (
+            100.0,
+            "no change in the plan",
+            f"no requirement change entered the plan in {SCOPE_WINDOW_DAYS} days{waiting}",
+        )
+    effort = sum(c.effort_days for c in adopted)
+    shift = sum(c.p85_shift_days or 0.0 for c in adopted)
+    effort_share = max(0.0, effort) / max(s.open_work_days, 1.0)
+    scores = [_ramp_down(effort_share, 0.10, 0.60)]
+    against = f"{effort:+.1f} d is {effort_share:.0%} of the {s.open_work_days:.0f} d of open work"
+    if s.target_date is not None and shift > 0:
+        days_left = max(1.0, float((s.target_date - s.as_of).days))
+        shift_share = shift / days_left
+        scores.append(_ramp_down(shift_share, 0.10, 0.60))
+        against += f"; P85 moved {shift:+g} d, {shift_share:.0%} of the {days_left:.0f} d left to the target"
+    named = ", ".join(c.describe() for c in adopted[:_NAMED_CHANGES])
+    more = f" and {len(adopted) - _NAMED_CHANGES} more" if len(adopted) > _NAMED_CHANGES else ""
+    return (
+        min(scores),
+        f"{effort:+.1f} d" + (f", P85 {shift:+g} d" if shift else "") + " from requirements",
+        f"{len(adopted)} requirement change{'s' if len(adopted) != 1 else ''} entered the plan in "
+        f"{SCOPE_WINDOW_DAYS} days ({named}{more}): {against}{waiting}",
+    )
+
+
 def _components(s: ProjectSignals) -> dict[str, tuple[float | None, str, str]]:
     """(score, measure, explanation) per component."""
     out: dict[str, tuple[float | None, str, str]] = {}
@@ -163,17 +228,8 @@ def _components(s: ProjectSignals) -> dict[str, tuple[float | None, str, str]]:
             f"PPMS gives {p:.0%} odds of the target {s.target_date}" + (f" (P85 {s.p85})" if s.p85 else ""),
         )
 
-    if s.requirement_changes is not None:
-        if s.open_tasks == 0:
-            out["scope_change"] = (None, "no open tasks", "nothing open, so nothing for requirements to change")
-        else:
-            share = s.requirement_changes / s.open_tasks
-            out["scope_change"] = (
-                _ramp_down(share, 0.10, 0.60),
-                f"{share:.0%} of open work changed",
-                f"{s.requirement_changes} requirement changes in {SCOPE_WINDOW_DAYS} days against {s.open_tasks} "
-                "open tasks",
-            )
+    if s.scope_changes is not None:
+        out["scope_change"] = _scope_from_changes(s)
     elif s.open_at_window_start < MIN_BASELINE:
         out["scope_change"] = (
             None,
@@ -315,8 +371,9 @@ def _utc(moment: datetime) -> datetime:
 
 def task_signals(
     project: str, tasks: Sequence[TaskRecord], dependencies: Sequence[DependencyRecord], *, now: datetime
-) -> dict[str, int]:
-    """The task-derived signals of one project: open, added, done recently and before, blocked."""
+) -> dict[str, float]:
+    """The task-derived signals of one project: open (tasks and estimated days; an unestimated task counts as
+    the project's median estimate), added, done recently and before, blocked."""
     now = _utc(now)
     own = [t for t in tasks if t.project == project]
     status = {t.key: t.status for t in tasks}
@@ -326,8 +383,12 @@ def task_signals(
     prior_from = recent_from - timedelta(days=PRIOR_DAYS)
     done_at = [_utc(t.done_at) for t in own if t.status == "done" and t.done_at is not None]
     window = now - timedelta(days=SCOPE_WINDOW_DAYS)
+    estimates = sorted(t.estimate_days for t in own if t.estimate_days)
+    typical = estimates[len(estimates) // 2] if estimates else 1.0
+    open_work = sum(t.estimate_days or typical for t in own if t.key in open_keys)
     return {
         "open_tasks": len(open_keys),
+        "open_work_days": float(open_work),
         "scope_added": sum(1 for t in own if _utc(t.created_at) > window),
         "scope_done": sum(1 for d in done_at if window < d <= now),
         "open_at_window_start": sum(
