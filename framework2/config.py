@@ -364,6 +364,13 @@ class ContextSettings(Section):
     approval_wait: Duration = Field(
         timedelta(hours=4), description="How long a change waits for approval in the UI; then it stays pending."
     )
+    message_retry: Duration = Field(
+        timedelta(minutes=5),
+        description="First wait before a message a channel refused is tried again; doubled each round, at most 1h.",
+    )
+    message_expiry: Duration = Field(
+        timedelta(days=3), description="A message still undelivered this long after it was queued is given up on."
+    )
     stakeholders: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per handle: {mode = 'immediate' | 'digest', channel = 'custom-webhook/name'}; others: digest.",

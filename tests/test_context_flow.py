@@ -269,23 +269,39 @@ def test_the_impact_schedule_is_the_forecast_ppms_publishes_once_the_change_is_i
     assert artifact is not None and "auto accept" in artifact.data and "Effort:" in artifact.data
 
 
-def test_a_change_needing_approval_waits_for_a_person_and_stores_who_decided(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_change_needing_approval_waits_for_a_person_and_the_decision_closes_the_loop(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, http_server, decision: str
+) -> None:  # type: ignore[no-untyped-def]
     import asyncio
     import contextvars
     import threading
 
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
     import framework2.flows.context as pces
-    from framework2.store.models import ChangeImpactRow
+    from framework2.sample.world import seed_projects
+    from framework2.store.models import ChangeImpactRow, StakeholderMessage
+    from tests.http_fixtures import Reply
     from tests.test_pricing_approval import paused_run_id
 
-    _ingest_linked(repo, monkeypatch, 1)
+    seed_projects(open_store())
+    http_server.route("/ana", *[Reply(200)] * 4, method="POST")
+    CustomWebhookNotificationBlock(
+        name="ana", url=http_server.url_for("/ana"), method="POST", json_data={"text": "{{subject}}: {{body}}"}
+    ).save("ana-hook", overwrite=True)
+    monkeypatch.setenv(
+        "FRAMEWORK2_PCES__STAKEHOLDERS", '{"ana": {"mode": "immediate", "channel": "custom-webhook/ana-hook"}}'
+    )
+    _ingest_linked(repo, monkeypatch, 2)
+    _ingest_linked(repo, monkeypatch, 4)  # two criteria more on open work: two tasks if approved
     monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", STRICT)
     monkeypatch.setenv("FRAMEWORK2_PCES__APPROVAL_WAIT", "120s")
     get_settings.cache_clear()
+    emitted: list[tuple[str, dict]] = []
+    monkeypatch.setattr(pces, "emit", lambda _s, event, payload: emitted.append((event, payload)))
     box: dict = {}
     context = contextvars.copy_context()
     worker = threading.Thread(target=context.run, args=(lambda: box.setdefault("r", pces.change_impact("REQ-1")),))
@@ -293,15 +309,41 @@ def test_a_change_needing_approval_waits_for_a_person_and_stores_who_decided(
     flow_run_id = asyncio.run(paused_run_id())
     with session_scope(open_store()) as session:  # the assessment is stored while the run waits
         assert session.scalars(select(ChangeImpactRow)).one().status == "pending_approval"
+    # The owner heard at once, with where to answer and by when; the form shows the impact.
+    [asked] = http_server.requests_to("/ana")
+    assert f"/runs/flow-run/{flow_run_id}" in asked.json()["text"] and "UTC" in asked.json()["text"]
 
-    resume_flow_run(flow_run_id, run_input={"decision": "reject", "approver": "ana", "note": "not this quarter"})
+    async def form_description() -> str:
+        async with get_client() as client:
+            inputs = await client.filter_flow_run_input(
+                flow_run_id=flow_run_id, key_prefix="paused", limit=10, exclude_keys=set()
+            )
+        return next(i.value for i in inputs if i.key.endswith("-description"))
+
+    assert "Effort" in asyncio.run(form_description())
+
+    resume_flow_run(flow_run_id, run_input={"decision": decision, "approver": "olga", "note": "fits the sprint"})
     worker.join(timeout=120)
 
-    assert box["r"]["status"] == "rejected"
+    status = {"approve": "approved", "reject": "rejected"}[decision]
+    assert box["r"]["status"] == status
     with session_scope(open_store()) as session:
         row = session.scalars(select(ChangeImpactRow)).one()
-    assert (row.status, row.decided_by, row.decision_note) == ("rejected", "ana", "not this quarter")
+        statuses = {m.status for m in session.scalars(select(StakeholderMessage))}
+    assert (row.status, row.decided_by, row.decision_note) == (status, "olga", "fits the sprint")
     assert row.decided_at is not None and any("effort" in r for r in row.reasons)
+    # The loop closes: an event, the new scope in the plan only when approved, and everyone told at once.
+    events = [e for e, _ in emitted]
+    decided = dict(emitted)["change.decided"]
+    assert (decided["status"], decided["approver"], decided["note"]) == (status, "olga", "fits the sprint")
+    in_plan = {t.key for t in load_tasks(open_store())} & set(row.report["added_tasks"])
+    if decision == "approve":
+        assert events == ["impact.assessed", "change.decided", "scope.changed"] and len(in_plan) == 2
+    else:
+        assert events == ["impact.assessed", "change.decided"] and not in_plan
+    told = http_server.requests_to("/ana")[-1].json()["text"]
+    assert f"REQ-1 v{row.version} {status} by olga" in told and "fits the sprint" in told
+    assert "queued" not in statuses  # nothing left asking for a decision that was made
 
 
 def test_without_an_answer_in_time_the_change_stays_pending_and_the_run_completes(
@@ -357,8 +399,9 @@ def test_a_failing_channel_keeps_the_message_queued_until_the_next_run_delivers_
         [queued] = session.scalars(select(StakeholderMessage).where(StakeholderMessage.recipient == "ana")).all()
     assert (queued.status, queued.attempts) == ("queued", 3) and "500" in queued.last_error
     assert "REQ-1" in queued.subject and "requirement owner" in queued.body
+    assert queued.failed_rounds == 1 and queued.next_attempt_at is not None  # tried again in 5 minutes
 
-    assert pces.stakeholder_digest() == {"sent": 1, "failed": 0}
+    assert pces.stakeholder_digest() == {"sent": 1, "failed": 0, "expired": 0}  # the digest sends all it has
 
     [*_, delivered] = http_server.requests_to("/ana")
     assert "REQ-1" in delivered.json()["text"]
@@ -398,3 +441,66 @@ def test_jira_epics_are_ingested_as_requirements(
     with session_scope(open_store()) as session:
         row = session.get(RequirementRow, "SHOP-7")
     assert row is not None and (row.source, row.source_name, row.project) == ("jira:SHOP-7", "jira-reqs", "jira:SHOP")
+
+
+def test_a_refused_message_is_retried_with_back_off_until_sent_or_expired(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, http_server
+) -> None:  # type: ignore[no-untyped-def]
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    import framework2.flows.context as pces
+    from framework2.store.models import StakeholderMessage
+    from tests.http_fixtures import Reply
+
+    http_server.route("/ana", *[Reply(503)] * 6, Reply(200), method="POST")
+    CustomWebhookNotificationBlock(
+        name="ana", url=http_server.url_for("/ana"), method="POST", json_data={"text": "{{subject}}: {{body}}"}
+    ).save("ana-hook", overwrite=True)
+    monkeypatch.setenv(
+        "FRAMEWORK2_PCES__STAKEHOLDERS", '{"ana": {"mode": "immediate", "channel": "custom-webhook/ana-hook"}}'
+    )
+    monkeypatch.setenv("FRAMEWORK2_PCES__MESSAGE_RETRY", "2m")
+    get_settings.cache_clear()
+    _ingest_linked(repo, monkeypatch, 1)
+    pces.change_impact("REQ-1")  # first round: three tries, refused
+
+    def message() -> StakeholderMessage:
+        with session_scope(open_store()) as session:
+            return session.scalars(select(StakeholderMessage).where(StakeholderMessage.recipient == "ana")).one()
+
+    def wind_clock(minutes: float) -> None:  # as if the wait had passed
+        with session_scope(open_store()) as session:
+            row = session.scalars(select(StakeholderMessage).where(StakeholderMessage.recipient == "ana")).one()
+            row.next_attempt_at = row.next_attempt_at - timedelta(minutes=minutes)
+
+    wait = message().next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(minutes=1.9) < wait <= timedelta(minutes=2)
+    assert pces.message_retry() == {"sent": 0, "failed": 0, "expired": 0}  # not due yet: not tried
+    assert len(http_server.requests_to("/ana")) == 3
+
+    wind_clock(2)
+    assert pces.message_retry() == {"sent": 0, "failed": 1, "expired": 0}  # second round refused too
+    second = message()
+    wait = second.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)
+    assert second.failed_rounds == 2 and timedelta(minutes=3.9) < wait <= timedelta(minutes=4)  # doubled
+    outbox = Artifact.get("pces-outbox")
+    assert outbox is not None and "ana" in outbox.data and "503" in outbox.data  # the retry is visible
+
+    wind_clock(4)
+    assert pces.message_retry() == {"sent": 1, "failed": 0, "expired": 0}
+    assert message().status == "sent" and len(http_server.requests_to("/ana")) == 7
+
+    # A message nobody could deliver for longer than messageExpiry is given up on, with its last error kept.
+    monkeypatch.setenv("FRAMEWORK2_PCES__MESSAGE_EXPIRY", "1s")
+    get_settings.cache_clear()
+    http_server.route("/ana", *[Reply(503)] * 3, method="POST")
+    _ingest_linked(repo, monkeypatch, 2)
+    pces.change_impact("REQ-1")
+    time.sleep(1.2)
+    assert pces.message_retry()["expired"] == 1
+    with session_scope(open_store()) as session:
+        [gone] = session.scalars(select(StakeholderMessage).where(StakeholderMessage.status == "expired")).all()
+    assert "503" in gone.last_error

@@ -32,6 +32,7 @@ from framework2.flows.common import current_flow_run_id, flow_run_link
 from framework2.flows.planning import calibrated_dependence
 from framework2.store.context import (
     current_links,
+    expire_messages,
     mark_delivery,
     queue_messages,
     queued_messages,
@@ -88,6 +89,7 @@ from framework2.tasks.planning.records import TaskRecord
 
 SYSTEM = "pces"
 MODEL_VERSION = "pces-1"
+MAX_RETRY_DELAY = timedelta(hours=1)
 
 
 def ingest_source(engine: Engine, settings: Settings, name: str, run_id: str, known_tasks: set[str]) -> dict[str, Any]:
@@ -569,12 +571,22 @@ def inform_stakeholders(
     return len(messages)
 
 
-def deliver_queued(engine: Engine, settings: Settings, *, mode: str | None = None) -> dict[str, int]:
-    """Send what the outbox holds: immediate messages one by one, digest messages as one digest per person and
-    channel. What fails stays queued with the error, for the next run."""
+def retry_delay(settings: Settings, failed_rounds: int) -> timedelta:
+    """How long after its ``failed_rounds``-th failed round a message is tried again: ``messageRetry``,
+    doubling each round, at most an hour (a channel down for a day is tried ~24 times, not thousands)."""
+    return min(settings.pces.message_retry * 2 ** max(0, failed_rounds - 1), MAX_RETRY_DELAY)
+
+
+def deliver_queued(
+    engine: Engine, settings: Settings, *, mode: str | None = None, retrying: bool = False, everything: bool = False
+) -> dict[str, int]:
+    """Send what the outbox holds that is due: immediate messages one by one, digest messages as one digest per
+    person and channel. What fails stays queued with the error and the time of its next try (back-off).
+    ``retrying``: only messages that failed before; ``everything``: due or not (the daily digest)."""
     default = settings.notifications.block
     sent = failed = 0
-    rows = queued_messages(engine, mode=mode)
+    due = None if everything else datetime.now(UTC)
+    rows = [r for r in queued_messages(engine, mode=mode, due_at=due) if not retrying or r.failed_rounds > 0]
     as_message = {
         r.id: Message(
             recipient=r.recipient,
@@ -597,20 +609,70 @@ def deliver_queued(engine: Engine, settings: Settings, *, mode: str | None = Non
         batches.append((ids, combined))
     for ids, message in batches:
         delivery = deliver(message, default_channel=default)
-        mark_delivery(engine, ids, delivery.sent, delivery.attempts, delivery.error)
+        mark_delivery(engine, ids, delivery.sent, delivery.attempts, delivery.error, lambda n: retry_delay(settings, n))
         sent, failed = sent + delivery.sent, failed + (not delivery.sent)
         if not delivery.sent:
             get_run_logger().warning("message to %s stays queued: %s", message.recipient, delivery.error)
     return {"sent": sent, "failed": failed}
 
 
-@flow(name="pces-stakeholder-digest", description="PCES: send the daily digests and retry queued messages.")
-def stakeholder_digest() -> dict[str, int]:
-    """Send every queued message (digests per person and channel); what fails stays queued."""
+def outbox_markdown(engine: Engine, expired: list[Any], now: datetime) -> str:
+    """The ``pces-outbox`` artifact: what is still undelivered, how often it was tried, when next, and why not."""
+    rows = queued_messages(engine)
+
+    def cell(text: Any) -> str:
+        return str(text or "").replace("|", "\\|").replace("\n", " ")[:120]
+
+    lines = [
+        "# PCES outbox",
+        "",
+        f"{len(rows)} messages waiting; a refused message is tried again after "
+        "`[pces] messageRetry`, doubling each round up to an hour, until it is sent or `messageExpiry` old.",
+        "",
+        "| to | mode | subject | tries | next try (UTC) | last error |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {cell(r.recipient)} | {r.mode} | {cell(r.subject)} | {r.attempts} | "
+            f"{(r.next_attempt_at or now):%Y-%m-%d %H:%M} | {cell(r.last_error)} |"
+            for r in rows
+        ),
+    ]
+    if not rows:
+        lines.append("| — | | nothing waiting | | | |")
+    if expired:
+        lines += ["", f"**Given up on this run ({len(expired)}):**", ""]
+        lines += [f"- {cell(r.recipient)}: {cell(r.subject)} — {cell(r.last_error)}" for r in expired]
+    return "\n".join(lines)
+
+
+def _deliver_and_report(step: str, deliver_step: Any) -> dict[str, int]:
     settings = get_settings()
     engine = open_store()
-    run_id = start_run(engine, SYSTEM, parameters={"step": "digest"}, flow_run_id=current_flow_run_id())
+    run_id = start_run(engine, SYSTEM, parameters={"step": step}, flow_run_id=current_flow_run_id())
     with failed_on_error(engine, run_id):
-        outcome = deliver_queued(engine, settings)
+        now = datetime.now(UTC)
+        expired = expire_messages(engine, now - settings.pces.message_expiry)
+        for row in expired:
+            get_run_logger().error(
+                "gave up on the message to %s after %d tries: %s", row.recipient, row.attempts, row.last_error
+            )
+        outcome = deliver_step(engine, settings) | {"expired": len(expired)}
+        create_markdown_artifact(
+            key="pces-outbox", markdown=outbox_markdown(engine, expired, now), description="PCES: undelivered messages"
+        )
     finish_run(engine, run_id, status="completed", outcome=outcome)
     return outcome
+
+
+@flow(name="pces-stakeholder-digest", description="PCES: send the daily digests and retry queued messages.")
+def stakeholder_digest() -> dict[str, int]:
+    """Send every queued message that is due (digests per person and channel); what fails stays queued with its
+    next try; what is older than ``[pces] messageExpiry`` is given up on. Publishes ``pces-outbox``."""
+    return _deliver_and_report("digest", lambda engine, settings: deliver_queued(engine, settings, everything=True))
+
+
+@flow(name="pces-message-retry", description="PCES: try again the messages a channel refused, with back-off.")
+def message_retry() -> dict[str, int]:
+    """Every few minutes: send again the messages whose retry is due (back-off in ``retry_delay``), give up on
+    expired ones, and publish ``pces-outbox`` so what is stuck, and why, is visible."""
+    return _deliver_and_report("retry", lambda engine, settings: deliver_queued(engine, settings, retrying=True))

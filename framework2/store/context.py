@@ -23,7 +23,7 @@ from framework2.store.models import (
     utcnow,
 )
 from framework2.store.planning import adopt_scope
-from framework2.store.runs import jsonable
+from framework2.store.runs import as_utc, jsonable
 
 
 def stored_contents(engine: Engine, source_name: str | None = None) -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -238,13 +238,27 @@ def queue_messages(engine: Engine, messages: Sequence[Any]) -> list[int]:
         return [int(r.id) for r in rows if r.id is not None]
 
 
-def queued_messages(engine: Engine, *, mode: str | None = None) -> list[StakeholderMessage]:
-    """Messages not sent yet, oldest first (optionally only one mode)."""
+def queued_messages(
+    engine: Engine, *, mode: str | None = None, due_at: datetime | None = None
+) -> list[StakeholderMessage]:
+    """Messages not sent yet, oldest first (optionally only one mode, or only those whose retry is due)."""
     with session_scope(engine) as session:
         query = select(StakeholderMessage).where(StakeholderMessage.status == "queued")
         if mode is not None:
             query = query.where(StakeholderMessage.mode == mode)
-        return list(session.scalars(query.order_by(StakeholderMessage.id)))
+        rows = list(session.scalars(query.order_by(StakeholderMessage.id)))
+    # Filtered here, not in SQL: SQLite keeps the times as text without their offset. The outbox is small.
+    return [r for r in rows if due_at is None or r.next_attempt_at is None or as_utc(r.next_attempt_at) <= due_at]
+
+
+def expire_messages(engine: Engine, created_before: datetime) -> list[StakeholderMessage]:
+    """Give up on queued messages older than ``created_before``: marked expired (kept, with the last error)."""
+    with session_scope(engine) as session:
+        queued = session.scalars(select(StakeholderMessage).where(StakeholderMessage.status == "queued"))
+        rows = [row for row in queued if as_utc(row.created_at) < created_before]
+        for row in rows:
+            row.status, row.next_attempt_at = "expired", None
+        return rows
 
 
 def withdraw_queued(engine: Engine, change: str) -> int:
@@ -261,14 +275,26 @@ def withdraw_queued(engine: Engine, change: str) -> int:
         return len(rows)
 
 
-def mark_delivery(engine: Engine, ids: Sequence[int], sent: bool, attempts: int, error: str | None) -> None:
-    """Record one delivery of the messages ``ids`` (a digest covers several): sent, or still queued with why."""
+def mark_delivery(
+    engine: Engine,
+    ids: Sequence[int],
+    sent: bool,
+    attempts: int,
+    error: str | None,
+    backoff: Callable[[int], Any] | None = None,
+) -> None:
+    """Record one delivery of the messages ``ids`` (a digest covers several): sent, or still queued with why and
+    — given ``backoff`` (failed rounds so far → timedelta) — when to try again."""
+    now = utcnow()
     with session_scope(engine) as session:
         for row in session.scalars(select(StakeholderMessage).where(StakeholderMessage.id.in_(list(ids)))):
             row.attempts += attempts
             row.last_error = None if sent else error
             if sent:
-                row.status, row.sent_at = "sent", utcnow()
+                row.status, row.sent_at, row.next_attempt_at = "sent", now, None
+            else:
+                row.failed_rounds += 1
+                row.next_attempt_at = now + backoff(row.failed_rounds) if backoff is not None else None
 
 
 def scope_changes(engine: Engine, since: datetime) -> dict[str, list[dict[str, Any]]]:

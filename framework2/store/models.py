@@ -507,11 +507,15 @@ class StakeholderMessage(SQLModel, table=True):
     subject: str = ""
     body: str = ""
     change_keys: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="queued", max_length=16, description="queued | sent")
+    status: str = Field(
+        default="queued", max_length=16, description="queued | sent | withdrawn (a decision superseded it) | expired"
+    )
     attempts: int = 0
     last_error: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None)
+    next_attempt_at: datetime | None = _ts(default=None)
+    failed_rounds: int = 0
 
 
 # --- user experience (PUXT) ---------------------------------------------------------------------------
