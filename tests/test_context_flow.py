@@ -14,7 +14,7 @@ from sqlalchemy import select
 from framework2.config import get_settings
 from framework2.flows.context import criterion_key
 from framework2.store.engine import open_store, session_scope
-from framework2.store.models import QuarantinedRow, RequirementRow, RequirementVersion
+from framework2.store.models import AnalysisRun, QuarantinedRow, RequirementRow, RequirementVersion
 from framework2.store.planning import load_tasks
 
 pytestmark = pytest.mark.integration
@@ -97,11 +97,19 @@ def test_ingest_versions_only_what_changed_and_says_what_changed(repo: Path, mon
             for r in session.scalars(select(QuarantinedRow).where(QuarantinedRow.system == "pces"))
         ]
     assert [(reason, payload["source"]) for reason, payload in held] == [("front matter has no id", "broken.md")]
-    assert "add 'id:" in held[0][1]["hint"]
+    assert "add 'id: REQ-3' (an id no other requirement uses)" in held[0][1]["hint"]  # REQ-1 and REQ-2 are taken
+    # Seen, not only stored: the artifact leads with it, and PCES's quality (so its health) drops.
+    artifact = Artifact.get("pces-evolution")
+    assert artifact is not None and "## Needs fixing (1)" in artifact.data and "broken.md" in artifact.data
+    with session_scope(open_store()) as session:
+        run = session.scalars(select(AnalysisRun).where(AnalysisRun.system == "pces")).one()
+    assert run.outcome["quality"] == pytest.approx(2 / 3, abs=1e-4) and "1 of 3" in run.outcome["quality_reason"]
 
     emitted.clear()
-    pces.ingest()  # nothing changed: no version, no event
+    pces.ingest()  # nothing changed: no version, no event, and the broken file is not quarantined again
     assert emitted == []
+    with session_scope(open_store()) as session:
+        assert len(session.scalars(select(QuarantinedRow).where(QuarantinedRow.system == "pces")).all()) == 1
 
     edited = CHECKOUT.replace("priority: must", "priority: should").replace(
         "- [ ] The receipt goes to that email", "- [ ] The receipt goes to that email\n- [ ] Guests can track the order"

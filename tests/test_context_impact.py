@@ -322,3 +322,12 @@ def test_auto_accept_only_when_every_bound_holds_otherwise_notify_with_the_faile
         decision = decide(report, policy, target_date=TARGET)
         assert decision.action == "notify" and decision.reasons == reasons
     assert decide(_report(effort=-3.0), policy, target_date=None).action == "auto_accept"  # descoping is cheap
+
+
+def test_a_link_to_a_task_ppms_does_not_know_is_reported_not_counted() -> None:
+    report = _assess(_change(tasks=["shop#1", "shop#2", "shop#9", "#999"]))
+
+    assert "#999" not in report.tasks and report.tasks == ["shop#1", "shop#2", "shop#9"]
+    assert "task:#999" in report.unknown and report.risk in ("medium", "high")
+    assert "touches 3 tasks" in report.explanation
+    assert "links 1 task PPMS does not know (#999): not counted" in report.explanation

@@ -46,7 +46,7 @@ from framework2.store.context import (
 )
 from framework2.store.engine import open_store
 from framework2.store.planning import load_dependencies, load_people, load_projects, load_tasks
-from framework2.store.runs import failed_on_error, finish_run, jsonable, quarantine, start_run
+from framework2.store.runs import already_quarantined, failed_on_error, finish_run, jsonable, quarantine, start_run
 from framework2.systems import SystemResult
 from framework2.tasks.context.approval import STATUS as APPROVAL_STATUS
 from framework2.tasks.context.approval import ChangeApproval, start_deadline
@@ -116,11 +116,17 @@ def ingest_source(engine: Engine, settings: Settings, name: str, run_id: str, kn
             requirements=[*read.requirements, *jira.requirements], problems=[*read.problems, *jira.problems]
         )
     links = unknown_task_links(read.requirements, known_tasks)
+    problems = [*read.problems, *links]
+    logger = get_run_logger()
+    for problem in problems:  # every run says what is still wrong, so a broken file is never silent
+        logger.warning("requirements source %s: %s: %s (%s)", name, problem.source, problem.reason, problem.hint)
+    where = f"requirements-source/{name}"
+    seen = already_quarantined(engine, SYSTEM, where, [(p.source, p.reason) for p in problems])
     quarantine(
         engine,
         system=SYSTEM,
-        source=f"requirements-source/{name}",
-        rows=[p.model_dump() for p in [*read.problems, *links]],
+        source=where,
+        rows=[p.model_dump() for p in problems if (p.source, p.reason) not in seen],
         run_id=run_id,
     )
     changes = record_ingest(
@@ -155,9 +161,22 @@ def ingest_source(engine: Engine, settings: Settings, name: str, run_id: str, kn
         "source": name,
         "commit": commit,
         "requirements": len(read.requirements),
-        "problems": [f"{p.source}: {p.reason}" for p in [*read.problems, *links]],
+        "unreadable": len(read.problems),
+        "problems": [f"{p.source}: {p.reason} — {p.hint}" if p.hint else f"{p.source}: {p.reason}" for p in problems],
         "changes": [c.summary for c in changes],
+        "cosmetic": [c.summary for c in changes if c.cosmetic],
     }
+
+
+def problems_markdown(sources: list[dict[str, Any]], failed: list[str]) -> list[str]:
+    """The artifact's section on what could not be read, per source, with what to do about it."""
+    problems = [(s["source"], p) for s in sources for p in s["problems"]]
+    if not problems and not failed:
+        return []
+    lines = ["", f"## Needs fixing ({len(problems) + len(failed)})", ""]
+    lines += [f"- **{name}** unreachable: {why}" for name, why in (f.split(": ", 1) for f in failed)]
+    lines += [f"- {source}: {text}" for source, text in problems]
+    return lines
 
 
 def evolution_report(engine: Engine, now: datetime) -> tuple[pd.DataFrame, str]:
@@ -208,9 +227,26 @@ def run_ingest(engine: Engine, settings: Settings, run_id: str, sources: list[st
             failures.append(f"{name}: {exc}")
             get_run_logger().error("requirements source %s failed: %s", name, exc)
     metrics, markdown = evolution_report(engine, datetime.now(UTC))
-    create_markdown_artifact(key="pces-evolution", markdown=markdown, description="PCES: requirement churn")
+    lines = markdown.split("\n")
+    lines[3:3] = problems_markdown(results, failures)  # under the lead: what needs a person comes first
+    create_markdown_artifact(key="pces-evolution", markdown="\n".join(lines), description="PCES: requirement churn")
     tracked = int((metrics["level"] == "requirement").sum()) if not metrics.empty else 0
-    return {"sources": results, "failed": failures, "tracked": tracked}
+    readable = sum(s["requirements"] for s in results)
+    unreadable = sum(s["unreadable"] for s in results)
+    # Quality: the share of requirement files that could be read (a broken file lowers PCES health).
+    quality = readable / (readable + unreadable) if readable + unreadable else 1.0
+    why = (
+        f"{unreadable} of {readable + unreadable} requirement files could not be read (see pces-evolution)"
+        if unreadable
+        else None
+    )
+    return {
+        "sources": results,
+        "failed": failures,
+        "tracked": tracked,
+        "quality": round(quality, 4),
+        "quality_reason": why,
+    }
 
 
 @flow(name="pces-ingest", description="PCES: read requirement sources, version what changed, report evolution.")
@@ -235,7 +271,7 @@ def ingest(sources: list[str] | None = None) -> SystemResult:
     )
     if status == "failed":
         raise RuntimeError(summary)
-    return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, metrics=outcome)
+    return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=outcome["quality"], metrics=outcome)
 
 
 def criterion_key(requirement: str, criterion: str) -> str:

@@ -187,7 +187,13 @@ def score_system(spec_code: str, outcome: SystemOutcome) -> HealthScore:
         # The system never got far enough to record itself; record the failure so health sees it.
         record_failed_run(engine, spec_code, outcome.flow_run_id, outcome.error or "failed before start")
     runs = [
-        RunRecord(r.status, r.started_at, r.finished_at, (r.outcome or {}).get("quality"))
+        RunRecord(
+            r.status,
+            r.started_at,
+            r.finished_at,
+            (r.outcome or {}).get("quality"),
+            (r.outcome or {}).get("quality_reason"),
+        )
         for r in recent_runs(engine, spec_code, settings.coordination.success_window)
     ]
     score = score_health(

@@ -230,6 +230,23 @@ def quarantine(
     return len(records) - (1 if extra else 0) + extra
 
 
+def already_quarantined(
+    engine: Engine, system: str, source: str, keys: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (payload 'source', reason) pairs ``system`` already quarantined from ``source``: a file that stays
+    broken is one problem, not a new row on every read."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(QuarantinedRow.payload, QuarantinedRow.reason).where(
+                QuarantinedRow.system == system, QuarantinedRow.source == source
+            )
+        ).all()
+    return {(str((p or {}).get("source")), r) for p, r in rows} & wanted
+
+
 def quarantined_count(session: Any, run_id: str) -> int:
     """Rows quarantined by one run, including those only counted in a summary row."""
     stored = session.scalar(select(func.count()).select_from(QuarantinedRow).where(QuarantinedRow.run_id == run_id))

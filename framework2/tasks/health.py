@@ -22,6 +22,7 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime | None
     quality: float | None = None
+    quality_reason: str | None = None
 
 
 @dataclass
@@ -92,7 +93,8 @@ def score_health(
             reasons.append(f"last good run {human_span(age)} ago (expected every {human_span(expected_interval)})")
         quality = 1.0 if last_good.quality is None else float(last_good.quality)
         if quality < 1:
-            reasons.append(f"quality of the last good run {quality:.2f}")
+            why = f": {last_good.quality_reason}" if last_good.quality_reason else ""
+            reasons.append(f"quality of the last good run {quality:.2f}{why}")
     else:
         fresh, quality = 0.0, 0.0
         reasons.append("no successful run in the window")

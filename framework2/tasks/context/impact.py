@@ -591,10 +591,19 @@ def assess_impact(
             p50_shift = _shift(schedule_before, schedule_after, "p50")
             p85_shift = _shift(schedule_before, schedule_after, "p85")
 
+    # A link to a task PPMS does not know is a gap in the map: reported (and a medium risk), never counted as
+    # work the change touches.
+    unknown_tasks = sorted(k for k in set(change.tasks) | set(change.tasks_before) if k not in by_key)
     reach = trace.reach(
         requirement=change.id,
-        tasks=sorted(set(change.tasks) | set(change.tasks_before) | set(new_by_key)),
+        tasks=sorted((set(change.tasks) | set(change.tasks_before) | set(new_by_key)) - set(unknown_tasks)),
         components=change.components,
+    )
+    reach = reach.model_copy(
+        update={
+            "tasks": [k for k in reach.tasks if k not in unknown_tasks],
+            "unknown": sorted({*reach.unknown, *(f"task:{k}" for k in unknown_tasks)}),
+        }
     )
     risk, risk_reasons = assess_risk(
         p85_shift_days=p85_shift, components=len(reach.components), in_flight=reach.in_flight, unknown=reach.unknown
@@ -609,6 +618,11 @@ def assess_impact(
         f"Effort {p50:+.1f} working days (P10-P90 {p10:+.1f} to {p90:+.1f}): {_plural(len(added), 'task')} added, "
         f"{len(removed)} removed, {rework_days:.1f} d rework on {_plural(len(reworked) if share else 0, 'done task')}.",
     ]
+    if unknown_tasks:
+        sentences.append(
+            f"It links {_plural(len(unknown_tasks), 'task')} PPMS does not know ({', '.join(unknown_tasks)}): "
+            "not counted; check the keys."
+        )
     if staying:
         sentences.append(
             f"{_plural(len(staying), 'unlinked task')}{_names(staying)} stay in the plan until closed in the "

@@ -62,7 +62,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -436,7 +436,7 @@ def _front_matter_fields(data: dict[str, Any]) -> dict[str, Any]:
     """The record's front-matter fields, every problem collected and raised as one DataError."""
     problems = _Problems()
     fields = {
-        "id": problems.text(data, "id", required=True, example="REQ-1"),
+        "id": problems.text(data, "id", required=True, example=ID_EXAMPLE),
         "title": problems.text(data, "title", required=True, example="What the requirement is", limit=MAX_TITLE_CHARS),
         "priority": problems.priority(data),
         "owner": problems.text(data, "owner", required=False, example="alice"),
@@ -601,9 +601,11 @@ def read_requirements_dir(root: Path | str, *, pattern: str = "**/*.md") -> Read
         if isinstance(item, Requirement):
             by_id.setdefault(item.id.casefold(), []).append(source)
     result = ReadResult()
+    unused = unused_id(by_id)
     for source, item in found:
         if isinstance(item, FileProblem):
-            result.problems.append(item)
+            # The parser's example id may be taken; suggest one no requirement in the folder uses.
+            result.problems.append(item.model_copy(update={"hint": item.hint.replace(f"'id: {ID_EXAMPLE}'", unused)}))
             continue
         sources = by_id[item.id.casefold()]
         if len(sources) > 1:
@@ -847,6 +849,15 @@ def requirement_from_jira(issue: dict[str, Any]) -> Requirement:
 
 
 # --- links ---------------------------------------------------------------------------------------------------
+
+
+ID_EXAMPLE = "REQ-1"
+
+
+def unused_id(ids: Iterable[str]) -> str:
+    """'id: REQ-n' quoted, with n one past the highest REQ-number among ``ids`` (case-insensitive)."""
+    numbers = [int(m.group(1)) for i in ids if (m := re.fullmatch(r"req-(\d{1,9})", i.strip().casefold()))]
+    return f"'id: REQ-{max(numbers, default=0) + 1}' (an id no other requirement uses)"
 
 
 def unknown_task_links(requirements: Sequence[Requirement], known_tasks: set[str]) -> list[FileProblem]:
