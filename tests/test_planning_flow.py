@@ -11,7 +11,7 @@ from sqlalchemy import select
 from framework2.flows.planning import project_management
 from framework2.sample.world import seed_projects
 from framework2.store.engine import open_store, session_scope
-from framework2.store.models import PmAssignment, PmBacklogEntry, PmForecast, QuarantinedRow
+from framework2.store.models import PmAssignment, PmBacklogEntry, PmForecast, PmTask, QuarantinedRow
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +86,38 @@ def test_forecast_emits_slipped_once_when_p85_moves_past_the_target(
     payload = emitted[0][1]
     assert payload["project"] == "sample:payments" and payload["p85"] > payload["target"]
     assert payload["probability_on_time"] < 0.15
+
+
+def test_a_triggered_reforecast_of_unchanged_work_is_left_out(prefect_server: str, store_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A burst of requirement changes queues several re-forecasts; once the first has forecast the new work the
+    others find the same work and end without a second forecast, event or health run."""
+    import framework2.flows.planning as planning
+
+    engine = open_store()
+    seed_projects(engine)
+    emitted: list[str] = []
+    monkeypatch.setattr(planning, "emit", lambda _s, event, _p: emitted.append(event))
+
+    def stored() -> int:
+        with session_scope(engine) as session:
+            return len(session.scalars(select(PmForecast).where(PmForecast.project == "sample:shop")).all())
+
+    first = planning.forecast(projects=["sample:shop"], only_if_changed=True)
+    count = stored()
+    again = planning.forecast(projects=["sample:shop"], only_if_changed=True)
+
+    assert len(first) == 1 and again == [] and stored() == count and emitted.count("forecast.updated") == 1
+    with session_scope(engine) as session:  # new work: forecast again
+        now = datetime.now(UTC)
+        session.add(
+            PmTask(
+                key="sample:shop#new",
+                project="sample:shop",
+                status="todo",
+                estimate_days=3,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    assert len(planning.forecast(projects=["sample:shop"], only_if_changed=True)) == 1 and stored() > count
+    assert len(planning.forecast(projects=["sample:shop"])) == 1  # asked for plainly: always forecast

@@ -45,6 +45,7 @@ from framework2.tasks.planning.assign import assign
 from framework2.tasks.planning.backtest import backtest, track_record
 from framework2.tasks.planning.durations import working_days_between
 from framework2.tasks.planning.flow import Dependence, estimate_dependence
+from framework2.tasks.planning.forecast import scope_fingerprint
 from framework2.tasks.planning.partitions import forecast_projects
 from framework2.tasks.planning.prioritise import PrioritySettings, score_backlog
 from framework2.tasks.planning.records import Batch
@@ -158,6 +159,16 @@ def assign_ready(engine: Engine, settings: ProjectManagementSettings, run_id: st
     return result
 
 
+def _last_fingerprint(engine: Engine, project: str) -> str | None:
+    with session_scope(engine) as session:
+        row = session.scalars(
+            select(PmForecast)
+            .where(PmForecast.project == project, PmForecast.milestone.is_(None))
+            .order_by(PmForecast.created_at.desc())
+        ).first()
+        return (row.details or {}).get("scope_fingerprint") if row else None
+
+
 def _previous_p85(engine: Engine, project: str) -> Any:
     with session_scope(engine) as session:
         row = session.scalars(
@@ -176,13 +187,23 @@ def forecast_all(
     *,
     scale: ScaleOut,
     calibration: dict[str, Any] | None = None,
+    only_if_changed: bool = False,
 ) -> list[dict[str, Any]]:
     """Forecast every project (or the named ones) where ``scale`` says; store, chart and emit
-    ``forecast.slipped`` on a slip."""
+    ``forecast.slipped`` on a slip and ``forecast.updated``. ``only_if_changed``: leave out a project whose
+    work is as it was at its newest forecast today (how a burst of requirement changes gets one forecast)."""
     logger = get_run_logger()
     tasks, deps, people = load_tasks(engine), load_dependencies(engine), load_people(engine)
     now = datetime.now(UTC)
     wanted = [p for p in load_projects(engine) if not projects or p.key in projects]
+    prints = {p.key: scope_fingerprint(p.key, p.target_date, tasks, deps, now.date()) for p in wanted}
+    if only_if_changed:
+        unchanged = [p.key for p in wanted if _last_fingerprint(engine, p.key) == prints[p.key]]
+        if unchanged:
+            logger.info("already forecast on this state of the work, left out: %s", ", ".join(unchanged))
+        wanted = [p for p in wanted if p.key not in unchanged]
+        if not wanted:
+            return []
     calibration = calibration or latest_calibration(engine)
     dependence = calibrated_dependence(engine, calibration)
     computed = forecast_projects(
@@ -218,6 +239,7 @@ def forecast_all(
                         details=jsonable(
                             {
                                 **f.model_dump(mode="json"),
+                                "scope_fingerprint": prints[project.key],
                                 "risk": risk.model_dump(mode="json") if milestone is None else None,
                             }
                         ),
@@ -476,14 +498,19 @@ def assign_work(horizon_days: int | None = None) -> dict[str, int]:
 
 
 @flow(name="ppms-forecast", description="PPMS: Monte Carlo completion forecasts per project and milestone.")
-def forecast(projects: list[str] | None = None, scale: ScaleOut | None = None) -> list[dict[str, Any]]:
-    """Forecast the projects (all by default) in process or on Dask; see the ppms-forecast artifact."""
+def forecast(
+    projects: list[str] | None = None, scale: ScaleOut | None = None, only_if_changed: bool = False
+) -> list[dict[str, Any]]:
+    """Forecast the projects (all by default) in process or on Dask; see the ppms-forecast artifact.
+    ``only_if_changed``: skip projects already forecast today on the same work (set by the change trigger)."""
     settings = get_settings()
     where = resolve_scale(scale, settings.scale)
     return _run(
         "forecast",
-        {"projects": projects, "scale": where.model_dump(exclude_none=True)},
-        lambda engine, run_id: forecast_all(engine, settings.ppms, run_id, projects, scale=where),
+        {"projects": projects, "scale": where.model_dump(exclude_none=True), "only_if_changed": only_if_changed},
+        lambda engine, run_id: forecast_all(
+            engine, settings.ppms, run_id, projects, scale=where, only_if_changed=only_if_changed
+        ),
         lambda engine, rows: forecast_quality(rows, latest_calibration(engine)),
     )[1]
 

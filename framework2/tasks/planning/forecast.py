@@ -24,6 +24,7 @@ share of people-days left, and the forecast is run again.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -355,3 +356,24 @@ def project_forecast(
         dependence_cache=dependence_cache,
     )
     return overall, milestones, finish, model
+
+
+def scope_fingerprint(
+    project: str,
+    target_date: date | None,
+    tasks: Sequence[TaskRecord],
+    dependencies: Sequence[DependencyRecord],
+    today: date,
+) -> str:
+    """A digest of everything a project's forecast depends on today: its open work and what that waits on
+    (keys, status, estimates, people, starts, milestones), the dependencies, its target and the date. Equal
+    digests mean the forecast would come out the same, so a re-run can be left out."""
+    scope, edges = remaining_scope(project, tasks, dependencies)
+    done = sum(1 for t in tasks if t.project == project and t.status == "done")
+    parts = [project, str(target_date), today.isoformat(), str(done)]
+    parts += sorted(
+        "|".join(str(v) for v in (t.key, t.status, t.estimate_days, t.assignee, t.started_at, t.milestone, t.project))
+        for t in scope
+    )
+    parts += sorted(f"{a}->{b}" for a, b in edges)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
