@@ -622,6 +622,19 @@ def demo(
     _print_portfolio()
     _print_experience()
     _print_launch_plan(engine)
+    _walk_a_change(settings)
+
+
+def _walk_a_change(settings: Any) -> None:
+    from framework2.sample.change_walk import walk_a_change
+
+    console.print("[bold]One requirement change through the chain[/bold] (PCES → approval → PPMS → PPOS → people)")
+    with console.status("walking a requirement change through the systems…"):
+        walk = walk_a_change(
+            Path(settings.home) / "sample-requirements", "sample-requirements", say=lambda t: console.print(escape(t))
+        )
+    if not walk.agrees:
+        console.print(f"[red]the impact's P85 {walk.impact_p85} is not PPMS's {walk.published_p85}[/red]")
 
 
 def _print_experience() -> None:

@@ -264,9 +264,12 @@ def ingest(sources: list[str] | None = None) -> SystemResult:
     status = "failed" if outcome["failed"] and not outcome["sources"] else "completed"
     finish_run(engine, run_id, status=status, outcome=jsonable(outcome))
     changed = sum(len(s["changes"]) for s in outcome["sources"])
+    cosmetic = sum(len(s["cosmetic"]) for s in outcome["sources"])
     problems = sum(len(s["problems"]) for s in outcome["sources"])
     summary = (
-        f"{len(outcome['sources'])} requirement sources read: {changed} changes, {problems} files with problems"
+        f"{len(outcome['sources'])} requirement sources read: {changed} changes"
+        + (f" ({cosmetic} cosmetic)" if cosmetic else "")
+        + f", {problems} files with problems"
         + (f"; failed: {'; '.join(outcome['failed'])}" if outcome["failed"] else "")
     )
     if status == "failed":

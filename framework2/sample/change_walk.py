@@ -1,0 +1,258 @@
+"""The demo's walk of one requirement change through the chain: PCES → approval → PPMS → PPOS → people.
+
+After the PSO run the demo edits the sample requirements twice, the way a project lead would:
+
+1. a typo fix in REQ-3 — cosmetic: stored as a version, nothing is re-assessed, forecast or announced;
+2. two acceptance criteria added to REQ-1 on open work — substantive: PCES assesses it with PPMS's own forecast,
+   the demo's policy (approval from 1 working day of effort) pauses the run for approval, the demo answers the
+   form as "demo-lead", the criteria become PPMS tasks, PPMS re-forecasts the project, PPOS re-scores its
+   health, and the owner hears twice (the ask, with the run link and deadline, then the decision) on a
+   loopback inbox that stands in for Slack.
+
+In production the hops are started by events (``prefect.yaml`` triggers); here the flows are called in order
+in-process, so the walk needs no worker. ``tests/test_change_chain.py`` runs the event-driven chain on a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+REQUIREMENT = "REQ-1"
+PROJECT = "sample:shop"
+APPROVER = "demo-lead"
+NEW_CRITERIA = (
+    "- [ ] A guest can pay with a saved wallet",
+    "- [ ] A guest can keep the address for the next order",
+)
+# Approval from one working day of added effort, so the walk shows the pause (the default is 10 days).
+DEMO_POLICY = {"approval_min_effort_days": 1.0, "approval_on_risk": "never"}
+
+
+class Hop(BaseModel):
+    """One step of the walk: what ran and what it said."""
+
+    hop: str
+    what: str
+
+
+class ChangeWalk(BaseModel):
+    """What the walk saw at each hop, and whether the impact's dates are the ones PPMS published."""
+
+    hops: list[Hop] = Field(default_factory=list)
+    impact_p85: str | None = None
+    published_p85: str | None = None
+    messages: list[str] = Field(default_factory=list, description="Subjects the owner's inbox received.")
+
+    @property
+    def agrees(self) -> bool:
+        return self.impact_p85 is not None and self.impact_p85 == self.published_p85
+
+
+class _Inbox(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        length = min(int(self.headers.get("Content-Length") or 0), 1_000_000)
+        with contextlib.suppress(ValueError):
+            type(self).received.append(json.loads(self.rfile.read(length) or b"{}"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:  # quiet: the walk prints what matters
+        return
+
+
+@contextlib.contextmanager
+def loopback_inbox() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver on 127.0.0.1 standing in for a chat channel: (its URL, the JSON bodies received)."""
+    handler = type("Inbox", (_Inbox,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/inbox", handler.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    from framework2.config import get_settings
+
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+async def _paused_change_run(timeout: float = 60) -> str:
+    """The paused pces-change-impact run, once its form can be answered."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+    )
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["pces-change-impact"])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"]))),
+            )
+            for run in runs:
+                keyset = run.state.state_details.run_input_keyset or {} if run.state else {}
+                if "schema" in keyset:
+                    with contextlib.suppress(Exception):  # saved just after the state: try again shortly
+                        await client.read_flow_run_input(run.id, keyset["schema"])
+                        return str(run.id)
+            await asyncio.sleep(0.5)
+    raise TimeoutError("the change-impact run did not pause for approval within a minute")
+
+
+def _edit(directory: Path, name: str, change: Callable[[str], str]) -> None:
+    path = directory / name
+    path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any] = print) -> ChangeWalk:
+    """Edit the sample requirements (a typo, then a real change) and follow the real change through every hop."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.flow_runs import resume_flow_run
+    from sqlalchemy import select
+
+    from framework2.flows import context as pces
+    from framework2.flows import planning as ppms
+    from framework2.flows import portfolio as ppos
+    from framework2.store.engine import open_store, session_scope
+    from framework2.store.models import ChangeImpactRow, PmForecast, PpHealth
+
+    walk = ChangeWalk()
+    engine = open_store()
+
+    def health() -> tuple[float | None, str]:
+        with session_scope(engine) as session:
+            row = session.scalars(
+                select(PpHealth).where(PpHealth.project == PROJECT).order_by(PpHealth.id.desc())
+            ).first()
+            if row is None:
+                return None, ""
+            scope = next((c for c in row.components if c.get("name") == "scope_change"), {})
+            return float(row.score), str(scope.get("explanation", ""))
+
+    with loopback_inbox() as (url, inbox):
+        CustomWebhookNotificationBlock(
+            name="demo-inbox", url=url, method="POST", json_data={"subject": "{{subject}}", "body": "{{body}}"}
+        ).save("demo-inbox", overwrite=True)
+        stakeholders = {"ana": {"mode": "immediate", "channel": "custom-webhook/demo-inbox"}}
+        with _environment(
+            {
+                "FRAMEWORK2_PCES__IMPACT_POLICY": json.dumps(DEMO_POLICY),
+                "FRAMEWORK2_PCES__STAKEHOLDERS": json.dumps(stakeholders),
+            }
+        ):
+            ppos.project_health()  # a baseline after PCES's first read, so the move below is the change's
+            before_score, _ = health()
+            _edit(requirements_dir, "search/suggestions.md", lambda t: t.replace("types.", "tpyes."))
+            typo = pces.ingest(sources=[source])
+            walk.hops.append(Hop(hop="typo in REQ-3", what=f"{typo.summary}; nothing was triggered"))
+
+            _edit(
+                requirements_dir,
+                "checkout/guest-checkout.md",
+                lambda t: t.rstrip("\n") + "\n" + "\n".join(NEW_CRITERIA) + "\n",
+            )
+            ingested = pces.ingest(sources=[source])
+            walk.hops.append(Hop(hop="edit REQ-1", what=ingested.summary))
+
+            box: dict[str, Any] = {}
+            context = contextvars.copy_context()
+            worker = threading.Thread(
+                target=context.run, args=(lambda: box.setdefault("outcome", pces.change_impact(REQUIREMENT)),)
+            )
+            worker.start()
+            paused = asyncio.run(_paused_change_run())
+            with session_scope(engine) as session:
+                impact = session.scalars(
+                    select(ChangeImpactRow)
+                    .where(ChangeImpactRow.requirement == REQUIREMENT)
+                    .order_by(ChangeImpactRow.id.desc())
+                ).first()
+                assert impact is not None
+                report, reasons, version = impact.report, list(impact.reasons), impact.version
+            walk.impact_p85 = (report.get("schedule_after") or {}).get("p85")
+            walk.hops.append(
+                Hop(
+                    hop="impact (PCES)",
+                    what=f"{report['explanation']} Needs approval: {'; '.join(reasons)}.",
+                )
+            )
+            resume_flow_run(
+                paused, run_input={"decision": "approve", "approver": APPROVER, "note": "worth it for launch"}
+            )
+            worker.join(timeout=120)
+            outcome = box.get("outcome") or {}
+            walk.hops.append(
+                Hop(
+                    hop="approval",
+                    what=f"{REQUIREMENT} v{version} {outcome.get('status', 'not answered')} by {APPROVER}; "
+                    f"{len(report.get('added_tasks', []))} tasks entered the plan",
+                )
+            )
+
+            ppms.forecast(projects=[PROJECT], only_if_changed=True)
+            with session_scope(engine) as session:
+                published = session.scalars(
+                    select(PmForecast)
+                    .where(PmForecast.project == PROJECT, PmForecast.milestone.is_(None))
+                    .order_by(PmForecast.created_at.desc())
+                ).first()
+                walk.published_p85 = published.p85.isoformat() if published and published.p85 else None
+            same = "the same date the impact predicted" if walk.agrees else f"the impact said {walk.impact_p85}"
+            walk.hops.append(Hop(hop="re-forecast (PPMS)", what=f"P85 {walk.published_p85}: {same}"))
+
+            ppos.project_health()
+            after_score, explanation = health()
+            moved = (
+                f"{before_score:.1f} → {after_score:.1f}"
+                if before_score is not None and after_score is not None
+                else f"{after_score}"
+            )
+            walk.hops.append(Hop(hop="health (PPOS)", what=f"{PROJECT} {moved}; scope change: {explanation}"))
+
+        walk.messages = [str(m.get("subject", "")) for m in inbox]
+        walk.hops.append(
+            Hop(
+                hop="people",
+                what=f"ana's inbox got {len(inbox)} messages at once: " + " | ".join(walk.messages)
+                if inbox
+                else "no message reached the inbox (see the pces-outbox artifact)",
+            )
+        )
+    for hop in walk.hops:
+        say(f"  {hop.hop}: {hop.what}")
+    return walk
