@@ -157,3 +157,37 @@ def test_a_requirement_change_moves_forecast_health_and_people_and_a_typo_moves_
     scope = next(c for c in health.components if c["name"] == "scope_change")
     assert f"REQ-1 v{impact.version} {report['effort_delta_days']:+.1f} d" in scope["explanation"]
     assert "approved by olga" in decided and "for launch" in decided
+
+
+def test_the_demo_walk_shows_every_hop_and_the_impact_date_is_the_published_one(
+    prefect_server: str, store_url: str, tmp_path: Path
+) -> None:
+    import framework2.flows.context as pces
+    import framework2.flows.planning as ppms
+    from framework2.sample.change_walk import walk_a_change
+    from framework2.sample.world import seed_projects, seed_requirements
+
+    seed_projects(open_store())
+    source = seed_requirements(tmp_path / "home")
+    pces.ingest(sources=[source])
+    ppms.forecast(projects=[SHOP])
+    said: list[str] = []
+
+    walk = walk_a_change(tmp_path / "home" / "sample-requirements", source, say=said.append)
+
+    assert walk.agrees, (walk.impact_p85, walk.published_p85)
+    assert [h.hop for h in walk.hops] == [
+        "typo in REQ-3",
+        "edit REQ-1",
+        "impact (PCES)",
+        "approval",
+        "re-forecast (PPMS)",
+        "health (PPOS)",
+        "people",
+    ]
+    assert "(1 cosmetic)" in walk.hops[0].what and "nothing was triggered" in walk.hops[0].what
+    assert "Needs approval" in walk.hops[2].what and "approved by demo-lead" in walk.hops[3].what
+    assert "the same date the impact predicted" in walk.hops[4].what
+    assert "scope change" in walk.hops[5].what and "REQ-1 v2" in walk.hops[5].what
+    assert len(walk.messages) == 2 and "approval needed" in walk.messages[0] and "approved" in walk.messages[1]
+    assert len(said) == len(walk.hops)

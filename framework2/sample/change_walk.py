@@ -134,6 +134,26 @@ async def _paused_change_run(timeout: float = 60) -> str:
     raise TimeoutError("the change-impact run did not pause for approval within a minute")
 
 
+def _health_move(
+    before: float | None, before_parts: dict[str, Any], after: float | None, after_parts: dict[str, Any]
+) -> str:
+    """'73.9 → 74.7: blocked work 62 → 65, …; scope change 100: <why>' — every component that moved, and the
+    scope-change component's reason (it names the requirement)."""
+    if after is None:
+        return f"no health for {PROJECT}"
+    moved = []
+    for name, part in after_parts.items():
+        old, new = (before_parts.get(name) or {}).get("score"), part.get("score")
+        if name != "scope_change" and old is not None and new is not None and abs(new - old) >= 0.5:
+            moved.append(f"{part.get('label', name)} {old:.0f} → {new:.0f}")
+    scope = after_parts.get("scope_change") or {}
+    score = scope.get("score")
+    text = f"{PROJECT} {before:.1f} → {after:.1f}" if before is not None else f"{PROJECT} {after:.1f}"
+    if moved:
+        text += f" ({', '.join(moved)})"
+    return text + f"; scope change {score:.0f}: {scope.get('explanation', '')}" if score is not None else text
+
+
 def _edit(directory: Path, name: str, change: Callable[[str], str]) -> None:
     path = directory / name
     path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
@@ -154,15 +174,15 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
     walk = ChangeWalk()
     engine = open_store()
 
-    def health() -> tuple[float | None, str]:
+    def health() -> tuple[float | None, dict[str, Any]]:
+        """The project's newest health score and its components by name."""
         with session_scope(engine) as session:
             row = session.scalars(
                 select(PpHealth).where(PpHealth.project == PROJECT).order_by(PpHealth.id.desc())
             ).first()
             if row is None:
-                return None, ""
-            scope = next((c for c in row.components if c.get("name") == "scope_change"), {})
-            return float(row.score), str(scope.get("explanation", ""))
+                return None, {}
+            return float(row.score), {str(c.get("name")): c for c in row.components}
 
     with loopback_inbox() as (url, inbox):
         CustomWebhookNotificationBlock(
@@ -176,7 +196,7 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
             }
         ):
             ppos.project_health()  # a baseline after PCES's first read, so the move below is the change's
-            before_score, _ = health()
+            before_score, before_parts = health()
             _edit(requirements_dir, "search/suggestions.md", lambda t: t.replace("types.", "tpyes."))
             typo = pces.ingest(sources=[source])
             walk.hops.append(Hop(hop="typo in REQ-3", what=f"{typo.summary}; nothing was triggered"))
@@ -236,13 +256,10 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
             walk.hops.append(Hop(hop="re-forecast (PPMS)", what=f"P85 {walk.published_p85}: {same}"))
 
             ppos.project_health()
-            after_score, explanation = health()
-            moved = (
-                f"{before_score:.1f} → {after_score:.1f}"
-                if before_score is not None and after_score is not None
-                else f"{after_score}"
+            after_score, after_parts = health()
+            walk.hops.append(
+                Hop(hop="health (PPOS)", what=_health_move(before_score, before_parts, after_score, after_parts))
             )
-            walk.hops.append(Hop(hop="health (PPOS)", what=f"{PROJECT} {moved}; scope change: {explanation}"))
 
         walk.messages = [str(m.get("subject", "")) for m in inbox]
         walk.hops.append(
