@@ -159,24 +159,24 @@ def assign_ready(engine: Engine, settings: ProjectManagementSettings, run_id: st
     return result
 
 
-def _last_fingerprint(engine: Engine, project: str) -> str | None:
+def newest_forecast(engine: Engine, project: str) -> PmForecast | None:
+    """The project's newest published forecast (the whole project, not a milestone), if any."""
     with session_scope(engine) as session:
-        row = session.scalars(
+        return session.scalars(
             select(PmForecast)
             .where(PmForecast.project == project, PmForecast.milestone.is_(None))
             .order_by(PmForecast.created_at.desc())
         ).first()
-        return (row.details or {}).get("scope_fingerprint") if row else None
+
+
+def _last_fingerprint(engine: Engine, project: str) -> str | None:
+    row = newest_forecast(engine, project)
+    return (row.details or {}).get("scope_fingerprint") if row else None
 
 
 def _previous_p85(engine: Engine, project: str) -> Any:
-    with session_scope(engine) as session:
-        row = session.scalars(
-            select(PmForecast)
-            .where(PmForecast.project == project, PmForecast.milestone.is_(None))
-            .order_by(PmForecast.created_at.desc())
-        ).first()
-        return row.p85 if row else None
+    row = newest_forecast(engine, project)
+    return row.p85 if row else None
 
 
 def forecast_all(

@@ -169,7 +169,7 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
     from framework2.flows import planning as ppms
     from framework2.flows import portfolio as ppos
     from framework2.store.engine import open_store, session_scope
-    from framework2.store.models import ChangeImpactRow, PmForecast, PpHealth
+    from framework2.store.models import ChangeImpactRow, PpHealth
 
     walk = ChangeWalk()
     engine = open_store()
@@ -245,13 +245,8 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
             )
 
             ppms.forecast(projects=[PROJECT], only_if_changed=True)
-            with session_scope(engine) as session:
-                published = session.scalars(
-                    select(PmForecast)
-                    .where(PmForecast.project == PROJECT, PmForecast.milestone.is_(None))
-                    .order_by(PmForecast.created_at.desc())
-                ).first()
-                walk.published_p85 = published.p85.isoformat() if published and published.p85 else None
+            published = ppms.newest_forecast(engine, PROJECT)
+            walk.published_p85 = published.p85.isoformat() if published and published.p85 else None
             same = "the same date the impact predicted" if walk.agrees else f"the impact said {walk.impact_p85}"
             walk.hops.append(Hop(hop="re-forecast (PPMS)", what=f"P85 {walk.published_p85}: {same}"))
 
