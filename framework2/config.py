@@ -364,6 +364,7 @@ class ContextSettings(Section):
     approval_wait: Duration = Field(
         timedelta(hours=4), description="How long a change waits for approval in the UI; then it stays pending."
     )
+
     message_retry: Duration = Field(
         timedelta(minutes=5),
         description="First wait before a message a channel refused is tried again; doubled each round, at most 1h.",
@@ -375,6 +376,13 @@ class ContextSettings(Section):
         default_factory=dict,
         description="Per handle: {mode = 'immediate' | 'digest', channel = 'custom-webhook/name'}; others: digest.",
     )
+
+    @field_validator("message_retry", "message_expiry")
+    @classmethod
+    def _positive_wait(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
 
     @model_validator(mode="after")
     def _valid_policy_and_components(self) -> ContextSettings:
@@ -398,6 +406,11 @@ class ContextSettings(Section):
 
         self.impact_policy = checked("impactPolicy", ImpactPolicy, self.impact_policy)
         self.components = [checked(f"components[{i}]", Component, c) for i, c in enumerate(self.components)]
+        for handle, preference in self.stakeholders.items():
+            if isinstance(preference, dict) and "handle" in preference:
+                raise ValueError(
+                    f"stakeholders.{handle}: leave 'handle' out: the table's name ({handle}) is the handle"
+                )
         self.stakeholders = {
             handle: checked(f"stakeholders.{handle}", Preference, p, handle=handle)
             for handle, p in self.stakeholders.items()

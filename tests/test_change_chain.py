@@ -38,7 +38,7 @@ async def _runs(deployment: str) -> list[Any]:
     return sorted((r for r in runs if not r.auto_scheduled), key=lambda r: r.created)
 
 
-def _wait(what: str, check: Any, timeout: float = 180) -> Any:
+def _wait(what: str, check: Any, timeout: float = 420) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
@@ -120,7 +120,7 @@ def test_a_requirement_change_moves_forecast_health_and_people_and_a_typo_moves_
 
         # Impact → pause: the owner hears at once, with the run's link and the deadline.
         paused = _wait("the change-impact run to pause for approval", lambda: _paused_with_form("pces-change-impact"))
-        [asked] = http_server.wait_for_requests(1, "/ana", timeout=30)
+        [asked] = http_server.wait_for_requests(1, "/ana", timeout=120)
         assert f"/runs/flow-run/{paused}" in asked.json()["text"] and "approval needed" in asked.json()["text"]
         resume_flow_run(paused, run_input={"decision": "approve", "approver": "olga", "note": "for launch"})
 
@@ -129,7 +129,7 @@ def test_a_requirement_change_moves_forecast_health_and_people_and_a_typo_moves_
         [forecast] = _wait("the triggered re-forecast", lambda: _completed("ppms-forecast"))
         assert forecast.parameters["projects"] == [SHOP] and forecast.state.is_completed()
         health_runs = _wait("the health run the forecast starts", lambda: _completed("ppos-project-health"))
-        decided = http_server.wait_for_requests(2, "/ana", timeout=30)[-1].json()["text"]
+        decided = http_server.wait_for_requests(2, "/ana", timeout=120)[-1].json()["text"]
         time.sleep(5)  # anything else the chain would start has started by now
         impacts = asyncio.run(_runs("pces-change-impact"))
         forecasts = asyncio.run(_runs("ppms-forecast"))

@@ -150,7 +150,7 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
             ran = framework2("run", code, "--deployment", env={"COLUMNS": "200"})
             out = ran.stdout + ran.stderr
             assert "Traceback" not in out and f"started {get_system(code).deployment}" in out, out
-            assert "Scheduled" in out and ("Completed" in out or "Failed" in out), out
+            assert "Completed" in out or "Failed" in out, out  # the states it passed through, to the last
             assert ran.returncode == (0 if "Completed" in out.splitlines()[-1] else 1), out
     finally:
         for _ in range(2):  # a worker stops on a second SIGINT

@@ -208,3 +208,20 @@ def test_the_example_file_documents_every_key() -> None:
     walk(Component, "pces.components.")
     walk(Preference, "pces.stakeholders.", skip=frozenset({"handle"}))  # the handle is the table's key
     assert not missing, f"not in framework2.example.toml: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[pces.stakeholders.ana]\nhandle = 'bob'\n", "stakeholders.ana: leave 'handle' out"),
+        ("[pces.impactPolicy]\napprovalMinEffortDays = nan\n", "approval_min_effort_days"),
+        ("[pces.impactPolicy]\nautoAcceptMaxEffortDays = -1\n", "auto_accept_max_effort_days"),
+        ("[pces]\nmessageRetry = '0s'\n", "at least 1s"),
+        ("[pces]\nmessageExpiry = '0s'\n", "at least 1s"),
+    ],
+)
+def test_a_pces_value_that_cannot_work_is_refused_with_the_key(tmp_path: Path, text: str, named: str) -> None:
+    write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert named in str(caught.value) and "Traceback" not in str(caught.value)

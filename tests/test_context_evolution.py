@@ -124,6 +124,65 @@ def test_a_number_or_a_meaning_word_is_never_a_typo() -> None:
     assert typo_edits("Refunds within a week", "Refunds wihtin a week") == [("within", "wihtin")]
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Prices increase by five", "Prices decrease by five"),
+        ("Totals include VAT", "Totals exclude VAT"),
+        ("Show the maximum price", "Show the minimum price"),
+        ("Sort in ascending order", "Sort in descending order"),
+        ("Store cards encrypted", "Store cards decrypted"),
+        ("The badge is visible", "The badge is invisible"),
+        ("Use https links", "Use http links"),
+        ("Answer within 300 ms", "Answer within 300 s"),
+        ("Files up to 10 MB", "Files up to 10 GB"),
+        ("Ship plan A", "Ship plan B"),
+        ("Totals < 100", "Totals > 100"),
+        ("Totals ≤ 100", "Totals ≥ 100"),
+        ("Discount 10%", "Discount 10"),
+        ("~~Old rule~~ new rule", "Old rule new rule"),
+        ("Enable the export", "Unable the export"),
+        ("Refund the payment", "Refund the payments"),
+        ("Half ½ off", "Half ¼ off"),
+    ],
+)
+def test_a_small_edit_that_flips_the_meaning_is_substantive(old: str, new: str) -> None:
+    from framework2.tasks.context.evolution import typo_edits
+
+    assert typo_edits(old, new) is None
+    diff = diff_requirements(req(body=old), req(body=new))
+    assert diff is not None and not diff.cosmetic
+
+
+def test_the_typo_check_is_linear_on_huge_bodies_and_words() -> None:
+    from framework2.tasks.context.evolution import typo_edits
+
+    body = "word " * 200_000  # 1 MB: position by position, no alignment search
+    assert typo_edits(body, body.replace("word", "wrod", 1)) == [("word", "wrod")]
+    assert typo_edits("x" * 100_000, "x" * 99_999 + "y") is None  # a "word" that long is data, not a typo
+
+
+def test_typo_sized_edits_that_add_up_are_substantive_against_the_last_substantive_version() -> None:
+    from framework2.tasks.context.evolution import against_last_substantive
+
+    base = req(body="Passwords are hashed with salt, then stored safely.")
+    step = [
+        "Passwords are hashed wiht salt, then stored safely.",
+        "Passwords are hashed wiht slat, then stored safely.",
+        "Passwords are hashed wiht slat, thne stored safely.",
+        "Passwords are hashed wiht slat, thne stroed safely.",
+    ]
+    previous = base
+    verdicts = []
+    for body in step:
+        now = req(body=body)
+        change = diff_requirements(previous, now)
+        assert change is not None and change.cosmetic  # each edit alone is a typo
+        verdicts.append(against_last_substantive(change, base, now).cosmetic)
+        previous = now
+    assert verdicts == [True, True, True, False]  # the fourth slip since the last substantive version is too many
+
+
 def test_cosmetic_versions_are_not_churn() -> None:
     typo = diff_requirements(req(body="Guests pay wihtout an account."), req())
     real = diff_requirements(req(), req(priority="must"))

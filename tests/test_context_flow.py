@@ -512,3 +512,83 @@ def test_a_refused_message_is_retried_with_back_off_until_sent_or_expired(
     with session_scope(open_store()) as session:
         [gone] = session.scalars(select(StakeholderMessage).where(StakeholderMessage.status == "expired")).all()
     assert "503" in gone.last_error
+
+
+def test_a_decided_change_stays_decided_and_keeps_its_tasks_when_assessed_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import framework2.flows.context as pces
+    from framework2.sample.world import seed_projects
+    from framework2.store.models import ChangeImpactRow, PmTask
+
+    engine = open_store()
+    seed_projects(engine)
+    _ingest_linked(repo, monkeypatch, 2)
+    _ingest_linked(repo, monkeypatch, 4)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
+    get_settings.cache_clear()
+    emitted: list[str] = []
+    monkeypatch.setattr(pces, "emit", lambda _s, event, _p: emitted.append(event))
+    assert pces.change_impact("REQ-1")["status"] == "accepted"
+    with session_scope(engine) as session:
+        added = session.scalars(select(ChangeImpactRow)).one().report["added_tasks"]
+        task = session.get(PmTask, added[0])
+        task.status, task.assignee = "in_progress", "bob"  # work on the new scope has begun
+
+    again = pces.change_impact("REQ-1")  # a replayed event, or a person re-running it
+
+    assert again["status"] == "accepted" and again["informed"] == 0
+    assert emitted.count("scope.changed") == 1  # the scope entered the plan once
+    with session_scope(engine) as session:
+        task = session.get(PmTask, added[0])
+        assert (task.status, task.assignee) == ("in_progress", "bob")  # progress is kept
+
+    # The first version is replaced: assessed for the record, nothing asked, nothing added.
+    first = pces.change_impact("REQ-1", version=1)
+    assert first["status"] == "superseded" and emitted.count("scope.changed") == 1
+
+
+def test_a_re_cased_criterion_keeps_its_task_and_removing_it_retires_the_task(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import framework2.flows.context as pces
+    from framework2.sample.world import seed_projects
+
+    engine = open_store()
+    seed_projects(engine)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
+    get_settings.cache_clear()
+    _ingest_linked(repo, monkeypatch, 2)
+    _ingest_linked(repo, monkeypatch, 3)  # adds "criterion 2"
+    pces.change_impact("REQ-1")
+    key = criterion_key("REQ-1", "criterion 2")
+    assert key == criterion_key("REQ-1", "  Criterion   2 ")  # the normal form criteria are compared in
+    assert key in {t.key for t in load_tasks(engine)}
+
+    _ingest_linked(repo, monkeypatch, 2)  # "criterion 2" removed
+    pces.change_impact("REQ-1")
+
+    assert key not in {t.key for t in load_tasks(engine)}
+
+
+def test_a_requirement_naming_an_unknown_project_adds_no_tasks_and_no_project(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import framework2.flows.context as pces
+    from framework2.sample.world import seed_projects
+    from framework2.store.planning import load_projects
+
+    engine = open_store()
+    seed_projects(engine)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
+    get_settings.cache_clear()
+    _ingest_linked(repo, monkeypatch, 2)
+    text = (repo / "checkout.md").read_text().replace("project: sample:shop", "project: sample:shpo")
+    (repo / "checkout.md").write_text(text + "- [ ] criterion 9\n")
+    git("commit", "--quiet", "-am", "misspelt project", cwd=repo)
+    pces.ingest()
+
+    pces.change_impact("REQ-1")
+
+    assert "sample:shpo" not in {p.key for p in load_projects(engine)}
+    assert not [t for t in load_tasks(engine) if t.key.startswith("pces:")]

@@ -15,7 +15,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -32,7 +32,9 @@ from framework2.flows.common import current_flow_run_id, flow_run_link
 from framework2.flows.planning import calibrated_dependence
 from framework2.store.context import (
     current_links,
+    current_version,
     expire_messages,
+    impact_status,
     mark_delivery,
     queue_messages,
     queued_messages,
@@ -53,10 +55,12 @@ from framework2.tasks.context.approval import ChangeApproval, start_deadline
 from framework2.tasks.context.evolution import (
     RequirementDiff,
     VersionPoint,
+    against_last_substantive,
     body_lines_changed,
     churn_chart,
     diff_requirements,
     evolution_metrics,
+    normalise_criterion,
 )
 from framework2.tasks.context.impact import (
     OWN_TASK_PREFIX,
@@ -89,6 +93,7 @@ from framework2.tasks.planning.records import TaskRecord
 
 SYSTEM = "pces"
 MODEL_VERSION = "pces-1"
+DECIDED = ("accepted", "notified", "approved", "rejected")
 MAX_RETRY_DELAY = timedelta(hours=1)
 
 
@@ -138,6 +143,7 @@ def ingest_source(engine: Engine, settings: Settings, name: str, run_id: str, kn
         Requirement.model_validate,
         commit=commit,
         run_id=run_id,
+        recheck=against_last_substantive,
     )
     by_id = {r.id: r for r in read.requirements}
     for change in changes:
@@ -279,7 +285,8 @@ def ingest(sources: list[str] | None = None) -> SystemResult:
 
 def criterion_key(requirement: str, criterion: str) -> str:
     """The plan's key of the task for one acceptance criterion: the same text always gives the same task."""
-    digest = hashlib.blake2b(criterion.strip().encode(), digest_size=4).hexdigest()
+    # The normal form criteria are compared in: re-casing or re-wrapping a criterion keeps its task.
+    digest = hashlib.blake2b(normalise_criterion(criterion).encode(), digest_size=4).hexdigest()
     return f"{OWN_TASK_PREFIX}{requirement}#ac-{digest}"
 
 
@@ -310,7 +317,12 @@ def criterion_tasks(
 
 
 def changed_requirement(
-    before: dict[str, Any] | None, after: dict[str, Any], diff: dict[str, Any], tasks: list[TaskRecord], now: datetime
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+    diff: dict[str, Any],
+    tasks: list[TaskRecord],
+    now: datetime,
+    projects: set[str] | None = None,
 ) -> ChangedRequirement:
     """The impact analysis's view of one stored version; the tasks of removed criteria (those in the plan)
     count as linked before and not after, so they leave the scope."""
@@ -334,8 +346,9 @@ def changed_requirement(
         criteria_removed=len(diff.get("criteria_removed", [])),
         body_lines_changed=added + removed,
         kind=kind,
+        # No new tasks for a project PPMS does not know (a misspelt key must not create a project).
         new_tasks=[]
-        if kind != "changed"
+        if kind != "changed" or (projects is not None and after.get("project") not in projects)
         else criterion_tasks(
             after["id"],
             after.get("project"),
@@ -351,11 +364,24 @@ def scope_of(change: ChangedRequirement, report: ImpactReport) -> tuple[list[Tas
     return list(change.new_tasks), [k for k in report.removed_tasks if k.startswith(OWN_TASK_PREFIX)]
 
 
-def assess_change(
-    engine: Engine, settings: Settings, run_id: str, requirement: str, version: int | None
-) -> tuple[ImpactReport, Decision, int, dict[str, Any], dict[str, Any], ChangedRequirement]:
+class Assessment(NamedTuple):
+    """One version's impact, the policy's decision and where the change stands."""
+
+    report: ImpactReport
+    decision: Decision
+    version: int
+    diff: dict[str, Any]
+    content: dict[str, Any]
+    change: ChangedRequirement
+    status: str
+    settled: bool  # decided by an earlier run, or replaced by a newer version: nothing to ask or announce
+
+
+def assess_change(engine: Engine, settings: Settings, run_id: str, requirement: str, version: int | None) -> Assessment:
     """Impact of one version and the policy's decision, stored — with its new scope in the plan when the policy
-    accepts it; also the version, its diff, its content and the change."""
+    accepts it. A decision stands: re-assessing a decided version (a re-run, a replayed event) refreshes the
+    numbers but neither reopens it nor adds its scope twice; a version a newer one replaced is assessed for the
+    record only ("superseded")."""
     pair = version_pair(engine, requirement, version)
     if pair is None:
         raise DataError(
@@ -365,7 +391,13 @@ def assess_change(
     before, after, diff, number = pair
     now = datetime.now(UTC)
     tasks, deps, people = load_tasks(engine), load_dependencies(engine), load_people(engine)
-    change = changed_requirement(before, after, diff, tasks, now)
+    projects = load_projects(engine)
+    known = {p.key for p in projects}
+    if after.get("project") and after["project"] not in known:
+        get_run_logger().warning(
+            "%s names project %r, which PPMS does not know: no tasks are added for it", requirement, after["project"]
+        )
+    change = changed_requirement(before, after, diff, tasks, now, known)
     releases, in_flight = recent_releases(engine, now - timedelta(days=30))
     trace = build_traceability(
         current_links(engine),
@@ -380,7 +412,7 @@ def assess_change(
         if change.project
         else fit_duration_model([t for t in tasks if t.status == "done"], now=now)
     )
-    target = next((p.target_date for p in load_projects(engine) if p.key == change.project), None)
+    target = next((p.target_date for p in projects if p.key == change.project), None)
     report = assess_impact(
         change,
         trace,
@@ -396,7 +428,13 @@ def assess_change(
     )
     decision = decide(report, ImpactPolicy(**settings.pces.impact_policy), target_date=target)
     status = {"auto_accept": "accepted", "notify": "notified", "require_approval": "pending_approval"}[decision.action]
-    adopted = scope_of(change, report) if status in ("accepted", "notified") else None
+    earlier = impact_status(engine, requirement, number)
+    settled = earlier in DECIDED or number < current_version(engine, requirement)
+    if earlier in DECIDED:
+        status = str(earlier)
+    elif settled:
+        status = "superseded"
+    adopted = scope_of(change, report) if status in ("accepted", "notified") and not settled else None
     save_impact(engine, requirement, number, run_id, report, decision, status, scope=adopted)
     emit(
         SYSTEM,
@@ -414,7 +452,7 @@ def assess_change(
     )
     if adopted is not None:
         announce_scope(requirement, number, change, report, adopted)
-    return report, decision, number, diff, after, change
+    return Assessment(report, decision, number, diff, after, change, status, settled)
 
 
 def _ask_for_approval(
@@ -471,20 +509,25 @@ def change_impact(requirement: str, version: int | None = None) -> dict[str, Any
         model_version=MODEL_VERSION,
     )
     with failed_on_error(engine, run_id):
-        report, decision, number, diff, content, change = assess_change(engine, settings, run_id, requirement, version)
+        report, decision, number, diff, content, change, status, settled = assess_change(
+            engine, settings, run_id, requirement, version
+        )
         create_markdown_artifact(
             key=f"pces-impact-{_artifact_key(requirement)}",
             markdown=impact_markdown(requirement, number, diff, report, decision),
             description=f"PCES: impact of {requirement} v{number}",
         )
-        status = {"auto_accept": "accepted", "notify": "notified"}.get(decision.action, "pending_approval")
         approval = None
         link = flow_run_link(current_flow_run_id())
-        if decision.action == "require_approval" and link:
+        if status == "pending_approval" and link:
             approval = (link, datetime.now(UTC) + settings.pces.approval_wait)
         # Everyone hears before a pause: the owner has to know there is something to approve, where and by when.
-        informed = inform_stakeholders(engine, settings, content, number, diff, report, decision, approval)
-        if decision.action == "require_approval":
+        informed = 0
+        if settled:
+            get_run_logger().info("%s v%d is %s already: nothing to ask or announce", requirement, number, status)
+        else:
+            informed = inform_stakeholders(engine, settings, content, number, diff, report, decision, approval)
+        if status == "pending_approval":
             form = impact_markdown(requirement, number, diff, report, decision)
             status, answer = _ask_for_approval(
                 engine, settings, requirement, number, scope_of(change, report), description=form

@@ -54,8 +54,12 @@ def record_ingest(
     *,
     commit: str | None,
     run_id: str | None,
+    recheck: Callable[[Any, Any, Any], Any] | None = None,
 ) -> list[Any]:
     """Store what changed in one source since its last ingest; returns the diffs (added, changed, removed).
+
+    ``recheck(change, base, requirement)``, for a change marked cosmetic: the change judged again against
+    ``base``, the requirement's last substantive version (so edits cannot add up unseen).
 
     ``requirements`` are the source's readable requirements now; ``problem_sources`` the files that could not
     be read this time — a requirement whose file is among them is left as it was (a broken file is not a
@@ -74,6 +78,10 @@ def record_ingest(
             change = diff(previous, req)
             if change is None:
                 continue
+            if recheck is not None and getattr(change, "cosmetic", False):
+                base = _last_substantive(session, req.id)
+                if base is not None:
+                    change = recheck(change, parse(base), req)
             row = session.get(RequirementRow, req.id)
             version = (row.version + 1) if row is not None else 1
             if row is None:
@@ -197,6 +205,23 @@ def save_impact(
         row.reasons, row.status = list(decision.reasons), status
 
 
+def impact_status(engine: Engine, requirement: str, version: int) -> str | None:
+    """Where the change of one version stands (accepted, pending_approval, approved, …), None if never assessed."""
+    with session_scope(engine) as session:
+        return session.scalars(
+            select(ChangeImpactRow.status).where(
+                ChangeImpactRow.requirement == requirement, ChangeImpactRow.version == version
+            )
+        ).first()
+
+
+def current_version(engine: Engine, requirement: str) -> int:
+    """The requirement's newest version number (0 if it is not stored)."""
+    with session_scope(engine) as session:
+        row = session.get(RequirementRow, requirement)
+        return row.version if row is not None else 0
+
+
 def record_decision(
     engine: Engine,
     requirement: str,
@@ -295,6 +320,19 @@ def mark_delivery(
             else:
                 row.failed_rounds += 1
                 row.next_attempt_at = now + backoff(row.failed_rounds) if backoff is not None else None
+
+
+def _last_substantive(session: Any, requirement: str) -> dict[str, Any] | None:
+    """The content of the newest version of ``requirement`` that was not a cosmetic edit."""
+    query = (
+        select(RequirementVersion.content, RequirementVersion.diff)
+        .where(RequirementVersion.requirement == requirement)
+        .order_by(RequirementVersion.version.desc())
+    )
+    for content, diff in session.execute(query):
+        if not (diff or {}).get("cosmetic"):
+            return content
+    return None
 
 
 def scope_changes(engine: Engine, since: datetime) -> dict[str, list[dict[str, Any]]]:

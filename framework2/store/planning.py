@@ -84,7 +84,8 @@ def adopt_scope(session: Session, add: Sequence[TaskRecord], retire: Sequence[st
         if session.get(PmProject, task.project) is None:
             session.add(PmProject(key=task.project, name=task.project, source="pces", updated_at=utcnow()))
             session.flush()
-        session.merge(PmTask(**task.model_dump()))
+        if session.get(PmTask, task.key) is None:  # already in the plan: its progress and assignee stay
+            session.add(PmTask(**task.model_dump()))
     for key in retire:
         row = session.get(PmTask, key)
         if row is not None and row.status == "todo":

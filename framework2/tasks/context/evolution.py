@@ -224,53 +224,67 @@ def diff_requirements(before: Requirement | None, after: Requirement | None) -> 
 
 # --- cosmetic or substantive -----------------------------------------------------------------------------------
 
-# Words whose one-letter change flips a meaning ("can" → "can't", "and" → "any"): never a typo.
+# Words whose small change flips a meaning: never a typo, whichever side they are on.
 _MEANING_WORDS = frozenset(
     {
         *("not", "no", "nor", "never", "must", "may", "can", "cannot", "cant", "should", "shall", "will", "wont"),
         *("would", "all", "any", "none", "only", "and", "or", "min", "max", "less", "more", "least", "most"),
-        *("before", "after", "above", "below"),
+        *("before", "after", "above", "below", "http", "https", "true", "false", "yes", "on", "off"),
     }
 )
 _MAX_TYPOS = 3
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_MIN_TYPO_LETTERS = 4  # "MB" → "GB", "ms" → "s", "plan A" → "plan B": short words are meaning, not typing
+_MAX_WORD_LETTERS = 40  # longer "words" (hashes, URLs, base64) are data: any change to them is substantive
+_PROSE_PUNCTUATION = frozenset(".,;:!?'\"()‘’“”")  # ignorable; a change to any other symbol (<, ≥, %, -, ~) is not
+_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
 
 
-def _osa_distance(a: str, b: str) -> int:
-    """Edits (insert, delete, substitute, swap two neighbours) from ``a`` to ``b``."""
-    rows = [list(range(len(b) + 1))]
-    for i in range(1, len(a) + 1):
-        row = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                row[j] = min(row[j], rows[-2][j - 2] + 1)
-        rows.append(row)
-    return rows[-1][-1]
+def _tokens(text: str) -> list[str]:
+    """Words (case-folded) and symbols, without whitespace and prose punctuation."""
+    return [t for t in (m.group().casefold() for m in _TOKEN.finditer(text)) if t not in _PROSE_PUNCTUATION]
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one insertion, deletion, substitution or swap of two neighbours (linear)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        swapped = i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
+        return swapped or a[i + 1 :] == b[i + 1 :]
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1 :] == shorter[i:]
 
 
 def _typo(old: str, new: str) -> bool:
-    """One word mistyped into another: a small edit (1 up to 6 letters, else 2), no digits, no meaning word."""
-    if any(c.isdigit() for c in old + new) or {old, new} & _MEANING_WORDS:
+    """One word mistyped into another: a single slip of a letter inside a word of at least 4 letters, keeping
+    its first letter (prefixes carry meaning: in-, un-, de-, ex-) and its plural (a trailing "s"); never a
+    number, a symbol, a meaning word, or a "word" so long it is data."""
+    if min(len(old), len(new)) < _MIN_TYPO_LETTERS or max(len(old), len(new)) > _MAX_WORD_LETTERS:
         return False
-    return _osa_distance(old, new) <= (1 if max(len(old), len(new)) <= 6 else 2)
+    if not (old.isalpha() and new.isalpha()) or {old, new} & _MEANING_WORDS or old[0] != new[0]:
+        return False
+    if old.rstrip("s") == new.rstrip("s"):  # payment / payments, http / https
+        return False
+    return _one_edit(old, new)
 
 
 def typo_edits(before: str, after: str) -> list[tuple[str, str]] | None:
     """The (old, new) word pairs that turn ``before`` into ``after`` when every difference is a typo-level
-    word swap (case, spacing and punctuation ignored); None when any difference is more than that."""
-    old_words = [w.casefold() for w in _WORD.findall(before)]
-    new_words = [w.casefold() for w in _WORD.findall(after)]
+    word swap (case, spacing and prose punctuation ignored); None when any difference is more than that.
+
+    Linear in the text: a typo adds or removes no word, so the words are compared position by position."""
+    old_tokens, new_tokens = _tokens(before), _tokens(after)
+    if len(old_tokens) != len(new_tokens):
+        return None  # a word or a symbol added or removed
     pairs: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_words, b=new_words, autojunk=False).get_opcodes():
-        if op == "equal":
-            continue
-        if op != "replace" or i2 - i1 != j2 - j1:
-            return None  # a word added or removed
-        pairs += list(zip(old_words[i1:i2], new_words[j1:j2], strict=True))
-    if len(pairs) > _MAX_TYPOS or not all(_typo(a, b) for a, b in pairs):
-        return None
+    for a, b in zip(old_tokens, new_tokens, strict=True):
+        if a != b:
+            if len(pairs) == _MAX_TYPOS or not _typo(a, b):
+                return None
+            pairs.append((a, b))
     return pairs
 
 
@@ -278,10 +292,12 @@ def classify_edit(diff: RequirementDiff, before: Requirement, after: Requirement
     """Is a new version of a requirement cosmetic, and why.
 
     Cosmetic: acceptance criteria, links (tasks, components), priority, owner, project and status all
-    unchanged, and the body and title differ only in whitespace, case, punctuation or at most
-    ``_MAX_TYPOS`` = 3 typo-level word swaps (one edit in a word of up to 6 letters, two in a longer one; never
-    a number or a word like "not", "must", "only" whose small change flips the meaning). Anything else is
-    substantive. The reason names what decided."""
+    unchanged, and the title and body differ only in whitespace, case, prose punctuation (. , ; : ! ? quotes
+    and brackets) or at most ``_MAX_TYPOS`` = 3 typo-level word slips (``_typo``: one letter inserted, dropped,
+    replaced or swapped inside a word of 4+ letters, first letter and plural kept; never a number, a symbol
+    such as < ≥ % - ~, or a word like "not", "must", "only" whose small change flips the meaning). Anything
+    else is substantive. The reason names what decided. ``before`` should be the last *substantive* version,
+    so that typo-sized edits spread over several commits cannot rewrite a requirement unseen."""
     if diff.criteria_added or diff.criteria_removed:
         return False, "acceptance criteria changed"
     fields = {c.field for c in diff.fields_changed} | set(diff.fields_added) | set(diff.fields_removed)
@@ -298,6 +314,26 @@ def classify_edit(diff: RequirementDiff, before: Requirement, after: Requirement
     if not swaps:
         return True, "whitespace, case or punctuation only"
     return True, "typo fix " + ", ".join(f"'{a}' → '{b}'" for a, b in swaps)
+
+
+def against_last_substantive(change: RequirementDiff, base: Requirement, after: Requirement) -> RequirementDiff:
+    """A cosmetic ``change`` checked again against ``base``, the last substantive version: several cosmetic
+    edits in a row that add up to more than typos make the newest one substantive."""
+    if not change.cosmetic:
+        return change
+    since = diff_requirements(base, after)
+    if since is None:
+        return change
+    cosmetic, reason = classify_edit(since, base, after)
+    if cosmetic:
+        return change
+    return change.model_copy(
+        update={
+            "cosmetic": False,
+            "cosmetic_reason": f"with the cosmetic edits before it, {reason}",
+            "summary": change.summary.rsplit(" (cosmetic:", 1)[0],
+        }
+    )
 
 
 # --- metrics -------------------------------------------------------------------------------------------------

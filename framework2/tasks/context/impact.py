@@ -193,11 +193,13 @@ class ImpactPolicy(Section):
     - approval when P85 moves past the target date because of this change (``approval_if_target_missed``).
     """
 
-    auto_accept_max_effort_days: float = 2.0
-    auto_accept_max_p85_shift_days: float = 0.0
+    # Finite, and an effort bound below 0 would auto-accept nothing or approve everything by accident; a
+    # negative approval bound is allowed on purpose ("every change needs approval").
+    auto_accept_max_effort_days: float = Field(2.0, ge=0, allow_inf_nan=False)
+    auto_accept_max_p85_shift_days: float = Field(0.0, ge=0, allow_inf_nan=False)
     auto_accept_max_risk: Risk = "low"
-    approval_min_effort_days: float = 10.0
-    approval_min_p85_shift_days: float = 5.0
+    approval_min_effort_days: float = Field(10.0, allow_inf_nan=False)
+    approval_min_p85_shift_days: float = Field(5.0, allow_inf_nan=False)
     approval_on_risk: Literal["high", "medium", "never"] = "high"
     approval_if_target_missed: bool = True
 
