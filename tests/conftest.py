@@ -140,17 +140,19 @@ def running_prefect_server(log_name: str = "server.log") -> Iterator[str]:
 @contextmanager
 def using_prefect_api(api: str) -> Iterator[str]:
     """Point this process (settings and environment, so CLI subprocesses too) at ``api`` for the block."""
+    from prefect._internal.concurrency.services import QueueService
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # Prefect keeps one events worker per process whose key leaves out the API URL: one started against the
+    # previous server would carry this block's events there. Stopping the services delivers what they hold to
+    # the server they were started for, and the next event starts a worker for ``api``.
+    QueueService.drain_all(timeout=10)
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = api
     try:
         with temporary_settings({PREFECT_API_URL: api}):
             yield api
-            # Deliver buffered logs and events while the server still listens.
-            from prefect._internal.concurrency.services import QueueService
-
-            QueueService.drain_all(timeout=10)
+            QueueService.drain_all(timeout=10)  # deliver buffered logs and events while the server still listens
     finally:
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +17,10 @@ from prefect.flow_runs import resume_flow_run
 from sqlalchemy import select
 
 from framework2.config import get_settings
+from framework2.flows.common import paused_for_input
 from framework2.store.engine import open_store, session_scope
 from tests.http_fixtures import Reply
-from tests.test_cli import PREFECT, framework2
+from tests.test_cli import framework2, process_worker
 
 pytestmark = pytest.mark.integration
 
@@ -46,22 +44,6 @@ def _wait(what: str, check: Any, timeout: float = 420) -> Any:
             return found
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _paused_with_form(deployment: str) -> str | None:
-    async def look() -> str | None:
-        async with get_client() as client:
-            for run in await _runs(deployment):
-                keyset = (run.state.state_details.run_input_keyset or {}) if run.state else {}
-                if run.state and run.state.is_paused() and "schema" in keyset:
-                    try:
-                        await client.read_flow_run_input(run.id, keyset["schema"])
-                    except Exception:  # saved just after the state
-                        return None
-                    return str(run.id)
-        return None
-
-    return asyncio.run(look())
 
 
 def _completed(deployment: str, count: int = 1) -> list[Any] | None:
@@ -102,13 +84,7 @@ def test_a_requirement_change_moves_forecast_health_and_people_and_a_typo_moves_
     ppms.forecast(projects=[SHOP])
 
     assert framework2("init").returncode == 0
-    worker = subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", "framework2-process"],
-        env=os.environ | {"PREFECT_WORKER_QUERY_SECONDS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with process_worker():
         # A typo in one requirement and two criteria added to another, read by the hourly ingest.
         typo = folder / "search" / "suggestions.md"
         typo.write_text(typo.read_text().replace("types.", "tpyes."))
@@ -119,7 +95,7 @@ def test_a_requirement_change_moves_forecast_health_and_people_and_a_typo_moves_
         pces.ingest()
 
         # Impact → pause: the owner hears at once, with the run's link and the deadline.
-        paused = _wait("the change-impact run to pause for approval", lambda: _paused_with_form("pces-change-impact"))
+        paused = asyncio.run(paused_for_input("pces-change-impact", timeout=420))
         [asked] = http_server.wait_for_requests(1, "/ana", timeout=120)
         assert f"/runs/flow-run/{paused}" in asked.json()["text"] and "approval needed" in asked.json()["text"]
         resume_flow_run(paused, run_input={"decision": "approve", "approver": "olga", "note": "for launch"})
@@ -133,10 +109,6 @@ def test_a_requirement_change_moves_forecast_health_and_people_and_a_typo_moves_
         time.sleep(5)  # anything else the chain would start has started by now
         impacts = asyncio.run(_runs("pces-change-impact"))
         forecasts = asyncio.run(_runs("ppms-forecast"))
-    finally:
-        for _ in range(2):  # a worker stops on a second SIGINT
-            worker.send_signal(signal.SIGINT)
-        worker.wait(timeout=30)
 
     # The typo started nothing: one impact run, for REQ-1; one forecast; the health run(s) after it.
     assert [r.parameters["requirement"] for r in impacts] == ["REQ-1"] and len(forecasts) == 1

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -31,6 +34,31 @@ def framework2(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
     return subprocess.run(
         [CLI, *args], env=os.environ | (env or {}), cwd=cwd, capture_output=True, text=True, timeout=300
     )
+
+
+@contextlib.contextmanager
+def process_worker(pool: str = "framework2-process") -> Iterator[subprocess.Popen]:
+    """A `prefect worker` on ``pool`` polling every second, stopped as a person would (two Ctrl-C). When the block
+    fails, the worker's own log is printed (pytest shows it with the failure)."""
+    log = tempfile.NamedTemporaryFile("w+", prefix="worker-", suffix=".log", delete=False)  # noqa: SIM115
+    worker = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", pool],
+        env=os.environ | {"PREFECT_WORKER_QUERY_SECONDS": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield worker
+    except BaseException:
+        log.flush()
+        print("".join(Path(log.name).read_text(errors="replace").splitlines(keepends=True)[-80:]))
+        raise
+    finally:
+        for _ in range(2):  # a worker stops on a second SIGINT
+            worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+        log.close()
+        os.unlink(log.name)
 
 
 def assert_clear_error(result: subprocess.CompletedProcess, *expected: str) -> None:
@@ -136,13 +164,7 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
     assert "guardrails" in pricing.parameter_openapi_schema["properties"]  # the UI form
     assert deployed["pso-orchestrator"].parameters == {"execution": "deployment", "only_due": True}
 
-    worker = subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", "framework2-process"],
-        env=os.environ | {"PREFECT_WORKER_QUERY_SECONDS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with process_worker():
         report = asyncio.run(orchestrate(systems=["ppis"], execution="deployment"))
         # `framework2 run <system> --deployment` follows the run to its end for every system (it once crashed
         # on an un-awaited coroutine after the run had started).
@@ -152,10 +174,6 @@ def test_init_deploys_everything_and_pso_runs_systems_on_a_worker(prefect_server
             assert "Traceback" not in out and f"started {get_system(code).deployment}" in out, out
             assert "Completed" in out or "Failed" in out, out  # the states it passed through, to the last
             assert ran.returncode == (0 if "Completed" in out.splitlines()[-1] else 1), out
-    finally:
-        for _ in range(2):  # a worker stops on a second SIGINT
-            worker.send_signal(signal.SIGINT)
-        worker.wait(timeout=30)
     [outcome] = report.outcomes
     assert outcome.status == "completed", outcome.error
     stored = run_for_flow_run(open_store(), outcome.flow_run_id)

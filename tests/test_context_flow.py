@@ -314,7 +314,7 @@ def test_a_change_needing_approval_waits_for_a_person_and_the_decision_closes_th
     context = contextvars.copy_context()
     worker = threading.Thread(target=context.run, args=(lambda: box.setdefault("r", pces.change_impact("REQ-1")),))
     worker.start()
-    flow_run_id = asyncio.run(paused_run_id())
+    flow_run_id = asyncio.run(paused_run_id("pces-change-impact"))
     with session_scope(open_store()) as session:  # the assessment is stored while the run waits
         assert session.scalars(select(ChangeImpactRow)).one().status == "pending_approval"
     # The owner heard at once, with where to answer and by when; the form shows the impact.
@@ -514,19 +514,26 @@ def test_a_refused_message_is_retried_with_back_off_until_sent_or_expired(
     assert "503" in gone.last_error
 
 
+def _shop_with_lenient_policy(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The sample projects in the store, and a policy that accepts every change on its own; the store."""
+    from framework2.sample.world import seed_projects
+
+    engine = open_store()
+    seed_projects(engine)
+    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
+    get_settings.cache_clear()
+    return engine
+
+
 def test_a_decided_change_stays_decided_and_keeps_its_tasks_when_assessed_again(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import framework2.flows.context as pces
-    from framework2.sample.world import seed_projects
     from framework2.store.models import ChangeImpactRow, PmTask
 
-    engine = open_store()
-    seed_projects(engine)
+    engine = _shop_with_lenient_policy(monkeypatch)
     _ingest_linked(repo, monkeypatch, 2)
     _ingest_linked(repo, monkeypatch, 4)
-    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
-    get_settings.cache_clear()
     emitted: list[str] = []
     monkeypatch.setattr(pces, "emit", lambda _s, event, _p: emitted.append(event))
     assert pces.change_impact("REQ-1")["status"] == "accepted"
@@ -552,12 +559,8 @@ def test_a_re_cased_criterion_keeps_its_task_and_removing_it_retires_the_task(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import framework2.flows.context as pces
-    from framework2.sample.world import seed_projects
 
-    engine = open_store()
-    seed_projects(engine)
-    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
-    get_settings.cache_clear()
+    engine = _shop_with_lenient_policy(monkeypatch)
     _ingest_linked(repo, monkeypatch, 2)
     _ingest_linked(repo, monkeypatch, 3)  # adds "criterion 2"
     pces.change_impact("REQ-1")
@@ -575,13 +578,9 @@ def test_a_requirement_naming_an_unknown_project_adds_no_tasks_and_no_project(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import framework2.flows.context as pces
-    from framework2.sample.world import seed_projects
     from framework2.store.planning import load_projects
 
-    engine = open_store()
-    seed_projects(engine)
-    monkeypatch.setenv("FRAMEWORK2_PCES__IMPACT_POLICY", json.dumps(LENIENT))
-    get_settings.cache_clear()
+    engine = _shop_with_lenient_policy(monkeypatch)
     _ingest_linked(repo, monkeypatch, 2)
     text = (repo / "checkout.md").read_text().replace("project: sample:shop", "project: sample:shpo")
     (repo / "checkout.md").write_text(text + "- [ ] criterion 9\n")

@@ -6,16 +6,14 @@ import asyncio
 import contextvars
 import re
 import threading
-import time
 
-import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateName
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import select
 
 from framework2.errors import DataError
+from framework2.flows.common import paused_for_input
 from framework2.flows.pricing import approve_prices, hourly_pricing
 from framework2.sample.world import sample_market, seed_store
 from framework2.store.engine import open_store, session_scope
@@ -25,35 +23,9 @@ from tests.test_pricing_flow import latest_artifact
 pytestmark = pytest.mark.integration
 
 
-async def paused_run_id(timeout: float = 60) -> str:
-    """The id of the paused run, once its input form is saved and it can be resumed.
-
-    Prefect moves the run to Paused before it saves the form's schema, so a resume that
-    only waits for the state can arrive in between and be refused.
-    """
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while time.monotonic() < deadline:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"])))
-            )
-            if runs and await _input_form_saved(client, runs[0]):
-                return str(runs[0].id)
-            await asyncio.sleep(0.5)
-    raise AssertionError("the run never paused for approval with its input form saved")
-
-
-async def _input_form_saved(client, run) -> bool:
-    keyset = run.state.state_details.run_input_keyset or {}
-    if "schema" not in keyset:
-        return False
-    try:
-        await client.read_flow_run_input(run.id, keyset["schema"])
-    except httpx.HTTPStatusError as error:
-        if error.response.status_code == 404:
-            return False
-        raise
-    return True
+async def paused_run_id(flow_name: str = "ppis-hourly-pricing", timeout: float = 60) -> str:
+    """The id of the paused ``flow_name`` run, once its input form is saved and it can be resumed."""
+    return await paused_for_input(flow_name, timeout)
 
 
 def recommendations(run_id: str) -> list[PriceRecommendation]:

@@ -21,7 +21,6 @@ import contextvars
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -106,34 +105,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         get_settings.cache_clear()
 
 
-async def _paused_change_run(timeout: float = 60) -> str:
-    """The paused pces-change-impact run, once its form can be answered."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateName,
-    )
-
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while time.monotonic() < deadline:
-            runs = await client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=["pces-change-impact"])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"]))),
-            )
-            for run in runs:
-                keyset = run.state.state_details.run_input_keyset or {} if run.state else {}
-                if "schema" in keyset:
-                    with contextlib.suppress(Exception):  # saved just after the state: try again shortly
-                        await client.read_flow_run_input(run.id, keyset["schema"])
-                        return str(run.id)
-            await asyncio.sleep(0.5)
-    raise TimeoutError("the change-impact run did not pause for approval within a minute")
-
-
 def _health_move(
     before: float | None, before_parts: dict[str, Any], after: float | None, after_parts: dict[str, Any]
 ) -> str:
@@ -168,6 +139,7 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
     from framework2.flows import context as pces
     from framework2.flows import planning as ppms
     from framework2.flows import portfolio as ppos
+    from framework2.flows.common import paused_for_input
     from framework2.store.engine import open_store, session_scope
     from framework2.store.models import ChangeImpactRow, PpHealth
 
@@ -215,7 +187,7 @@ def walk_a_change(requirements_dir: Path, source: str, say: Callable[[str], Any]
                 target=context.run, args=(lambda: box.setdefault("outcome", pces.change_impact(REQUIREMENT)),)
             )
             worker.start()
-            paused = asyncio.run(_paused_change_run())
+            paused = asyncio.run(paused_for_input("pces-change-impact"))
             with session_scope(engine) as session:
                 impact = session.scalars(
                     select(ChangeImpactRow)
