@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   — create .venv, install (with Chromium + axe-core for the accessibility scan), run the PSO master flow over the sample world (SQLite, ephemeral Prefect)
 #   make test   — create .venv, install, make sure PostgreSQL answers and Prometheus, Chromium and axe-core are
-#                 installed, lint, run the whole test suite on SQLite, then the integration suite on PostgreSQL
+#                 installed, lint, build the docs strictly, run the whole test suite on SQLite, then the
+#                 integration suite on PostgreSQL
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint docs bench clean
 
 install: $(STAMP)
 
@@ -32,9 +33,13 @@ test: $(STAMP)
 	bash scripts/ensure-prometheus.sh
 	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 	# The integration suite again with the Prefect server and the store on PostgreSQL (fresh databases).
 	FRAMEWORK2_TEST_BACKEND=postgres $(BIN)/pytest -q -p no:cacheprovider --durations=5
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -306,7 +306,7 @@ def naive_dashboard(engine: Any, settings: Any, now: datetime) -> dict[str, Any]
     """The obvious first version: load every table the page reads, compute the same numbers in Python."""
     from sqlalchemy import select
 
-    from framework2.deployments.dashboard import MOVING, PAGE_SIZE, SPARK_POINTS
+    from framework2.service.dashboard import MOVING, PAGE_SIZE, SPARK_POINTS
     from framework2.store import models as m
     from framework2.store.engine import session_scope
     from framework2.store.runs import as_utc
@@ -439,7 +439,7 @@ def main() -> int:
     from sqlalchemy import text
 
     from framework2.config import get_settings
-    from framework2.deployments import dashboard as dash
+    from framework2.service import dashboard as dash
     from framework2.store.engine import open_store
 
     settings = get_settings()

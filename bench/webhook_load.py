@@ -245,7 +245,7 @@ class WebhookSender(Sender):
     """Signed webhooks with unique delivery ids; a share of the accepted ones re-sent as a sender's retry."""
 
     def __init__(self, client: httpx.AsyncClient, concurrency: int, secret: str, run: str, retry_share: float) -> None:
-        from framework2.deployments.webhooks import event_id
+        from framework2.service.webhooks import event_id
 
         super().__init__(client, concurrency)
         self.secret = secret

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from framework2.errors import Framework2Error
+from framework2.links import ui_url
 
 app = typer.Typer(
     name="framework2",
@@ -37,7 +38,6 @@ app = typer.Typer(
 console = Console()
 # Errors and progress go to stderr, so `--json` output on stdout stays parseable when something goes wrong.
 err_console = Console(stderr=True)
-DEFAULT_API = "http://127.0.0.1:4200/api"
 
 
 def _settings():  # type: ignore[no-untyped-def]
@@ -67,17 +67,6 @@ def check_prefect_api() -> None:
             f"cannot reach the Prefect API at {api}: {type(exc).__name__}",
             hint="start it with `framework2 start`, fix PREFECT_API_URL, or unset it to use a temporary local API",
         ) from exc
-
-
-def ui_url() -> str:
-    """The Prefect UI URL for the configured API (or the local default)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
-    configured = PREFECT_UI_URL.value()
-    if configured:
-        return str(configured)
-    api = PREFECT_API_URL.value() or DEFAULT_API
-    return str(api).removesuffix("/api")
 
 
 @app.command()
@@ -129,9 +118,7 @@ def api(
     relay: Annotated[bool, typer.Option(help="Relay accepted webhooks to Prefect from this process.")] = True,
 ) -> None:
     """Serve the webhooks, the dashboard, /health and /metrics (FastAPI on uvicorn) until Ctrl-C."""
-    import uvicorn
-
-    from framework2.deployments.app import create_app, uvicorn_options
+    from framework2.service.app import create_app, serve
     from framework2.store.engine import open_store
 
     _prefect_env()
@@ -146,7 +133,7 @@ def api(
     console.print(f"  Webhooks:    POST {webhooks}/framework-set-2 (also {webhooks}/github, {webhooks}/jira)")
     console.print(f"  Health:      http://{host}:{port}/health/ready    Metrics: http://{host}:{port}/metrics")
     console.print(f"  OpenAPI:     http://{host}:{port}/openapi.json")
-    uvicorn.run(service, host=host, port=port, log_level="info", access_log=False, **uvicorn_options(settings))
+    serve(service, settings, host, port)
 
 
 @app.command()
@@ -353,11 +340,11 @@ def webhook_secret() -> None:
 def health() -> None:
     """Per system: last run, its state and age, success rate, health score and whether it is healthy.
 
-    Exits 1 when a system that has run is unhealthy (rules: framework2/deployments/observability.py). A system
+    Exits 1 when a system that has run is unhealthy (rules: framework2/service/observability.py). A system
     that never ran is listed as "never run" and does not count: it may simply not be deployed yet.
     """
     from framework2.config import get_settings
-    from framework2.deployments.observability import system_status
+    from framework2.service.observability import system_status
     from framework2.store.engine import open_store
     from framework2.store.models import utcnow
 

@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     create_model,
@@ -37,6 +36,7 @@ from pydantic_settings import (
 )
 
 from framework2.errors import ConfigError
+from framework2.sections import Section
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -56,54 +56,6 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def snake_case(key: str) -> str:
-    """``marketAnalysisInterval`` → ``market_analysis_interval`` (snake_case passes through)."""
-    return _CAMEL.sub("_", key).lower()
-
-
-def camel_case(key: str) -> str:
-    """``market_analysis_interval`` → ``marketAnalysisInterval``, the seed's spelling."""
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def unknown_keys_message(unknown: list[str], known: list[str]) -> str:
-    """'unknown key(s) X; known keys: a, b' — camelCase, as the example file writes them."""
-    listed = ", ".join(camel_case(k) for k in sorted(known))
-    return f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; known keys: {listed}"
-
-
-class Section(BaseModel):
-    """A config section: accepts the seed's camelCase keys and snake_case, rejects unknown keys by name.
-
-    Also the base of the models a section holds as tables (the PCES impact policy, components, stakeholder
-    preferences), so every table in the file follows the same two rules."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _snake_keys(cls, data: Any) -> Any:
-        # The file may say marketAnalysisInterval while the environment says MARKET_ANALYSIS_INTERVAL;
-        # sources arrive merged lowest-priority first, so a later spelling of the same key wins.
-        if not isinstance(data, dict):
-            return data
-        unknown = [str(k) for k in data if not isinstance(k, str) or snake_case(k) not in cls.model_fields]
-        if unknown:
-            # Pydantic's "extra inputs are not permitted" names the key but not what was meant.
-            raise ValueError(unknown_keys_message(unknown, list(cls.model_fields)))
-        merged: dict[str, Any] = {}
-        for key, value in data.items():
-            key = snake_case(key)
-            earlier = merged.get(key)
-            # A table given in both spellings (file camelCase, environment snake_case): keep both tables' keys.
-            merged[key] = {**earlier, **value} if isinstance(earlier, dict) and isinstance(value, dict) else value
-        return merged
 
 
 class StoreSettings(Section):

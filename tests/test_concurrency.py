@@ -212,10 +212,12 @@ def test_two_pricing_runs_at_once_one_prices_the_other_skips(
     store: Engine, prefect_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import framework2.flows.pricing as pricing
+    from framework2.flows import lifecycle
     from framework2.sample.world import sample_market, seed_store
 
     seed_store(store, sample_market(n_skus=30, seed=4))
-    monkeypatch.setattr(pricing, "acquire", lined_up(pricing.acquire, threading.Barrier(2)))
+    # Both runs reach the lease at the same moment (the one run lifecycle takes it for every system).
+    monkeypatch.setattr(lifecycle, "acquire", lined_up(lifecycle.acquire, threading.Barrier(2)))
 
     results = together(2, lambda _i: pricing.hourly_pricing(feeds=[], approval_wait_seconds=0))
 
@@ -245,6 +247,7 @@ def test_two_pricing_runs_at_once_one_prices_the_other_skips(
 def ppos(store: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """The sample projects in the store; PPOS's events recorded instead of sent, its artifact left out."""
     import framework2.flows.portfolio as portfolio
+    from framework2.flows import lifecycle
     from framework2.sample.world import seed_projects
 
     seed_projects(store)
@@ -253,7 +256,7 @@ def ppos(store: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]
         portfolio, "emit_about_project", lambda _s, event, project, _n, _p: events.append((event, project))
     )
     monkeypatch.setattr(portfolio, "create_markdown_artifact", lambda **_kw: None)
-    monkeypatch.setattr(portfolio, "acquire", lined_up(portfolio.acquire, threading.Barrier(2)))
+    monkeypatch.setattr(lifecycle, "acquire", lined_up(lifecycle.acquire, threading.Barrier(2)))
     return events
 
 
@@ -311,11 +314,12 @@ def test_a_ppos_run_that_fails_before_its_commit_stores_nothing(
     store: Engine, ppos: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import framework2.flows.portfolio as portfolio
+    from framework2.flows import lifecycle
 
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("disk full")  # after the health rows were added to the transaction
 
-    monkeypatch.setattr(portfolio, "acquire", acquire)  # one run: nothing to line up
+    monkeypatch.setattr(lifecycle, "acquire", acquire)  # one run: nothing to line up
     monkeypatch.setattr(portfolio, "add_risk", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         portfolio.run_exclusive(store, get_settings(), "health", allocation=False)

@@ -181,7 +181,8 @@ def test_the_example_file_documents_every_key() -> None:
     import re
     import typing
 
-    from framework2.config import Section, Settings, camel_case
+    from framework2.config import Settings
+    from framework2.sections import Section, camel_case
     from framework2.tasks.context.impact import Component, ImpactPolicy
     from framework2.tasks.context.stakeholders import Preference
 

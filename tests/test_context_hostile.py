@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from framework2.blocks.requirements_source import RequirementsSource
 from framework2.errors import DataError
-from framework2.tasks.context import requirements as requirements_module
 from framework2.tasks.context import sources as sources_module
 from framework2.tasks.context.requirements import MAX_FILE_BYTES, parse_requirement, read_requirements_dir
+from framework2.tasks.context.requirements import markdown as requirements_module  # where folders are read
 from framework2.tasks.context.safe_yaml import MAX_DEPTH, MAX_YAML_CHARS
 from framework2.tasks.context.source_checks import branch_problem
 from framework2.tasks.context.sources import checkout_directory

@@ -27,8 +27,9 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from framework2.config import get_settings
-from framework2.deployments import dashboard as dash
-from framework2.deployments.dashboard import (
+from framework2.sample.world import seed_release_history
+from framework2.service import dashboard as dash
+from framework2.service.dashboard import (
     AllocationSection,
     PersonLoad,
     allocation_status,
@@ -44,7 +45,6 @@ from framework2.deployments.dashboard import (
     sparkline_svg,
     system_statuses,
 )
-from framework2.sample.world import seed_release_history
 from framework2.store.engine import make_engine, open_store
 from framework2.store.migrate import upgrade
 from framework2.store.models import (

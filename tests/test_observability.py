@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from framework2.config import Settings, get_settings
-from framework2.deployments.observability import (
+from framework2.service.observability import (
     WEBHOOK_OUTCOMES,
     readiness,
     record_webhook,

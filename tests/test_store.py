@@ -12,7 +12,7 @@ from framework2.errors import StoreError
 from framework2.store import models
 from framework2.store.engine import check_connection, make_engine, open_store, session_scope
 from framework2.store.migrate import current_revision, head_revision, upgrade
-from framework2.store.runs import failed_on_error, finish_run, quarantine, recent_runs, run_status, start_run
+from framework2.store.runs import finish_run, quarantine, recent_runs, start_run
 
 
 def schema_diff(engine) -> list:  # type: ignore[no-untyped-def]
@@ -112,17 +112,6 @@ def test_sales_of_inactive_products_are_not_read(tmp_path) -> None:  # type: ign
     with session_scope(engine) as session:
         session.get(models.Product, "B").active = False  # discontinued: its history must not read as "unknown"
     assert load_sales(engine, dt.date(2026, 1, 1))["sku"].tolist() == ["A"]
-
-
-def test_a_run_whose_work_raises_is_marked_failed_with_the_error(store_url: str) -> None:
-    engine = open_store()
-    run_id = start_run(engine, "ppos")
-
-    with pytest.raises(ZeroDivisionError), failed_on_error(engine, run_id):
-        1 / 0  # noqa: B018
-
-    [run] = [r for r in recent_runs(engine, "ppos") if r.id == run_id]
-    assert run_status(engine, run_id) == "failed" and "division by zero" in run.error
 
 
 def test_threads_opening_the_store_at_once_all_get_a_migrated_store(store_url: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from framework2.deployments.webhooks import (
+from framework2.service.webhooks import (
     ALLOWED,
     INBOUND_EVENTS,
     RESERVED_DATA_KEYS,

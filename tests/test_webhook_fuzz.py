@@ -21,8 +21,8 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from framework2.config import get_settings
-from framework2.deployments.app import create_app
-from framework2.deployments.webhooks import hub_signature, sign
+from framework2.service.app import create_app
+from framework2.service.webhooks import hub_signature, sign
 
 SECRET_BLOCK = "webhook-fuzz"
 SECRET = "fuzz-secret-not-for-production"

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from framework2.deployments import outbox
-from framework2.deployments.app import create_app
+from framework2.service import outbox
+from framework2.service.app import create_app
 from framework2.store.engine import open_store, session_scope
 from framework2.store.models import WebhookDelivery
 from tests.conftest import free_port

@@ -16,8 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
 from framework2.config import Settings
-from framework2.deployments.app import create_app
-from framework2.deployments.webhooks import INBOUND_EVENTS
+from framework2.service.app import create_app
+from framework2.service.webhooks import INBOUND_EVENTS
 from tests.test_cli import framework2
 from tests.test_webhooks import PATH, serve, signed
 

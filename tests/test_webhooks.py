@@ -24,8 +24,8 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from framework2.config import Settings, WebhookSettings
-from framework2.deployments.app import create_app, uvicorn_options
-from framework2.deployments.webhooks import (
+from framework2.service.app import create_app, uvicorn_options
+from framework2.service.webhooks import (
     ALLOWED,
     EVENT_ID_NAMESPACE,
     RateLimiter,

@@ -28,7 +28,8 @@ from sqlalchemy.engine import Engine
 from framework2.config import Settings, get_settings
 from framework2.errors import DataError
 from framework2.events import emit
-from framework2.flows.common import current_flow_run_id, flow_run_link
+from framework2.flows.common import flow_run_link
+from framework2.flows.lifecycle import Finish, SystemRun, run_recorded
 from framework2.flows.planning import calibrated_dependence
 from framework2.store.context import (
     current_links,
@@ -48,7 +49,7 @@ from framework2.store.context import (
 )
 from framework2.store.engine import open_store
 from framework2.store.planning import load_dependencies, load_people, load_projects, load_tasks
-from framework2.store.runs import already_quarantined, failed_on_error, finish_run, jsonable, quarantine, start_run
+from framework2.store.runs import already_quarantined, quarantine
 from framework2.systems import SystemResult
 from framework2.tasks.context.approval import STATUS as APPROVAL_STATUS
 from framework2.tasks.context.approval import ChangeApproval, start_deadline
@@ -262,13 +263,14 @@ def ingest(sources: list[str] | None = None) -> SystemResult:
     settings = get_settings()
     engine = open_store()
     names = sources if sources is not None else settings.pces.requirements_sources
-    run_id = start_run(
-        engine, SYSTEM, parameters={"sources": names}, flow_run_id=current_flow_run_id(), model_version=MODEL_VERSION
-    )
-    with failed_on_error(engine, run_id):
-        outcome = run_ingest(engine, settings, run_id, names)
-    status = "failed" if outcome["failed"] and not outcome["sources"] else "completed"
-    finish_run(engine, run_id, status=status, outcome=jsonable(outcome))
+
+    def body(run: SystemRun) -> Finish:
+        outcome = run_ingest(engine, settings, run.id, names)
+        status = "failed" if outcome["failed"] and not outcome["sources"] else "completed"
+        return Finish(outcome, status=status, value=outcome)
+
+    end = run_recorded(SYSTEM, body, parameters={"sources": names}, engine=engine, model_version=MODEL_VERSION)
+    run_id, status, outcome = end.run_id, end.status, end.value
     changed = sum(len(s["changes"]) for s in outcome["sources"])
     cosmetic = sum(len(s["cosmetic"]) for s in outcome["sources"])
     problems = sum(len(s["problems"]) for s in outcome["sources"])
@@ -501,16 +503,10 @@ def change_impact(requirement: str, version: int | None = None) -> dict[str, Any
     """Assess one requirement version (default: the newest); pause for approval when the policy asks for it."""
     settings = get_settings()
     engine = open_store()
-    run_id = start_run(
-        engine,
-        SYSTEM,
-        parameters={"step": "impact", "requirement": requirement, "version": version},
-        flow_run_id=current_flow_run_id(),
-        model_version=MODEL_VERSION,
-    )
-    with failed_on_error(engine, run_id):
+
+    def body(run: SystemRun) -> Finish:
         report, decision, number, diff, content, change, status, settled = assess_change(
-            engine, settings, run_id, requirement, version
+            engine, settings, run.id, requirement, version
         )
         create_markdown_artifact(
             key=f"pces-impact-{_artifact_key(requirement)}",
@@ -518,7 +514,7 @@ def change_impact(requirement: str, version: int | None = None) -> dict[str, Any
             description=f"PCES: impact of {requirement} v{number}",
         )
         approval = None
-        link = flow_run_link(current_flow_run_id())
+        link = flow_run_link(run.flow_run_id)
         if status == "pending_approval" and link:
             approval = (link, datetime.now(UTC) + settings.pces.approval_wait)
         # Everyone hears before a pause: the owner has to know there is something to approve, where and by when.
@@ -534,15 +530,22 @@ def change_impact(requirement: str, version: int | None = None) -> dict[str, Any
             )
             if answer is not None and status != "pending_approval":
                 informed += close_the_loop(engine, settings, content, number, status, answer, report, change)
-    outcome = {
-        "requirement": requirement,
-        "version": number,
-        "action": decision.action,
-        "status": status,
-        "informed": informed,
-    }
-    finish_run(engine, run_id, status="completed", outcome=jsonable({**outcome, "reasons": decision.reasons}))
-    return outcome
+        outcome = {
+            "requirement": requirement,
+            "version": number,
+            "action": decision.action,
+            "status": status,
+            "informed": informed,
+        }
+        return Finish({**outcome, "reasons": decision.reasons}, value=outcome)
+
+    return run_recorded(
+        SYSTEM,
+        body,
+        parameters={"step": "impact", "requirement": requirement, "version": version},
+        engine=engine,
+        model_version=MODEL_VERSION,
+    ).value
 
 
 def announce_scope(
@@ -730,8 +733,8 @@ def outbox_markdown(engine: Engine, expired: list[Any], now: datetime) -> str:
 def _deliver_and_report(step: str, deliver_step: Any) -> dict[str, int]:
     settings = get_settings()
     engine = open_store()
-    run_id = start_run(engine, SYSTEM, parameters={"step": step}, flow_run_id=current_flow_run_id())
-    with failed_on_error(engine, run_id):
+
+    def body(_run: SystemRun) -> dict[str, int]:
         now = datetime.now(UTC)
         expired = expire_messages(engine, now - settings.pces.message_expiry)
         for row in expired:
@@ -742,8 +745,9 @@ def _deliver_and_report(step: str, deliver_step: Any) -> dict[str, int]:
         create_markdown_artifact(
             key="pces-outbox", markdown=outbox_markdown(engine, expired, now), description="PCES: undelivered messages"
         )
-    finish_run(engine, run_id, status="completed", outcome=outcome)
-    return outcome
+        return outcome
+
+    return run_recorded(SYSTEM, body, parameters={"step": step}, engine=engine).value
 
 
 @flow(name="pces-stakeholder-digest", description="PCES: send the daily digests and retry queued messages.")

@@ -39,11 +39,11 @@ from sqlalchemy.engine import Engine
 from framework2.config import JourneySettings, PerformanceTarget, Settings, get_settings
 from framework2.errors import DataError
 from framework2.events import emit
-from framework2.flows.common import current_flow_run_id
+from framework2.flows.lifecycle import Finish, SystemRun, run_recorded
 from framework2.scale import ScaleOut, resolve_scale
 from framework2.store import experience as store
 from framework2.store.engine import open_store
-from framework2.store.runs import failed_on_error, finish_run, jsonable, quarantine, start_run
+from framework2.store.runs import jsonable, quarantine
 from framework2.systems import SystemResult
 from framework2.tasks.experiments.partitions import (
     TABLE_PREFIX,
@@ -108,20 +108,21 @@ def read_source(source: str, settings: Settings, *, kind: str) -> pd.DataFrame:
 def _run_part(
     step: str, parameters: dict[str, Any], work: Callable[[Engine, Settings, str], dict[str, Any]]
 ) -> dict[str, Any]:
-    """Run one PUXT part as its own analysis run: stored, marked failed with the error if the work raises."""
+    """Run one PUXT part as its own recorded run; a part that found nothing to do is recorded as skipped."""
     settings = get_settings()
-    engine = open_store(settings)
-    run_id = start_run(
-        engine,
+
+    def body(run: SystemRun) -> Finish:
+        outcome = work(run.engine, settings, run.id)
+        return Finish(outcome, status="skipped" if outcome.get("skipped") else "completed", value=outcome)
+
+    end = run_recorded(
         SYSTEM,
+        body,
         parameters={"step": step, **jsonable(parameters)},
-        flow_run_id=current_flow_run_id(),
+        engine=open_store(settings),
         model_version=MODEL_VERSION,
     )
-    with failed_on_error(engine, run_id):
-        outcome = work(engine, settings, run_id)
-    finish_run(engine, run_id, status="skipped" if outcome.get("skipped") else "completed", outcome=jsonable(outcome))
-    return {"run_id": run_id, **outcome}
+    return {"run_id": end.run_id, **end.value}
 
 
 # --- journeys ---------------------------------------------------------------------------------------------
@@ -621,13 +622,6 @@ def user_experience(inputs: ExperienceInputs | None = None) -> SystemResult:
     settings = get_settings()
     engine = open_store(settings)
     wanted = (inputs or ExperienceInputs()).resolved(settings)
-    run_id = start_run(
-        engine,
-        SYSTEM,
-        parameters={"step": "system", **jsonable(wanted.model_dump(exclude_none=True))},
-        flow_run_id=current_flow_run_id(),
-        model_version=MODEL_VERSION,
-    )
     flags = settings.puxt
     parts: list[tuple[str, bool, Callable[[], dict[str, Any]]]] = [
         (
@@ -649,7 +643,8 @@ def user_experience(inputs: ExperienceInputs | None = None) -> SystemResult:
     ]
     outcomes: dict[str, Any] = {}
     failed: list[str] = []
-    with failed_on_error(engine, run_id):
+
+    def body(_run: SystemRun) -> Finish:
         for name, enabled, run in parts:
             if not enabled:
                 outcomes[name] = {"skipped": True, "summary": "switched off or not due"}
@@ -660,9 +655,18 @@ def user_experience(inputs: ExperienceInputs | None = None) -> SystemResult:
                 get_run_logger().error("PUXT %s failed: %s", name, exc)
                 failed.append(f"{name}: {exc}")
                 outcomes[name] = {"failed": True, "summary": f"failed: {exc}"}
+        ran = [n for n, o in outcomes.items() if not o.get("skipped")]
+        return Finish(outcomes, status="failed" if failed and len(failed) == len(ran) else "completed")
+
+    end = run_recorded(
+        SYSTEM,
+        body,
+        parameters={"step": "system", **jsonable(wanted.model_dump(exclude_none=True))},
+        engine=engine,
+        model_version=MODEL_VERSION,
+    )
+    run_id, status = end.run_id, end.status
     ran = [n for n, o in outcomes.items() if not o.get("skipped")]
-    status = "failed" if failed and len(failed) == len(ran) else "completed"
-    finish_run(engine, run_id, status=status, outcome=jsonable(outcomes))
     summary = "; ".join(f"{name}: {o.get('summary', '')}" for name, o in outcomes.items() if not o.get("skipped"))
     summary = summary or "nothing configured: set the [puxt] keys (experimentsFile, journeys, performanceTargets, ...)"
     if status == "failed":

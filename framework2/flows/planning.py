@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from framework2.config import ProjectManagementSettings, get_settings
 from framework2.events import emit
-from framework2.flows.common import current_flow_run_id
+from framework2.flows.lifecycle import Finish, SystemRun, run_recorded
 from framework2.scale import ScaleOut, resolve_scale
 from framework2.store.engine import open_store, session_scope
 from framework2.store.models import AnalysisRun, PmAssignment, PmBacklogEntry, PmForecast
@@ -39,7 +39,7 @@ from framework2.store.planning import (
     source_cursor,
     store_batch,
 )
-from framework2.store.runs import as_utc, failed_on_error, finish_run, jsonable, start_run
+from framework2.store.runs import as_utc, jsonable
 from framework2.systems import SystemResult
 from framework2.tasks.planning.assign import assign
 from framework2.tasks.planning.backtest import backtest, track_record
@@ -444,23 +444,19 @@ def _calibration_due(engine: Engine, settings: ProjectManagementSettings) -> boo
     )
 
 
-def _run(step: str, parameters: dict[str, Any], body: Any, quality_of: Any = None) -> Any:
-    engine = open_store()
-    run_id = start_run(
-        engine,
-        SYSTEM,
-        parameters={"step": step, **parameters},
-        flow_run_id=current_flow_run_id(),
-        model_version=MODEL_VERSION,
-    )
-    with failed_on_error(engine, run_id):
-        outcome = body(engine, run_id)
-    stored: dict[str, Any] = {"step": step, "result": outcome}
-    if quality_of is not None:
-        # Health reads the run's own trust signal from the outcome's top level.
-        stored["quality"], stored["quality_reason"] = quality_of(engine, outcome)
-    finish_run(engine, run_id, status="completed", outcome=jsonable(stored))
-    return run_id, outcome
+def _run(step: str, parameters: dict[str, Any], body: Any, quality_of: Any = None) -> tuple[str, Any]:
+    """One recorded PPMS run of ``step``: its outcome stored with the trust signal health reads (``quality_of``)."""
+
+    def recorded(run: SystemRun) -> Finish:
+        outcome = body(run.engine, run.id)
+        stored: dict[str, Any] = {"step": step, "result": outcome}
+        if quality_of is not None:
+            # Health reads the run's own trust signal from the outcome's top level.
+            stored["quality"], stored["quality_reason"] = quality_of(run.engine, outcome)
+        return Finish(stored, value=outcome)
+
+    end = run_recorded(SYSTEM, recorded, parameters={"step": step, **parameters}, model_version=MODEL_VERSION)
+    return end.run_id, end.value
 
 
 @flow(name="ppms-sync", description="PPMS: read GitHub, Jira and CSV sources incrementally into the store.")

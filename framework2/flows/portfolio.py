@@ -26,10 +26,10 @@ from sqlalchemy.engine import Engine
 
 from framework2.config import Settings, get_settings
 from framework2.events import emit_about_project
-from framework2.flows.common import current_flow_run_id
+from framework2.flows.lifecycle import Exclusive, run_recorded
 from framework2.store.context import scope_changes
 from framework2.store.engine import open_store, session_scope
-from framework2.store.locks import Lease, LockHeld, acquire
+from framework2.store.locks import Lease
 from framework2.store.models import PpAllocation
 from framework2.store.planning import load_dependencies, load_people, load_projects, load_tasks
 from framework2.store.portfolio import (
@@ -42,7 +42,7 @@ from framework2.store.portfolio import (
     release_counts,
     slip_history,
 )
-from framework2.store.runs import failed_on_error, finish_in, finish_run, jsonable, start_run
+from framework2.store.runs import finish_in, jsonable
 from framework2.systems import SYSTEMS, SystemResult
 from framework2.tasks.planning.durations import fit_duration_model, working_days_between
 from framework2.tasks.planning.records import DependencyRecord, PersonRecord, ProjectRecord, TaskRecord
@@ -429,32 +429,23 @@ def run_exclusive(
     skipped, naming the holder.
     """
     logger = _logger()
-    wait = LOCK_WAIT if wait is None else wait
-    run_id = start_run(
-        engine, SYSTEM, parameters={"step": step}, flow_run_id=current_flow_run_id(), model_version=MODEL_VERSION
-    )
-    try:
-        lease = acquire(
-            engine,
+    end = run_recorded(
+        SYSTEM,
+        lambda run: operate(engine, settings, run.id, allocation=allocation, lease=run.lease),
+        parameters={"step": step},
+        engine=engine,
+        model_version=MODEL_VERSION,
+        exclusive=Exclusive(
             LOCK,
-            holder=run_id,
             ttl=SYSTEMS[SYSTEM].run_limit(settings),  # a crashed run blocks the next ones at most this long
-            label=f"PPOS {step} run {run_id}",
-            wait=wait,
-        )
-    except LockHeld as held:
-        summary = (
-            f"skipped: {held.label} (started {held.acquired_at:%H:%M} UTC) is still in progress after waiting "
-            f"{wait.total_seconds():g} s for the PPOS lock"
-        )
-        finish_run(engine, run_id, status="skipped", outcome={"summary": summary, "lock_holder": held.holder})
-        logger.warning(summary)
-        return SystemResult(system=SYSTEM, run_id=run_id, status="skipped", summary=summary)
-    try:
-        with failed_on_error(engine, run_id):
-            outcome = operate(engine, settings, run_id, allocation=allocation, lease=lease)
-    finally:
-        lease.release()
+            label=f"PPOS {step} run",
+            wait=LOCK_WAIT if wait is None else wait,
+        ),
+        logger=logger,
+    )
+    if end.status == "skipped":
+        return SystemResult(system=SYSTEM, run_id=end.run_id, status="skipped", summary=end.summary)
+    run_id, outcome = end.run_id, end.value
     below = outcome["below_threshold"]
     summary = f"portfolio health {outcome['portfolio']:.0f} over {len(outcome['projects'])} projects; " + (
         f"{len(below)} below {settings.alerts.health_score_below:g}: {', '.join(below)}" if below else "none below"

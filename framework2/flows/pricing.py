@@ -25,16 +25,15 @@ from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from pydantic import Field
-from sqlalchemy.exc import SQLAlchemyError
 
 from framework2.config import CompetitorRule, GuardrailOverrides, get_settings, with_overrides
 from framework2.errors import DataError
 from framework2.events import emit
+from framework2.flows.lifecycle import Exclusive, SystemRun, run_recorded
 from framework2.scale import ScaleOut, resolve_scale
 from framework2.store import pricing as store
-from framework2.store.engine import open_store, store_unreachable
-from framework2.store.locks import LockHeld, acquire
-from framework2.store.runs import as_utc, finish_run, run_status, start_run
+from framework2.store.engine import open_store
+from framework2.store.runs import as_utc
 from framework2.systems import SYSTEMS, SystemResult
 from framework2.tasks.pricing.approval import Decision, PriceApproval, apply_approval, start_deadline
 from framework2.tasks.pricing.elasticity import baseline_units
@@ -101,7 +100,6 @@ def hourly_pricing(
     days = history_days or cfg.history_days
     scale_out = resolve_scale(scale, settings.scale)
     engine = open_store(settings)
-    flow_run = get_run_context().flow_run
     parameters = {
         "feeds": feed_names,
         "guardrails": policy,
@@ -111,43 +109,21 @@ def hourly_pricing(
         "mode": cfg.pricing_optimization,
         "scale": scale_out.model_dump(exclude_none=True),
     }
-    run_id = start_run(
-        engine,
-        SYSTEM,
-        parameters=parameters,
-        flow_run_id=str(flow_run.id) if flow_run else None,
-        model_version=MODEL_VERSION,
-    )
-    try:
-        # One run at a time prices the catalogue, also across workers: the lease lasts as long as a run may
-        # (its approval wait included), so a run paused for a person keeps it, and a crashed one frees it.
-        lease = acquire(
-            engine,
-            LOCK,
-            holder=run_id,
-            ttl=SYSTEMS[SYSTEM].run_limit(settings, parameters),
-            label=f"pricing run {run_id}",
-        )
-    except LockHeld as held:
-        summary = (
-            f"skipped: {held.label} (started {held.acquired_at:%H:%M} UTC) is still in progress; "
-            f"it holds the pricing lock until {held.expires_at:%H:%M} UTC"
-        )
-        finish_run(engine, run_id, status="skipped", outcome={"summary": summary, "lock_holder": held.holder})
-        logger.warning(summary)
-        return SystemResult(system=SYSTEM, run_id=run_id, status="skipped", summary=summary)
-    progress = create_progress_artifact(0.0, key="ppis-progress", description="PPIS run progress")
-    identity: dict[str, Any] = {}
-    try:
+
+    def body(run: SystemRun) -> SystemResult:
+        run_id, lease, identity = run.id, run.lease, run.inputs  # identity: stored with the record however it ends
+        progress = create_progress_artifact(0.0, key="ppis-progress", description="PPIS run progress")
         inputs = load_inputs(engine, days)
         inputs.quarantined = quarantine_inputs(engine, run_id, inputs)
-        identity = {
-            "store": engine.url.render_as_string(hide_password=True),
-            "sales_window": inputs.window,
-            "skus": len(inputs.catalogue),
-            "sales_rows": len(inputs.sales),
-            "feeds": feed_names,
-        }
+        identity.update(
+            {
+                "store": engine.url.render_as_string(hide_password=True),
+                "sales_window": inputs.window,
+                "skus": len(inputs.catalogue),
+                "sales_rows": len(inputs.sales),
+                "feeds": feed_names,
+            }
+        )
         update_progress_artifact(progress, 15.0)
         market = collect_market(engine, run_id, feed_names, cfg, inputs.known_prices)
         identity |= {"offers": len(market.offers), "feed_states": {f.feed: f.state for f in market.feeds}}
@@ -243,20 +219,21 @@ def hourly_pricing(
         update_progress_artifact(progress, 100.0)
         logger.info(summary)
         return SystemResult(system=SYSTEM, run_id=run_id, summary=summary, quality=quality, metrics=metrics)
-    except BaseException as exc:
-        try:
-            if run_status(engine, run_id) == "running":
-                finish_run(engine, run_id, status="failed", inputs=identity, error=f"{type(exc).__name__}: {exc}")
-        except SQLAlchemyError as store_down:  # the run's own error is the one to report, not this one
-            logger.error(
-                "could not mark run %s failed (%s); it shows as running, and holds the pricing lock until %s UTC",
-                run_id,
-                store_unreachable(engine, store_down).message,
-                f"{lease.expires_at:%H:%M}",
-            )
-        raise
-    finally:
-        lease.release()  # logs, never raises, when the store is down: the lease then runs out on its own
+
+    # One run at a time prices the catalogue, also across workers: the lease lasts as long as a run may (its
+    # approval wait included), so a run paused for a person keeps it.
+    end = run_recorded(
+        SYSTEM,
+        body,
+        parameters=parameters,
+        engine=engine,
+        model_version=MODEL_VERSION,
+        exclusive=Exclusive(LOCK, ttl=SYSTEMS[SYSTEM].run_limit(settings, parameters), label="pricing run"),
+        logger=logger,
+    )
+    if end.status == "skipped":
+        return SystemResult(system=SYSTEM, run_id=end.run_id, status="skipped", summary=end.summary)
+    return end.value
 
 
 def _summary(gaps: list[str], n_skus: int, applied: int, counts: dict[str, int], feeds: list, totals: Any) -> str:

@@ -7,9 +7,11 @@ when the row is stale — a compare-and-swap UPDATE on the old holder (of two ta
 Nothing relies on the isolation level or on clocks agreeing about who came first, which is what made the
 old "look for an earlier run in progress" check racy.
 
-A lease is stale when it has expired (its holder crashed without releasing it) or when its holder is an
-analysis run that has ended (completed, failed, skipped: recorded by the run itself or by PSO), so a
-crashed run blocks at most until its expiry and a finished one not at all. The holder releases it in a
+A lease is stale when it has expired (its holder crashed without releasing it), when its holder is an
+analysis run that has ended (completed, failed, skipped: recorded by the run itself or by PSO), or — when the
+caller can ask Prefect (``holder_ended``) — when the holder's flow run has ended (Crashed after its worker
+died), so a crashed run blocks at most until its expiry, or not at all once Prefect knows, and a finished one
+not at all. The holder releases it in a
 ``finally``. Before committing results, the holder calls ``Lease.verify`` inside the results' transaction:
 a run that outlived its lease and lost it to another run stores nothing.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -101,18 +103,52 @@ def current_holder(engine: Engine, name: str) -> RunLock | None:
         return session.get(RunLock, name)
 
 
-def _stale(engine: Engine, lock: RunLock, now: datetime) -> str | None:
-    """Why ``lock`` may be taken over (expired, or its holder run has ended), or None if it is live."""
+# Asked for the final state of a holder run's Prefect flow run (None: still running, or cannot tell).
+HolderEnded = Callable[[str | None], str | None]
+
+
+def _stale(engine: Engine, lock: RunLock, now: datetime, holder_ended: HolderEnded | None = None) -> str | None:
+    """Why ``lock`` may be taken over (expired, its holder run has ended, or the holder's Prefect flow run has
+    ended without the run saying so), or None if it is live."""
     if as_utc(lock.expires_at) <= now:  # type: ignore[operator]
         return f"it expired at {_hhmm(lock.expires_at)}"
     with session_scope(engine) as session:
-        status = session.scalar(select(AnalysisRun.status).where(AnalysisRun.id == lock.holder))
-    if status is not None and status != "running":
+        row = session.execute(
+            select(AnalysisRun.status, AnalysisRun.flow_run_id).where(AnalysisRun.id == lock.holder)
+        ).first()
+    if row is None:
+        return None
+    status, flow_run_id = row
+    if status != "running":
         return f"its holder's run is {status}"
+    if holder_ended is not None and flow_run_id:
+        state = holder_ended(flow_run_id)
+        if state is not None:
+            # The worker died before the run could record its end (Prefect marks such a run Crashed): say so on
+            # the record, which would otherwise show "running" for ever.
+            with session_scope(engine) as session:
+                session.execute(
+                    update(AnalysisRun)
+                    .where(AnalysisRun.id == lock.holder, AnalysisRun.status == "running")
+                    .values(
+                        status="failed",
+                        finished_at=now,
+                        error=f"its Prefect flow run ended {state} before the run recorded its end",
+                    )
+                )
+            return f"its holder's flow run is {state}"
     return None
 
 
-def try_acquire(engine: Engine, name: str, *, holder: str, ttl: timedelta, label: str = "") -> Lease | RunLock:
+def try_acquire(
+    engine: Engine,
+    name: str,
+    *,
+    holder: str,
+    ttl: timedelta,
+    label: str = "",
+    holder_ended: HolderEnded | None = None,
+) -> Lease | RunLock:
     """One attempt to take ``name`` for ``holder`` for ``ttl``: the ``Lease``, or the live lease in the way."""
     current: RunLock | None = None
     for _ in range(_ROUNDS):
@@ -127,7 +163,7 @@ def try_acquire(engine: Engine, name: str, *, holder: str, ttl: timedelta, label
         current = current_holder(engine, name)
         if current is None:
             continue  # released in between: insert again
-        why = "renewed by its holder" if current.holder == holder else _stale(engine, current, now)
+        why = "renewed by its holder" if current.holder == holder else _stale(engine, current, now, holder_ended)
         if why is None:
             return current
         # Compare-and-swap on the holder we saw: of two runs taking over the same stale lease, one matches.
@@ -152,14 +188,17 @@ def acquire(
     label: str = "",
     wait: timedelta = timedelta(0),
     poll: float = 0.25,
+    holder_ended: HolderEnded | None = None,
 ) -> Lease:
     """Take the lease ``name`` for ``holder``, waiting up to ``wait`` for a live holder to finish.
 
-    Raises ``LockHeld`` (naming the holder) when it is still held after ``wait``.
+    ``holder_ended`` (the holder's flow run id → its final Prefect state, or None) frees a lease whose holder's
+    worker died at once instead of at its expiry. Raises ``LockHeld`` (naming the holder) when it is still held
+    after ``wait``.
     """
     deadline = time.monotonic() + wait.total_seconds()
     while True:
-        got = try_acquire(engine, name, holder=holder, ttl=ttl, label=label)
+        got = try_acquire(engine, name, holder=holder, ttl=ttl, label=label, holder_ended=holder_ended)
         if isinstance(got, Lease):
             return got
         remaining = deadline - time.monotonic()

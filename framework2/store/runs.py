@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import Any
@@ -104,16 +103,6 @@ def finish_in(
     run.outcome = jsonable(dict(outcome or {}))
     run.error = None if error is None else storable(error)
     run.quarantined = quarantined_count(session, run_id)
-
-
-@contextmanager
-def failed_on_error(engine: Engine, run_id: str) -> Iterator[None]:
-    """Mark the run failed, with the error, when the block raises (and re-raise): a run never stays "running"."""
-    try:
-        yield
-    except BaseException as exc:
-        finish_run(engine, run_id, status="failed", error=str(exc)[:2000])
-        raise
 
 
 def run_status(engine: Engine, run_id: str) -> str | None:

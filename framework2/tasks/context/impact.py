@@ -85,7 +85,7 @@ import networkx as nx
 import numpy as np
 from pydantic import BaseModel, Field
 
-from framework2.config import Section
+from framework2.sections import Section
 from framework2.tasks.planning.durations import DurationModel, task_duration_days, working_days_between
 from framework2.tasks.planning.flow import Dependence
 from framework2.tasks.planning.forecast import project_forecast, remaining_scope

@@ -70,8 +70,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
-from framework2.config import Section
 from framework2.errors import ConfigError
+from framework2.sections import Section
 from framework2.tasks.context.evolution import FieldChange, RequirementDiff
 from framework2.tasks.context.impact import Decision, ImpactReport
 

@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from framework2.config import Settings, get_settings
+from framework2.links import ui_url
 from framework2.store.engine import open_store, session_scope
 from framework2.store.models import (
     AnalysisRun,
@@ -1539,8 +1540,6 @@ def store_engine() -> Engine:
 def prefect_ui_base() -> str:
     """The Prefect UI's URL, as the CLI prints it (PREFECT_UI_URL, else the API URL without ``/api``); a dependency
     an app may override."""
-    from framework2.cli import ui_url
-
     return ui_url()
 
 

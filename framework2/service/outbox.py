@@ -50,9 +50,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from framework2.deployments.webhooks import event_id
 from framework2.errors import ConfigError
 from framework2.events import event_name, system_resource
+from framework2.service.webhooks import event_id
 from framework2.store.engine import session_scope
 from framework2.store.models import WebhookDelivery, utcnow
 from framework2.store.runs import jsonable

@@ -34,12 +34,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from framework2.config import Settings, get_settings
-from framework2.deployments import outbox
-from framework2.deployments.dashboard import router as dashboard_router
-from framework2.deployments.dashboard import store_engine
-from framework2.deployments.observability import record_webhook
-from framework2.deployments.observability import router as health_router
-from framework2.deployments.webhooks import (
+from framework2.errors import ConfigError
+from framework2.events import event_name
+from framework2.service import outbox
+from framework2.service.dashboard import router as dashboard_router
+from framework2.service.dashboard import store_engine
+from framework2.service.observability import record_webhook
+from framework2.service.observability import router as health_router
+from framework2.service.webhooks import (
     ALLOWED,
     DELIVERY_HEADER,
     DELIVERY_PATTERN,
@@ -74,8 +76,6 @@ from framework2.deployments.webhooks import (
     verify_framework2,
     verify_hub,
 )
-from framework2.errors import ConfigError
-from framework2.events import event_name
 
 logger = logging.getLogger("framework2.webhooks")
 
@@ -289,6 +289,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     if not proxies:
         return {"proxy_headers": False}
     return {"proxy_headers": True, "forwarded_allow_ips": proxies}
+
+
+def serve(service: FastAPI, settings: Settings, host: str, port: int) -> None:
+    """Run ``service`` under uvicorn until Ctrl-C, with the forwarded-header rule of ``uvicorn_options``."""
+    import uvicorn
+
+    uvicorn.run(service, host=host, port=port, log_level="info", access_log=False, **uvicorn_options(settings))
 
 
 def create_app(settings: Settings | None = None, *, relay: bool = True, prefect_api: str | None = None) -> FastAPI:
