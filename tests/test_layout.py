@@ -93,3 +93,15 @@ def test_http_code_lives_only_in_the_service_package() -> None:
         if not module_name(path).startswith("framework2.service")
     }
     assert {m: libs for m, libs in offenders.items() if libs} == {}
+
+
+def test_every_folder_of_code_is_a_package_that_installs() -> None:
+    """setuptools installs only folders with an ``__init__.py``: one without would work from a checkout and be
+    missing from the image and the wheel."""
+    from setuptools import find_packages
+
+    found = set(find_packages(str(PACKAGE.parent), include=["framework2*"]))
+    folders = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("*.py") if p.parent.name != "__pycache__"}
+    # Alembic's scripts are data it loads by path (pyproject's package-data ships them), not importable modules.
+    scripts = {"framework2.store.migrations", "framework2.store.migrations.versions"}
+    assert folders - found - scripts == set()
