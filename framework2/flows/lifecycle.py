@@ -44,6 +44,7 @@ class Exclusive:
     ttl: timedelta
     label: str
     wait: timedelta = timedelta(0)
+    called: str = ""  # what people call the lock in messages ("the pricing lock"); default its name
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class SystemRun:
     flow_run_id: str | None
     lease: Lease | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
+    lock_called: str = ""
 
     def complete_in(self, session: Any, outcome: Mapping[str, Any], *, status: str = "completed") -> None:
         """End the record inside the caller's transaction (the one that stores the results)."""
@@ -142,6 +144,7 @@ def run_recorded(
         flow_run_id,
     )
     if exclusive is not None:
+        run.lock_called = exclusive.called or exclusive.name
         try:
             run.lease = acquire(
                 engine,
@@ -188,9 +191,9 @@ def _record_failure(run: SystemRun, exc: BaseException, logger: Any) -> None:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             finish_run(run.engine, run.id, status="failed", inputs=run.inputs, error=error)
     except SQLAlchemyError as store_down:  # the run's own error is the one to report, not this one
-        held = f"; it holds the {run.lease.name} lock until {run.lease.expires_at:%H:%M} UTC" if run.lease else ""
+        held = f", and holds the {run.lock_called} lock until {run.lease.expires_at:%H:%M} UTC" if run.lease else ""
         logger.error(
-            "could not mark run %s failed (%s): it shows as running%s",
+            "could not mark run %s failed (%s); it shows as running%s",
             run.id,
             store_unreachable(run.engine, store_down).message,
             held,

@@ -228,7 +228,9 @@ def hourly_pricing(
         parameters=parameters,
         engine=engine,
         model_version=MODEL_VERSION,
-        exclusive=Exclusive(LOCK, ttl=SYSTEMS[SYSTEM].run_limit(settings, parameters), label="pricing run"),
+        exclusive=Exclusive(
+            LOCK, ttl=SYSTEMS[SYSTEM].run_limit(settings, parameters), label="pricing run", called="pricing"
+        ),
         logger=logger,
     )
     if end.status == "skipped":
